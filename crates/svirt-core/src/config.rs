@@ -1,0 +1,109 @@
+//! `svirt.toml`: the state directory, the confinement policy, and the driver stack, each driver
+//! chosen by name (`[[driver]] driver = "selinux"`) through typetag. Unknown keys are refused.
+
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::driver::SecurityDriver;
+use crate::error::{Error, Result};
+use crate::host::Host;
+use crate::store::LabelStore;
+
+/// The default state directory.
+pub const DEFAULT_STATE_DIR: &str = "/run/svirt";
+
+/// What a driver needs from its surroundings when it is built.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    pub state_dir: PathBuf,
+    pub host: Arc<dyn Host>,
+    pub store: Arc<dyn LabelStore>,
+}
+
+/// One `[[driver]]` table. Each driver crate registers its own with `#[typetag::serde(name=..)]`.
+#[typetag::serde(tag = "driver")]
+pub trait DriverConfig: Debug + Send + Sync {
+    /// Build the driver.
+    fn build(&self, ctx: &BuildContext) -> Result<Arc<dyn SecurityDriver>>;
+}
+
+/// The whole configuration file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Refuse domains that no driver confines.
+    #[serde(default)]
+    pub require_confined: bool,
+    /// The driver stack, primary first. Empty means: probe.
+    #[serde(default, rename = "driver")]
+    pub drivers: Vec<Box<dyn DriverConfig>>,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: default_state_dir(),
+            require_confined: false,
+            drivers: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Parse configuration text.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::Config {
+            reason: e.to_string().trim().replace('\n', " "),
+        })
+    }
+
+    /// Read and parse a configuration file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            reason: format!("cannot read {}: {e}", path.display()),
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            Error::Config { reason } => Error::Config {
+                reason: format!("{}: {reason}", path.display()),
+            },
+            other => other,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_none_driver_and_rejects_unknown_keys_and_drivers() {
+        let c = Config::from_toml("state_dir = '/tmp/x'\n[[driver]]\ndriver = 'none'\n").unwrap();
+        assert_eq!(c.drivers.len(), 1);
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/x"));
+        let e = Config::from_toml("stat_dir = '/tmp/x'\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("stat_dir"), "{e}");
+        let e = Config::from_toml("[[driver]]\ndriver = 'apparmor'\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("apparmor"), "{e}");
+        let e = Config::from_toml("[[driver]]\ndriver = 'none'\nextra = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("extra"), "{e}");
+        assert_eq!(
+            Config::from_toml("").unwrap().state_dir,
+            PathBuf::from("/run/svirt")
+        );
+    }
+}

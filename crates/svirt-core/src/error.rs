@@ -1,0 +1,228 @@
+//! svirt-core's one error type. Every driver's `SecurityDriver` methods return it, so a manager
+//! can stack drivers and a caller can match causes such as [`Error::LabelsExhausted`].
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result with svirt-core's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in svirt-core and the drivers built on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A security context, level or range does not parse.
+    #[error("invalid security context {input:?}: {reason}")]
+    ContextSyntax { input: String, reason: String },
+
+    /// Two MLS ranges have no common part.
+    #[error("ranges {a} and {b} are incomparable")]
+    IncomparableRanges { a: String, b: String },
+
+    /// The manager's category range is too small to hand out pairs.
+    #[error("category range {range} has {count} categories; at least 8 are needed")]
+    CategoryRangeTooSmall { range: String, count: u32 },
+
+    /// Every MCS pair of the range is in use.
+    #[error("MCS labels exhausted: all {total} category pairs of {range} are in use")]
+    LabelsExhausted { range: String, total: u64 },
+
+    /// A label is already reserved by someone else.
+    #[error("label {label} is already in use by {holders}")]
+    LabelInUse { label: String, holders: String },
+
+    /// A label is outside the range the manager may hand out.
+    #[error("label {label} lies outside the manager's range {range}")]
+    LabelOutsideRange { label: String, range: String },
+
+    /// Reading or writing the state directory (label store, journal, records) failed.
+    #[error("cannot {operation} {path}")]
+    State {
+        operation: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// A state file exists but cannot be understood.
+    #[error("state file {path} is corrupt: {reason}")]
+    StateCorrupt { path: PathBuf, reason: String },
+
+    /// The label store was made for another category range.
+    #[error("label store {path} holds labels of range {stored}, but the manager now uses {wanted}; stop those domains first")]
+    StoreRangeMismatch {
+        path: PathBuf,
+        stored: String,
+        wanted: String,
+    },
+
+    /// A domain description does not parse.
+    #[error("cannot parse domain {source_name} as {format}: {reason}")]
+    DomainParse {
+        source_name: String,
+        format: &'static str,
+        reason: String,
+    },
+
+    /// A domain description parses but breaks a rule.
+    #[error("domain {domain}: {reason}")]
+    DomainInvalid { domain: String, reason: String },
+
+    /// A domain name that must not reach a label, uid or file name.
+    #[error("invalid domain name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+
+    /// The svirt configuration is wrong.
+    #[error("invalid configuration: {reason}")]
+    Config { reason: String },
+
+    /// A driver named in the configuration cannot run on this host.
+    #[error("security driver {driver} is not available: {reason}")]
+    DriverUnavailable { driver: String, reason: String },
+
+    /// A domain names a model no configured driver provides.
+    #[error(
+        "domain {domain} asks for security model {model}, which no configured driver provides"
+    )]
+    ModelUnavailable { domain: String, model: String },
+
+    /// `require_confined` is set and the domain would run unconfined.
+    #[error("domain {domain} would run unconfined, and this host requires confinement")]
+    Unconfined { domain: String },
+
+    /// A host operation (syscall) failed.
+    #[error("cannot {operation} {path}")]
+    Host {
+        operation: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// svirt refuses to touch a path (system directory, wrong file type, symlink escape).
+    #[error("refusing to relabel {path}: {reason}")]
+    PathRefused { path: PathBuf, reason: String },
+
+    /// A file is already labeled for another running domain.
+    #[error("{path} is in use by domain {other} with {model} label {label}; domain {domain} cannot use it{hint}")]
+    ResourceConflict {
+        path: PathBuf,
+        model: String,
+        domain: String,
+        other: String,
+        label: String,
+        hint: &'static str,
+    },
+
+    /// A driver does not implement a mandatory operation.
+    #[error("security driver {model} does not support {operation}")]
+    Unsupported {
+        model: String,
+        operation: &'static str,
+    },
+
+    /// A driver-specific failure; the source is the driver crate's own error type.
+    #[error("{model} driver failed")]
+    Driver {
+        model: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A set-call failed and the earlier drivers were rolled back.
+    #[error("{source}{}", rollback_note(.rollback_errors))]
+    RolledBack {
+        #[source]
+        source: Box<Error>,
+        rollback_errors: Vec<Error>,
+    },
+
+    /// A best-effort call (restore) failed in one or more places; every failure is listed.
+    #[error("{} failure(s) while {operation}: {}", .errors.len(), list(.errors))]
+    Several {
+        operation: &'static str,
+        errors: Vec<Error>,
+    },
+
+    /// A domain is not known to the state directory.
+    #[error("no domain named {name} is running")]
+    NoSuchDomain { name: String },
+
+    /// A domain of this name is already running.
+    #[error("domain {name} is already running")]
+    DomainExists { name: String },
+}
+
+fn rollback_note(errors: &[Error]) -> String {
+    if errors.is_empty() {
+        String::new()
+    } else {
+        format!(" (and rollback failed: {})", list(errors))
+    }
+}
+
+fn list(errors: &[Error]) -> String {
+    errors
+        .iter()
+        .map(|e| crate::display_chain(e))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl Error {
+    /// A host-call failure with the operation and path it concerned.
+    pub fn host(operation: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Host {
+            operation,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A state-directory failure with the operation and path it concerned.
+    pub fn state(operation: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::State {
+            operation,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Wrap a driver crate's own error.
+    pub fn driver(
+        model: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Driver {
+            model: model.into(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The errno of the innermost I/O error, if any.
+    pub fn errno(&self) -> Option<i32> {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                return io.raw_os_error();
+            }
+            cur = e.source();
+        }
+        None
+    }
+}
+
+/// An error and all its causes on one line, separated by ": ".
+pub fn display_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}

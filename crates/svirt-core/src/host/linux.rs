@@ -1,0 +1,269 @@
+//! The real host: rustix/nix calls on Linux.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags, CWD};
+
+use super::{FileKind, FileMeta, Host, Node};
+
+/// [`Host`] on the running Linux kernel. `proc` is the procfs mount (normally `/proc`).
+#[derive(Debug, Clone)]
+pub struct LinuxHost {
+    proc: PathBuf,
+}
+
+impl Default for LinuxHost {
+    fn default() -> Self {
+        LinuxHost {
+            proc: PathBuf::from("/proc"),
+        }
+    }
+}
+
+impl LinuxHost {
+    /// A host whose procfs is at `proc`.
+    pub fn with_proc(proc: impl Into<PathBuf>) -> Self {
+        LinuxHost { proc: proc.into() }
+    }
+
+    fn fd_path(&self, node: &Node) -> PathBuf {
+        match node.fd() {
+            Some(fd) => {
+                use std::os::fd::AsRawFd;
+                self.proc.join("self/fd").join(fd.as_raw_fd().to_string())
+            }
+            None => node.path().to_owned(),
+        }
+    }
+}
+
+fn kind_of(mode: u32) -> FileKind {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => FileKind::Dir,
+        libc::S_IFLNK => FileKind::Symlink,
+        libc::S_IFBLK => FileKind::Block,
+        libc::S_IFCHR => FileKind::Char,
+        libc::S_IFSOCK => FileKind::Socket,
+        libc::S_IFIFO => FileKind::Fifo,
+        _ => FileKind::File,
+    }
+}
+
+fn meta_of(st: &rfs::Stat) -> FileMeta {
+    FileMeta {
+        kind: kind_of(st.st_mode),
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mode: st.st_mode & 0o7777,
+        dev: st.st_dev,
+        ino: st.st_ino,
+    }
+}
+
+fn io_err(e: rustix::io::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+impl Host for LinuxHost {
+    fn lstat(&self, path: &Path) -> io::Result<FileMeta> {
+        rfs::lstat(path).map(|s| meta_of(&s)).map_err(io_err)
+    }
+
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
+        fs::read_link(path)
+    }
+
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
+        fs::canonicalize(path)
+    }
+
+    fn open_node(&self, path: &Path) -> io::Result<Node> {
+        let fd = rfs::open(
+            path,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_err)?;
+        Ok(Node::new(path.to_owned(), Some(fd)))
+    }
+
+    fn open_child(&self, dir: &Node, name: &OsStr) -> io::Result<Node> {
+        let path = dir.path().join(name);
+        let Some(dfd) = dir.fd() else {
+            return self.open_node(&path);
+        };
+        if name.as_bytes().contains(&b'/') || name == ".." || name == "." {
+            return Err(io::Error::from_raw_os_error(libc::EXDEV));
+        }
+        let fd = rfs::openat2(
+            dfd.as_fd(),
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(io_err)?;
+        Ok(Node::new(path, Some(fd)))
+    }
+
+    fn meta(&self, node: &Node) -> io::Result<FileMeta> {
+        match node.fd() {
+            Some(fd) => rfs::fstat(fd).map(|s| meta_of(&s)).map_err(io_err),
+            None => self.lstat(node.path()),
+        }
+    }
+
+    fn list_dir(&self, dir: &Node) -> io::Result<Vec<OsString>> {
+        // Re-open the directory itself (O_PATH fds cannot be read), relative to the node.
+        let fd = match dir.fd() {
+            Some(d) => rfs::openat(
+                d.as_fd(),
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ),
+            None => rfs::openat(
+                CWD,
+                dir.path(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ),
+        }
+        .map_err(io_err)?;
+        let mut out = Vec::new();
+        let mut it = rfs::Dir::read_from(&fd).map_err(io_err)?;
+        while let Some(entry) = it.next() {
+            let entry = entry.map_err(io_err)?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                out.push(OsStr::from_bytes(name).to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    fn get_xattr(&self, node: &Node, name: &str) -> io::Result<Option<Vec<u8>>> {
+        let p = self.fd_path(node);
+        let mut buf = Vec::with_capacity(256);
+        loop {
+            buf.clear();
+            let r = if node.fd().is_some() {
+                rfs::getxattr(&p, name, rustix::buffer::spare_capacity(&mut buf))
+            } else {
+                rfs::lgetxattr(&p, name, rustix::buffer::spare_capacity(&mut buf))
+            };
+            match r {
+                Ok(_) => return Ok(Some(buf)),
+                Err(rustix::io::Errno::NODATA) => return Ok(None),
+                Err(rustix::io::Errno::RANGE) if buf.capacity() < 1 << 16 => {
+                    buf.reserve(buf.capacity() * 4);
+                }
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+    }
+
+    fn set_xattr(&self, node: &Node, name: &str, value: &[u8]) -> io::Result<()> {
+        let p = self.fd_path(node);
+        let r = if node.fd().is_some() {
+            rfs::setxattr(&p, name, value, rfs::XattrFlags::empty())
+        } else {
+            rfs::lsetxattr(&p, name, value, rfs::XattrFlags::empty())
+        };
+        r.map_err(io_err)
+    }
+
+    fn remove_xattr(&self, node: &Node, name: &str) -> io::Result<()> {
+        let p = self.fd_path(node);
+        let r = if node.fd().is_some() {
+            rfs::removexattr(&p, name)
+        } else {
+            rfs::lremovexattr(&p, name)
+        };
+        match r {
+            Ok(()) | Err(rustix::io::Errno::NODATA) => Ok(()),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    fn chown(&self, node: &Node, uid: u32, gid: u32) -> io::Result<()> {
+        let owner = (
+            Some(rustix::process::Uid::from_raw(uid)),
+            Some(rustix::process::Gid::from_raw(gid)),
+        );
+        match node.fd() {
+            Some(fd) => rfs::chownat(fd, "", owner.0, owner.1, AtFlags::EMPTY_PATH),
+            None => rfs::chownat(
+                CWD,
+                node.path(),
+                owner.0,
+                owner.1,
+                AtFlags::SYMLINK_NOFOLLOW,
+            ),
+        }
+        .map_err(io_err)
+    }
+
+    fn chmod(&self, node: &Node, mode: u32) -> io::Result<()> {
+        // chmod through /proc/self/fd/N reaches the inode the O_PATH fd holds.
+        rfs::chmod(self.fd_path(node), Mode::from_raw_mode(mode)).map_err(io_err)
+    }
+
+    fn fs_type(&self, node: &Node) -> io::Result<i64> {
+        let st = match node.fd() {
+            Some(fd) => rfs::fstatfs(fd),
+            None => rfs::statfs(node.path()),
+        }
+        .map_err(io_err)?;
+        #[allow(clippy::unnecessary_cast)]
+        Ok(st.f_type as i64)
+    }
+
+    fn boot_id(&self) -> io::Result<String> {
+        Ok(
+            fs::read_to_string(self.proc.join("sys/kernel/random/boot_id"))?
+                .trim()
+                .to_owned(),
+        )
+    }
+
+    fn pid_alive(&self, pid: u32) -> bool {
+        if pid == 0 {
+            return false;
+        }
+        match fs::read_to_string(self.proc.join(pid.to_string()).join("stat")) {
+            Ok(stat) => {
+                // The state follows the last ')' (the command name may contain one).
+                let state = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().next());
+                !matches!(state, Some("Z") | Some("X") | None)
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn pid_label(&self, pid: u32) -> io::Result<String> {
+        let raw = fs::read(self.proc.join(pid.to_string()).join("attr/current"))?;
+        let text = String::from_utf8_lossy(&raw);
+        Ok(text.trim_end_matches(['\0', '\n']).to_owned())
+    }
+
+    fn pid_owner(&self, pid: u32) -> io::Result<(u32, u32)> {
+        let status = fs::read_to_string(self.proc.join(pid.to_string()).join("status"))?;
+        let field = |key: &str| -> io::Result<u32> {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("no {key}")))
+        };
+        Ok((field("Uid:")?, field("Gid:")?))
+    }
+}

@@ -1,0 +1,130 @@
+//! The host seam: every syscall the drivers make goes through [`Host`]. [`LinuxHost`] is the real
+//! one; [`fake::FakeHost`] (feature `test-util`) is an in-memory recording fake that can inject
+//! errors, so drivers are tested without root, a kernel policy, or a real `/proc`.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt::Debug;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+mod linux;
+pub use linux::LinuxHost;
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod fake;
+
+/// The kind of a file, from `lstat`/`fstat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Block,
+    Char,
+    Socket,
+    Fifo,
+}
+
+/// What `lstat`/`fstat` says about a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileMeta {
+    pub kind: FileKind,
+    pub uid: u32,
+    pub gid: u32,
+    /// Permission bits (07777).
+    pub mode: u32,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// A file opened without following symlinks (`O_PATH|O_NOFOLLOW`). The fake keeps only the path.
+#[derive(Debug)]
+pub struct Node {
+    path: PathBuf,
+    fd: Option<OwnedFd>,
+}
+
+impl Node {
+    /// A node for `path` held by `fd` (None in fakes).
+    pub fn new(path: PathBuf, fd: Option<OwnedFd>) -> Self {
+        Node { path, fd }
+    }
+
+    /// The path the node was opened at (for messages; operations use the fd).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file descriptor, when the host opened one.
+    pub fn fd(&self) -> Option<&OwnedFd> {
+        self.fd.as_ref()
+    }
+}
+
+/// Filesystem magic numbers svirt cares about (statfs f_type).
+pub mod fs_magic {
+    pub const NFS: i64 = 0x6969;
+    pub const FUSE: i64 = 0x6573_5546;
+    pub const CIFS: i64 = 0xFF53_4D42;
+    pub const SMB2: i64 = 0xFE53_4D42;
+    pub const NINEP: i64 = 0x0102_1997;
+}
+
+/// The syscalls svirt's drivers make. Paths are never followed through a final symlink.
+pub trait Host: Send + Sync + Debug {
+    /// `lstat(path)`.
+    fn lstat(&self, path: &Path) -> io::Result<FileMeta>;
+    /// `readlink(path)`.
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf>;
+    /// `realpath(path)`: every symlink resolved.
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf>;
+    /// `open(path, O_PATH|O_NOFOLLOW|O_CLOEXEC)`.
+    fn open_node(&self, path: &Path) -> io::Result<Node>;
+    /// `openat2(dir, name, O_PATH|O_NOFOLLOW, RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)`: one entry of
+    /// a directory, never leaving it. A symlink entry gives a node for the link itself.
+    fn open_child(&self, dir: &Node, name: &OsStr) -> io::Result<Node>;
+    /// `fstat` of a node.
+    fn meta(&self, node: &Node) -> io::Result<FileMeta>;
+    /// The entry names of a directory node (without `.` and `..`).
+    fn list_dir(&self, dir: &Node) -> io::Result<Vec<OsString>>;
+    /// An extended attribute of a node; `None` when absent.
+    fn get_xattr(&self, node: &Node, name: &str) -> io::Result<Option<Vec<u8>>>;
+    /// Set an extended attribute of a node.
+    fn set_xattr(&self, node: &Node, name: &str, value: &[u8]) -> io::Result<()>;
+    /// Remove an extended attribute of a node; absent is fine.
+    fn remove_xattr(&self, node: &Node, name: &str) -> io::Result<()>;
+    /// `fchownat(fd, "", uid, gid, AT_EMPTY_PATH)`.
+    fn chown(&self, node: &Node, uid: u32, gid: u32) -> io::Result<()>;
+    /// Change the permission bits of a node.
+    fn chmod(&self, node: &Node, mode: u32) -> io::Result<()>;
+    /// `fstatfs(fd).f_type`.
+    fn fs_type(&self, node: &Node) -> io::Result<i64>;
+    /// This boot's id (`/proc/sys/kernel/random/boot_id`).
+    fn boot_id(&self) -> io::Result<String>;
+    /// True when `pid` exists and is not a zombie.
+    fn pid_alive(&self, pid: u32) -> bool;
+    /// The SELinux label of a process (`/proc/PID/attr/current`).
+    fn pid_label(&self, pid: u32) -> io::Result<String>;
+    /// The real uid and gid of a process.
+    fn pid_owner(&self, pid: u32) -> io::Result<(u32, u32)>;
+}
+
+/// Read a node's `security.selinux` label, without the trailing NUL.
+pub fn get_label(host: &dyn Host, node: &Node) -> io::Result<Option<String>> {
+    Ok(host
+        .get_xattr(node, SELINUX_XATTR)?
+        .map(|v| String::from_utf8_lossy(v.strip_suffix(b"\0").unwrap_or(&v)).into_owned()))
+}
+
+/// The xattr that holds a file's SELinux label.
+pub const SELINUX_XATTR: &str = "security.selinux";
+
+/// True for errors that mean "this filesystem cannot hold this attribute or owner".
+pub fn is_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOTSUP) | Some(libc::EROFS) | Some(libc::ENOSYS)
+    ) || e.raw_os_error() == Some(libc::EOPNOTSUPP)
+}

@@ -1,0 +1,329 @@
+//! The security manager: an ordered stack of drivers, primary first.
+//!
+//! Set-calls run through every driver and, when one fails, roll the earlier ones back in reverse.
+//! Restore-calls are best effort: they keep going and return every failure.
+
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::domain::{Domain, LabelType, Resource, SecLabel};
+use crate::driver::{
+    DomainCtx, ExecHook, ExecOptions, LabelRecord, Probe, ResourceReport, SecurityDriver,
+};
+use crate::error::{Error, Result};
+
+/// An ordered driver stack.
+#[derive(Debug, Clone)]
+pub struct SecurityManager {
+    drivers: Vec<Arc<dyn SecurityDriver>>,
+    require_confined: bool,
+}
+
+/// A driver paired with the seclabel it applies to a domain.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    pub driver: Arc<dyn SecurityDriver>,
+    pub seclabel: SecLabel,
+}
+
+impl SecurityManager {
+    /// A stack of `drivers`, primary first. With `require_confined`, unconfined domains are refused.
+    pub fn new(drivers: Vec<Arc<dyn SecurityDriver>>, require_confined: bool) -> Result<Self> {
+        if drivers.is_empty() {
+            return Err(Error::Config {
+                reason: "the driver stack is empty".into(),
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for d in &drivers {
+            if !seen.insert(d.model().to_owned()) {
+                return Err(Error::Config {
+                    reason: format!("driver {} is listed twice", d.model()),
+                });
+            }
+        }
+        Ok(SecurityManager {
+            drivers,
+            require_confined,
+        })
+    }
+
+    /// The drivers, primary first.
+    pub fn drivers(&self) -> &[Arc<dyn SecurityDriver>] {
+        &self.drivers
+    }
+
+    /// Probe every driver.
+    pub async fn probe_all(&self) -> Vec<(String, Probe)> {
+        let mut out = Vec::new();
+        for d in &self.drivers {
+            out.push((d.model().to_owned(), d.probe().await));
+        }
+        out
+    }
+
+    /// Which driver applies which seclabel: the domain's own for that model, a model-less one for
+    /// the primary, else an implicit dynamic label (default confined). Also checks that every
+    /// model the domain names is provided, and `require_confined`.
+    pub fn assign(&self, domain: &Domain) -> Result<Vec<Assignment>> {
+        domain.validate()?;
+        let primary = self.drivers[0].model();
+        let provided =
+            |m: &str| m.is_empty() || m == "none" || self.drivers.iter().any(|d| d.model() == m);
+        for s in &domain.seclabels {
+            if !provided(&s.model) {
+                return Err(Error::ModelUnavailable {
+                    domain: domain.name.clone(),
+                    model: s.model.clone(),
+                });
+            }
+        }
+        for r in domain.resources() {
+            for o in &r.overrides {
+                if !provided(&o.model) {
+                    return Err(Error::ModelUnavailable {
+                        domain: domain.name.clone(),
+                        model: o.model.clone(),
+                    });
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for d in &self.drivers {
+            let m = d.model();
+            let explicit = domain.seclabels.iter().find(|s| s.model == m).or_else(|| {
+                (m == primary)
+                    .then(|| domain.seclabels.iter().find(|s| s.model.is_empty()))
+                    .flatten()
+            });
+            let mut seclabel = explicit.cloned().unwrap_or_else(|| SecLabel::implicit(m));
+            seclabel.model = m.to_owned();
+            if m == "none" {
+                seclabel.kind = Some(LabelType::None);
+                seclabel.relabel = Some(false);
+            }
+            out.push(Assignment {
+                driver: d.clone(),
+                seclabel,
+            });
+        }
+        if self.require_confined && out.iter().all(|a| a.seclabel.kind() == LabelType::None) {
+            return Err(Error::Unconfined {
+                domain: domain.name.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Validate a domain against the stack. Changes nothing.
+    pub async fn verify(&self, domain: &Domain) -> Result<()> {
+        for a in self.assign(domain)? {
+            a.driver.verify(domain, &a.seclabel).await?;
+        }
+        Ok(())
+    }
+
+    /// Generate every driver's label; on failure, release those already generated.
+    pub async fn generate(&self, domain: &Domain) -> Result<Vec<LabelRecord>> {
+        let assignments = self.assign(domain)?;
+        for a in &assignments {
+            a.driver.verify(domain, &a.seclabel).await?;
+        }
+        let mut labels: Vec<LabelRecord> = Vec::new();
+        for (i, a) in assignments.iter().enumerate() {
+            match a.driver.generate_label(domain, &a.seclabel).await {
+                Ok(l) => {
+                    info!(vm = %domain.name, model = %l.model, label = %l.label, "assigned label");
+                    labels.push(l);
+                }
+                Err(e) => {
+                    let mut rollback_errors = Vec::new();
+                    for j in (0..i).rev() {
+                        let ctx = ctx(domain, &assignments[j], &labels[j]);
+                        if let Err(re) = assignments[j].driver.release_label(ctx).await {
+                            rollback_errors.push(re);
+                        }
+                    }
+                    return Err(Error::RolledBack {
+                        source: Box::new(e),
+                        rollback_errors,
+                    });
+                }
+            }
+        }
+        Ok(labels)
+    }
+
+    /// Reserve every driver's label of a running domain (after a manager restart).
+    pub async fn reserve(
+        &self,
+        domain: &Domain,
+        labels: &[LabelRecord],
+        pid: Option<u32>,
+    ) -> Result<()> {
+        for (a, l) in self.pairs(domain, labels)? {
+            a.driver.reserve_label(ctx(domain, &a, l), pid).await?;
+        }
+        Ok(())
+    }
+
+    /// Release every driver's label. Best effort.
+    pub async fn release(&self, domain: &Domain, labels: &[LabelRecord]) -> Result<()> {
+        let mut errors = Vec::new();
+        for (a, l) in self.pairs(domain, labels)?.into_iter().rev() {
+            if let Err(e) = a.driver.release_label(ctx(domain, &a, l)).await {
+                errors.push(e);
+            }
+        }
+        several("releasing labels", errors)
+    }
+
+    /// Label every resource with every driver; on failure, restore the earlier drivers in reverse.
+    pub async fn set_all(
+        &self,
+        domain: &Domain,
+        labels: &[LabelRecord],
+    ) -> Result<Vec<ResourceReport>> {
+        let pairs = self.pairs(domain, labels)?;
+        let mut reports = Vec::new();
+        for (i, (a, l)) in pairs.iter().enumerate() {
+            match a.driver.set_all(ctx(domain, a, l)).await {
+                Ok(r) => reports.extend(r),
+                Err(e) => {
+                    let mut rollback_errors = Vec::new();
+                    for (pa, pl) in pairs[..i].iter().rev() {
+                        if let Err(re) = pa.driver.restore_all(ctx(domain, pa, pl)).await {
+                            rollback_errors.push(re);
+                        }
+                    }
+                    return Err(Error::RolledBack {
+                        source: Box::new(e),
+                        rollback_errors,
+                    });
+                }
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Restore every resource with every driver, in reverse stack order. Best effort.
+    pub async fn restore_all(&self, domain: &Domain, labels: &[LabelRecord]) -> Result<()> {
+        let mut errors = Vec::new();
+        for (a, l) in self.pairs(domain, labels)?.into_iter().rev() {
+            if let Err(e) = a.driver.restore_all(ctx(domain, &a, l)).await {
+                warn!(vm = %domain.name, model = %l.model, error = %crate::display_chain(&e), "restore failed");
+                errors.push(e);
+            }
+        }
+        several("restoring labels", errors)
+    }
+
+    /// Label one resource with every driver, rolling back on failure.
+    pub async fn set_resource(
+        &self,
+        domain: &Domain,
+        labels: &[LabelRecord],
+        res: &Resource,
+    ) -> Result<Vec<ResourceReport>> {
+        let pairs = self.pairs(domain, labels)?;
+        let mut reports = Vec::new();
+        for (i, (a, l)) in pairs.iter().enumerate() {
+            match a.driver.set_resource(ctx(domain, a, l), res).await {
+                Ok(r) => reports.push(r),
+                Err(e) => {
+                    let mut rollback_errors = Vec::new();
+                    for (pa, pl) in pairs[..i].iter().rev() {
+                        if let Err(re) = pa.driver.restore_resource(ctx(domain, pa, pl), res).await
+                        {
+                            rollback_errors.push(re);
+                        }
+                    }
+                    return Err(Error::RolledBack {
+                        source: Box::new(e),
+                        rollback_errors,
+                    });
+                }
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Restore one resource with every driver. Best effort.
+    pub async fn restore_resource(
+        &self,
+        domain: &Domain,
+        labels: &[LabelRecord],
+        res: &Resource,
+    ) -> Result<()> {
+        let mut errors = Vec::new();
+        for (a, l) in self.pairs(domain, labels)?.into_iter().rev() {
+            if let Err(e) = a.driver.restore_resource(ctx(domain, &a, l), res).await {
+                errors.push(e);
+            }
+        }
+        several("restoring a resource", errors)
+    }
+
+    /// Prepare every driver's exec hook, ordered by phase (label, identity, confine).
+    pub fn prepare_exec(
+        &self,
+        domain: &Domain,
+        labels: &[LabelRecord],
+        opts: &ExecOptions,
+    ) -> Result<Vec<Box<dyn ExecHook>>> {
+        let mut hooks = Vec::new();
+        for (a, l) in self.pairs(domain, labels)? {
+            if let Some(h) = a.driver.prepare_exec(ctx(domain, &a, l), opts)? {
+                hooks.push(h);
+            }
+        }
+        hooks.sort_by_key(|h| h.phase());
+        Ok(hooks)
+    }
+
+    /// Every driver's view of a process's label.
+    pub async fn process_labels(&self, pid: u32) -> Vec<(String, Result<Option<String>>)> {
+        let mut out = Vec::new();
+        for d in &self.drivers {
+            out.push((d.model().to_owned(), d.process_label(pid).await));
+        }
+        out
+    }
+
+    fn pairs<'l>(
+        &self,
+        domain: &Domain,
+        labels: &'l [LabelRecord],
+    ) -> Result<Vec<(Assignment, &'l LabelRecord)>> {
+        let mut out = Vec::new();
+        for a in self.assign(domain)? {
+            let m = a.driver.model().to_owned();
+            match labels.iter().find(|l| l.model == m) {
+                Some(l) => out.push((a, l)),
+                None => {
+                    return Err(Error::Config {
+                        reason: format!("domain {} has no {m} label recorded; was it started with another driver stack?", domain.name),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn ctx<'a>(domain: &'a Domain, a: &'a Assignment, l: &'a LabelRecord) -> DomainCtx<'a> {
+    DomainCtx {
+        domain,
+        seclabel: &a.seclabel,
+        label: l,
+    }
+}
+
+fn several(operation: &'static str, mut errors: Vec<Error>) -> Result<()> {
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(Error::Several { operation, errors }),
+    }
+}

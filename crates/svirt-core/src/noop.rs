@@ -1,0 +1,58 @@
+//! The no-op driver (`none`), for hosts that opt out of confinement.
+
+use async_trait::async_trait;
+
+use crate::config::{BuildContext, DriverConfig};
+use crate::domain::{Domain, LabelType, SecLabel};
+use crate::driver::{DomainCtx, LabelRecord, Probe, ResourceReport, SecurityDriver};
+use crate::error::Result;
+use std::sync::Arc;
+
+/// A driver that confines nothing and changes nothing.
+#[derive(Debug, Default)]
+pub struct NoopDriver;
+
+#[async_trait]
+impl SecurityDriver for NoopDriver {
+    fn model(&self) -> &str {
+        "none"
+    }
+
+    async fn probe(&self) -> Probe {
+        Probe {
+            available: true,
+            detail: "always available; confines nothing".into(),
+        }
+    }
+
+    async fn generate_label(&self, _domain: &Domain, _seclabel: &SecLabel) -> Result<LabelRecord> {
+        Ok(LabelRecord {
+            model: "none".into(),
+            kind: LabelType::None,
+            label: String::new(),
+            imagelabel: None,
+            relabel: false,
+            extra: Default::default(),
+        })
+    }
+
+    async fn set_all(&self, _ctx: DomainCtx<'_>) -> Result<Vec<ResourceReport>> {
+        Ok(Vec::new())
+    }
+
+    async fn restore_all(&self, _ctx: DomainCtx<'_>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Config for the no-op driver: `[[driver]] driver = "none"`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoopConfig {}
+
+#[typetag::serde(name = "none")]
+impl DriverConfig for NoopConfig {
+    fn build(&self, _ctx: &BuildContext) -> Result<Arc<dyn crate::driver::SecurityDriver>> {
+        Ok(Arc::new(NoopDriver))
+    }
+}

@@ -1,0 +1,370 @@
+//! Changing one file attribute (an SELinux label, or an owner and mode) safely and recoverably.
+//! SELinux and DAC differ only in their [`FileAttr`]; the rest is one implementation:
+//! resolve and open safely, journal the original, apply, and put it back at the end.
+
+use std::ffi::OsString;
+use std::fmt::Debug;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::domain::Access;
+use crate::error::{Error, Result};
+use crate::host::{fs_magic, is_unsupported, FileKind, Host, Node};
+use crate::remember::{Entry, Journal, Release, Sharing, TreeItem};
+use crate::safe::{self, Opened};
+
+/// One attribute of a file that a driver changes.
+pub trait FileAttr: Send + Sync + Debug {
+    /// The model name, used to key remembered originals.
+    fn model(&self) -> &str;
+    /// The current value; `None` when absent.
+    fn read(&self, host: &dyn Host, node: &Node) -> io::Result<Option<String>>;
+    /// Set the value; `None` removes it.
+    fn write(&self, host: &dyn Host, node: &Node, value: Option<&str>) -> io::Result<()>;
+    /// Whether the applied `target` already holds for `current` (so nothing needs doing).
+    fn matches(&self, current: Option<&str>, target: &str) -> bool {
+        current == Some(target)
+    }
+    /// What to tell the administrator when a filesystem refuses the attribute.
+    fn unsupported_hint(&self, _fs_type: i64) -> Option<&'static str> {
+        None
+    }
+}
+
+/// The outcome of labeling one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub path: PathBuf,
+    pub value: String,
+    /// The filesystem could not hold the attribute; nothing was changed.
+    pub skipped: Option<String>,
+}
+
+/// Progress of a long relabel: (items done, items in all).
+pub type ProgressFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// Applies a [`FileAttr`] to resources with remembered originals.
+#[derive(Clone)]
+pub struct Relabeler {
+    host: Arc<dyn Host>,
+    journal: Journal,
+    attr: Arc<dyn FileAttr>,
+    progress: Option<ProgressFn>,
+}
+
+impl Debug for Relabeler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relabeler")
+            .field("attr", &self.attr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relabeler {
+    /// A relabeler over `host`, journaling in `journal`.
+    pub fn new(host: Arc<dyn Host>, journal: Journal, attr: Arc<dyn FileAttr>) -> Self {
+        Relabeler {
+            host,
+            journal,
+            attr,
+            progress: None,
+        }
+    }
+
+    /// Report progress of directory relabels.
+    pub fn with_progress(mut self, progress: ProgressFn) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// The host.
+    pub fn host(&self) -> &Arc<dyn Host> {
+        &self.host
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    fn model(&self) -> &str {
+        self.attr.model()
+    }
+
+    /// Set `target` on one file (or, with `tree`, a directory and everything below it) for
+    /// `holder`, remembering the original. A filesystem that cannot hold the attribute gives a
+    /// skipped result, not an error.
+    pub fn apply(
+        &self,
+        path: &Path,
+        target: &str,
+        holder: &str,
+        access: Access,
+        tree: bool,
+    ) -> Result<Applied> {
+        let opened = safe::open_resource(self.host.as_ref(), path, tree)?;
+        let Opened {
+            path: real,
+            node,
+            meta,
+        } = opened;
+        let current = self
+            .attr
+            .read(self.host.as_ref(), &node)
+            .or_else(|e| if is_unsupported(&e) { Ok(None) } else { Err(e) })
+            .map_err(|e| Error::host("read the attribute of", &real, e))?;
+        let sharing = if access == Access::Private {
+            Sharing::Exclusive
+        } else {
+            Sharing::Shared
+        };
+        let items = if tree && meta.kind == FileKind::Dir {
+            self.scan_tree(&node, target)?
+        } else {
+            Vec::new()
+        };
+        let tree_items: Vec<TreeItem> = items
+            .iter()
+            .map(|(rel, orig, _)| TreeItem {
+                rel: rel.clone(),
+                original: orig.clone(),
+            })
+            .collect();
+        let entry = self.journal.acquire(
+            &node,
+            &real,
+            self.model(),
+            holder,
+            current.clone(),
+            target,
+            sharing,
+            tree_items,
+        )?;
+        if entry.holders.len() > 1 {
+            // Another domain already applied the same value.
+            return Ok(Applied {
+                path: real,
+                value: target.to_owned(),
+                skipped: None,
+            });
+        }
+        let total = items.len() as u64 + 1;
+        for (i, (rel, _, _)) in items.iter().enumerate() {
+            if let Err(e) = self.write_beneath(&node, rel, Some(target), None) {
+                // Roll back the items already changed, then the journal.
+                self.undo_items(&node, &items[..i], target);
+                self.journal.abandon(&node, &real, self.model(), holder)?;
+                return Err(e);
+            }
+            if let Some(p) = &self.progress {
+                if i % 256 == 0 {
+                    p(i as u64 + 1, total);
+                }
+            }
+        }
+        if !self.attr.matches(current.as_deref(), target) {
+            if let Err(e) = self.attr.write(self.host.as_ref(), &node, Some(target)) {
+                self.undo_items(&node, &items, target);
+                self.journal.abandon(&node, &real, self.model(), holder)?;
+                if is_unsupported(&e) {
+                    let fs = self.host.fs_type(&node).unwrap_or(0);
+                    let hint = self.attr.unsupported_hint(fs).unwrap_or("");
+                    warn!(path = %real.display(), model = self.model(), error = %e, hint, "filesystem cannot hold the attribute; resource left as it is");
+                    return Ok(Applied {
+                        path: real,
+                        value: target.to_owned(),
+                        skipped: Some(format!(
+                            "{e}{}{hint}",
+                            if hint.is_empty() { "" } else { "; " }
+                        )),
+                    });
+                }
+                return Err(Error::host("set the attribute of", &real, e));
+            }
+        }
+        if let Some(p) = &self.progress {
+            p(total, total);
+        }
+        info!(path = %real.display(), model = self.model(), value = target, holder, "applied");
+        Ok(Applied {
+            path: real,
+            value: target.to_owned(),
+            skipped: None,
+        })
+    }
+
+    /// `holder` is done with `path`: when it was the last holder, put the original back.
+    /// A path that is gone is forgotten with a warning.
+    pub fn restore(&self, path: &Path, holder: &str, tree: bool) -> Result<()> {
+        let opened = match safe::open_resource(self.host.as_ref(), path, tree) {
+            Ok(o) => o,
+            Err(e) if e.errno() == Some(libc::ENOENT) => {
+                warn!(path = %path.display(), model = self.model(), "resource is gone; forgetting its original");
+                return self.journal.forget_missing(path, self.model());
+            }
+            Err(e) => return Err(e),
+        };
+        let Opened {
+            path: real, node, ..
+        } = opened;
+        match self.journal.release(&node, &real, self.model(), holder)? {
+            Release::NotHeld | Release::StillUsed => Ok(()),
+            Release::Restore(entry) => self.put_back(&node, &real, &entry),
+        }
+    }
+
+    /// Put back an entry whose holders are all gone (crash recovery), then forget it.
+    pub fn restore_orphan(&self, entry: &Entry) -> Result<()> {
+        match safe::open_resource(self.host.as_ref(), &entry.path, true) {
+            Ok(Opened { path, node, .. }) => self.put_back(&node, &path, entry),
+            Err(e) if e.errno() == Some(libc::ENOENT) => {
+                self.journal.forget_missing(&entry.path, self.model())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn put_back(&self, node: &Node, real: &Path, entry: &Entry) -> Result<()> {
+        let mut errors = Vec::new();
+        for item in &entry.tree {
+            if let Err(e) = self.write_beneath(
+                node,
+                &item.rel,
+                item.original.as_deref(),
+                Some(&entry.applied),
+            ) {
+                errors.push(e);
+            }
+        }
+        if let Err(e) = self
+            .attr
+            .write(self.host.as_ref(), node, entry.original.as_deref())
+        {
+            if !is_unsupported(&e) {
+                errors.push(Error::host("restore the attribute of", real, e));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Error::Several {
+                operation: "restoring a directory tree",
+                errors,
+            });
+        }
+        self.journal.forget(node, real, self.model())?;
+        info!(path = %real.display(), model = self.model(), original = ?entry.original, "restored");
+        Ok(())
+    }
+
+    /// Every item below `root` whose value differs from `target`, deepest last within each
+    /// directory listing; symlinks and anything that is not a plain file or directory is skipped.
+    fn scan_tree(
+        &self,
+        root: &Node,
+        target: &str,
+    ) -> Result<Vec<(PathBuf, Option<String>, FileKind)>> {
+        let mut out = Vec::new();
+        let mut stack: Vec<(PathBuf, Node)> = Vec::new();
+        stack.push((PathBuf::new(), self.reopen(root)?));
+        while let Some((rel, dir)) = stack.pop() {
+            let names: Vec<OsString> = self
+                .host
+                .list_dir(&dir)
+                .map_err(|e| Error::host("list", dir.path(), e))?;
+            for name in names {
+                let child = match self.host.open_child(&dir, &name) {
+                    Ok(c) => c,
+                    Err(e)
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::ELOOP) | Some(libc::EXDEV) | Some(libc::ENOENT)
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(e) => return Err(Error::host("open", dir.path().join(&name), e)),
+                };
+                let meta = self
+                    .host
+                    .meta(&child)
+                    .map_err(|e| Error::host("inspect", child.path(), e))?;
+                let crel = rel.join(&name);
+                match meta.kind {
+                    FileKind::File | FileKind::Dir => {}
+                    _ => continue,
+                }
+                let cur = self.attr.read(self.host.as_ref(), &child).unwrap_or(None);
+                if !self.attr.matches(cur.as_deref(), target) {
+                    out.push((crel.clone(), cur, meta.kind));
+                }
+                if meta.kind == FileKind::Dir {
+                    stack.push((crel, child));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Put tree items back after a failed apply (best effort; the journal still has them).
+    fn undo_items(&self, root: &Node, items: &[(PathBuf, Option<String>, FileKind)], target: &str) {
+        for (rel, orig, _) in items.iter().rev() {
+            if let Err(e) = self.write_beneath(root, rel, orig.as_deref(), Some(target)) {
+                warn!(path = %root.path().join(rel).display(), error = %crate::display_chain(&e), "rollback failed");
+            }
+        }
+    }
+
+    fn reopen(&self, node: &Node) -> Result<Node> {
+        self.host
+            .open_node(node.path())
+            .map_err(|e| Error::host("open", node.path(), e))
+    }
+
+    /// Walk `rel` below `root` one component at a time without following symlinks, then set the
+    /// value. With `only_if`, the item is left alone unless it still holds that value.
+    fn write_beneath(
+        &self,
+        root: &Node,
+        rel: &Path,
+        value: Option<&str>,
+        only_if: Option<&str>,
+    ) -> Result<()> {
+        let mut cur = self.reopen(root)?;
+        for comp in rel.components() {
+            cur = self
+                .host
+                .open_child(&cur, comp.as_os_str())
+                .map_err(|e| Error::host("open", root.path().join(rel), e))?;
+        }
+        let meta = self
+            .host
+            .meta(&cur)
+            .map_err(|e| Error::host("inspect", cur.path(), e))?;
+        if !matches!(meta.kind, FileKind::File | FileKind::Dir) {
+            return Ok(());
+        }
+        if let Some(expect) = only_if {
+            let now = self.attr.read(self.host.as_ref(), &cur).unwrap_or(None);
+            if !self.attr.matches(now.as_deref(), expect) {
+                return Ok(());
+            }
+        }
+        self.attr
+            .write(self.host.as_ref(), &cur, value)
+            .map_err(|e| Error::host("set the attribute of", cur.path(), e))
+    }
+}
+
+/// The SELinux boolean that governs a filesystem that cannot hold labels.
+pub fn selinux_boolean_hint(fs_type: i64) -> Option<&'static str> {
+    match fs_type {
+        fs_magic::NFS => Some("set the SELinux boolean virt_use_nfs to let VMs use NFS files"),
+        fs_magic::FUSE => Some("set the SELinux boolean virt_use_fusefs to let VMs use FUSE files"),
+        fs_magic::CIFS | fs_magic::SMB2 => {
+            Some("set the SELinux boolean virt_use_samba to let VMs use CIFS files")
+        }
+        _ => None,
+    }
+}
