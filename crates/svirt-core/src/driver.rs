@@ -111,6 +111,12 @@ pub trait SecurityDriver: Send + Sync + Debug {
         Ok(())
     }
 
+    /// Make the label store agree with the domains that are really running (`live`): drop
+    /// reservations nobody holds any more (after crashes), keep those of running domains.
+    async fn reconcile(&self, _live: &[(Domain, LabelRecord)]) -> Result<()> {
+        Ok(())
+    }
+
     /// Release the label at stop.
     async fn release_label(&self, _ctx: DomainCtx<'_>) -> Result<()> {
         Ok(())

@@ -14,6 +14,8 @@ pub mod context;
 pub mod domain;
 pub mod driver;
 pub mod error;
+pub mod exec;
+pub mod failpoint;
 pub mod fsutil;
 pub mod host;
 pub mod ids;
@@ -24,5 +26,6 @@ pub mod relabel;
 pub mod remember;
 pub mod safe;
 pub mod store;
+mod sys;
 
 pub use error::{display_chain, Error, Result};

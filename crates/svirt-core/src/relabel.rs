@@ -151,6 +151,7 @@ impl Relabeler {
                 skipped: None,
             });
         }
+        crate::failpoint::hit("relabel.journaled");
         let total = items.len() as u64 + 1;
         for (i, (rel, _, _)) in items.iter().enumerate() {
             if let Err(e) = self.write_beneath(&node, rel, Some(target), None) {
@@ -185,6 +186,7 @@ impl Relabeler {
                 return Err(Error::host("set the attribute of", &real, e));
             }
         }
+        crate::failpoint::hit("relabel.applied");
         if let Some(p) = &self.progress {
             p(total, total);
         }
@@ -212,7 +214,10 @@ impl Relabeler {
         } = opened;
         match self.journal.release(&node, &real, self.model(), holder)? {
             Release::NotHeld | Release::StillUsed => Ok(()),
-            Release::Restore(entry) => self.put_back(&node, &real, &entry),
+            Release::Restore(entry) => {
+                crate::failpoint::hit("restore.released");
+                self.put_back(&node, &real, &entry)
+            }
         }
     }
 
@@ -253,6 +258,7 @@ impl Relabeler {
                 errors,
             });
         }
+        crate::failpoint::hit("restore.put-back");
         self.journal.forget(node, real, self.model())?;
         info!(path = %real.display(), model = self.model(), original = ?entry.original, "restored");
         Ok(())
@@ -366,5 +372,100 @@ pub fn selinux_boolean_hint(fs_type: i64) -> Option<&'static str> {
             Some("set the SELinux boolean virt_use_samba to let VMs use CIFS files")
         }
         _ => None,
+    }
+}
+
+/// What a driver does with one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Leave it alone, for this reason.
+    Skip(String),
+    /// Set this value.
+    Set(String),
+}
+
+impl Relabeler {
+    /// Apply a plan to every resource for `holder`; on failure restore the ones already done, in
+    /// reverse, and return the error.
+    pub fn apply_all(
+        &self,
+        holder: &str,
+        plan: &[(crate::domain::Resource, Plan)],
+    ) -> Result<Vec<crate::driver::ResourceReport>> {
+        let mut reports = Vec::new();
+        for (i, (res, p)) in plan.iter().enumerate() {
+            match self.apply_one(holder, res, p) {
+                Ok(r) => reports.push(r),
+                Err(e) => {
+                    let mut rollback_errors = Vec::new();
+                    for (done, _) in plan[..i].iter().rev() {
+                        if let Err(re) = self.restore(&done.path, holder, done.is_tree()) {
+                            rollback_errors.push(re);
+                        }
+                    }
+                    return Err(if rollback_errors.is_empty() {
+                        e
+                    } else {
+                        Error::RolledBack {
+                            source: Box::new(e),
+                            rollback_errors,
+                        }
+                    });
+                }
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Apply the plan for one resource.
+    pub fn apply_one(
+        &self,
+        holder: &str,
+        res: &crate::domain::Resource,
+        p: &Plan,
+    ) -> Result<crate::driver::ResourceReport> {
+        let model = self.model().to_owned();
+        match p {
+            Plan::Skip(reason) => Ok(crate::driver::ResourceReport {
+                path: res.path.clone(),
+                model,
+                label: String::new(),
+                skipped: true,
+                reason: Some(reason.clone()),
+            }),
+            Plan::Set(v) => {
+                let a = self.apply(&res.path, v, holder, res.access, res.is_tree())?;
+                Ok(crate::driver::ResourceReport {
+                    path: a.path,
+                    model,
+                    label: a.value,
+                    skipped: a.skipped.is_some(),
+                    reason: a.skipped,
+                })
+            }
+        }
+    }
+
+    /// Restore every resource `holder` holds. Best effort: every failure is returned.
+    pub fn restore_resources(
+        &self,
+        holder: &str,
+        resources: &[crate::domain::Resource],
+    ) -> Result<()> {
+        let mut errors = Vec::new();
+        for r in resources.iter().rev() {
+            if let Err(e) = self.restore(&r.path, holder, r.is_tree()) {
+                warn!(path = %r.path.display(), model = self.model(), error = %crate::display_chain(&e), "restore failed");
+                errors.push(e);
+            }
+        }
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(Error::Several {
+                operation: "restoring resources",
+                errors,
+            }),
+        }
     }
 }

@@ -1,0 +1,305 @@
+//! The command line (clap) and the dispatch of each command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{CommandFactory, Parser, Subcommand};
+use serde_json::json;
+use svirt_core::domain::{Access, Domain};
+
+use crate::output::{json as print_json, out};
+use crate::state::StateDir;
+use crate::{lifecycle, run, setup};
+
+/// A usage error (exit code 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for UsageError {}
+
+/// svirt: keep virtual machines apart with per-VM security labels.
+#[derive(Debug, Parser)]
+#[command(name = "svirt", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (default: /etc/svirt/svirt.toml if present, else probe the host).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// State directory (overrides the configuration; default /run/svirt).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log what happens on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the compiled drivers, the probe result of each, and why one is unavailable.
+    Drivers,
+    /// Validate a domain (.toml, or .xml in libvirt's format) against the configuration. Changes nothing.
+    Verify { domain_file: PathBuf },
+    /// Generate labels, label every resource, and record the domain as running.
+    Start { domain_file: PathBuf },
+    /// Restore every resource and release the labels.
+    Stop { name: String },
+    /// Replace svirt with CMD running under NAME's labels.
+    Exec {
+        name: String,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Start an ad-hoc domain, run CMD under its labels, wait, stop, and exit with CMD's status.
+    Run {
+        /// Domain name (default: run-PID).
+        #[arg(long)]
+        name: Option<String>,
+        /// A private read-write file.
+        #[arg(long = "rw", value_name = "PATH")]
+        rw: Vec<PathBuf>,
+        /// Read-only content.
+        #[arg(long = "ro", value_name = "PATH")]
+        ro: Vec<PathBuf>,
+        /// A read-write file shared with other domains.
+        #[arg(long = "shared", value_name = "PATH")]
+        shared: Vec<PathBuf>,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Show running domains, their labels, pids and resources.
+    Status { name: Option<String> },
+    /// Restore and release every domain whose process is gone or whose start/stop was interrupted.
+    Recover,
+    /// Label one more disk of a running domain (hotplug).
+    Attach {
+        name: String,
+        path: PathBuf,
+        #[arg(long, conflicts_with = "shareable")]
+        readonly: bool,
+        #[arg(long)]
+        shareable: bool,
+    },
+    /// Restore one disk of a running domain (hot-unplug).
+    Detach { name: String, path: PathBuf },
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    Man,
+}
+
+fn absolute(p: PathBuf) -> Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p)
+    } else {
+        Ok(std::env::current_dir()
+            .context("cannot read the current directory")?
+            .join(p))
+    }
+}
+
+/// Run one command.
+pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    let json_out = cli.json;
+    match cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "svirt", &mut std::io::stdout());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Drivers => {
+            return drivers(cli.config.as_deref(), cli.state_dir.as_deref(), json_out).await
+        }
+        _ => {}
+    }
+    let env = setup::load(cli.config.as_deref(), cli.state_dir.as_deref()).await?;
+    match cli.command {
+        Command::Verify { domain_file } => {
+            let d = Domain::from_file(&domain_file)?;
+            env.manager.verify(&d).await?;
+            if json_out {
+                print_json(&json!({"name": d.name, "valid": true, "resources": d.resources()}));
+            } else {
+                out(&format!(
+                    "{}: valid ({} resources)",
+                    d.name,
+                    d.resources().len()
+                ));
+            }
+        }
+        Command::Start { domain_file } => {
+            let d = Domain::from_file(&domain_file)?;
+            let rec = lifecycle::start(&env, d).await?;
+            crate::output::print_started(&rec, json_out);
+        }
+        Command::Stop { name } => {
+            lifecycle::stop(&env, &name).await?;
+            if json_out {
+                print_json(&json!({"name": name, "stopped": true}));
+            } else {
+                out(&format!("{name}: stopped, resources restored"));
+            }
+        }
+        Command::Exec { name, cmd } => {
+            return run::exec(&env, &name, &cmd).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Run {
+            name,
+            rw,
+            ro,
+            shared,
+            cmd,
+        } => {
+            let name = name.unwrap_or_else(|| format!("run-{}", std::process::id()));
+            let mut disks = Vec::new();
+            for (paths, access) in [
+                (rw, Access::Private),
+                (ro, Access::ReadOnly),
+                (shared, Access::Shared),
+            ] {
+                for p in paths {
+                    disks.push((absolute(p)?, access));
+                }
+            }
+            return run::run(&env, &name, disks, &cmd, json_out).await;
+        }
+        Command::Status { name } => {
+            let state = StateDir::new(&env.state_dir);
+            let mut domains = Vec::new();
+            for r in state.all()? {
+                if name.as_ref().is_some_and(|n| *n != r.domain.name) {
+                    continue;
+                }
+                let alive = r.pid.map(|p| env.host.pid_alive(p));
+                domains.push(json!({
+                    "name": r.domain.name,
+                    "phase": r.phase,
+                    "labels": r.labels,
+                    "pid": r.pid,
+                    "alive": alive,
+                    "resources": r.resources,
+                }));
+            }
+            if let (Some(n), true) = (&name, domains.is_empty()) {
+                return Err(svirt_core::Error::NoSuchDomain { name: n.clone() }.into());
+            }
+            if json_out {
+                print_json(&json!({ "domains": domains }));
+            } else {
+                crate::output::print_status(&domains);
+            }
+        }
+        Command::Recover => {
+            let r = lifecycle::recover(&env).await?;
+            if json_out {
+                print_json(&serde_json::to_value(&r)?);
+            } else {
+                out(&format!(
+                    "recovered {} domain(s), {} orphaned file(s)",
+                    r.domains.len(),
+                    r.orphans.len()
+                ));
+                for d in &r.domains {
+                    out(&format!("  domain {d}"));
+                }
+                for o in &r.orphans {
+                    out(&format!("  file {o}"));
+                }
+            }
+        }
+        Command::Attach {
+            name,
+            path,
+            readonly,
+            shareable,
+        } => {
+            let access = if readonly {
+                Access::ReadOnly
+            } else if shareable {
+                Access::Shared
+            } else {
+                Access::Private
+            };
+            let reports = lifecycle::attach(&env, &name, &absolute(path)?, access).await?;
+            if json_out {
+                print_json(&json!({ "name": name, "resources": reports }));
+            } else {
+                for r in reports {
+                    out(&format!("{} {} {}", r.model, r.path.display(), r.label));
+                }
+            }
+        }
+        Command::Detach { name, path } => {
+            lifecycle::detach(&env, &name, &absolute(path)?).await?;
+            if !json_out {
+                out(&format!("{name}: detached"));
+            }
+        }
+        Command::Completions { .. } | Command::Man | Command::Drivers => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn drivers(
+    config: Option<&std::path::Path>,
+    state_dir: Option<&std::path::Path>,
+    json_out: bool,
+) -> Result<ExitCode> {
+    let tmp_state = state_dir
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(svirt_core::config::DEFAULT_STATE_DIR));
+    let build = svirt_core::config::BuildContext {
+        state_dir: tmp_state.clone(),
+        host: std::sync::Arc::new(svirt_core::host::LinuxHost::default()),
+        store: std::sync::Arc::new(svirt_core::store::MemoryStore::default()),
+    };
+    let configured: Vec<String> = match config {
+        Some(p) => svirt_core::config::Config::from_file(p)?
+            .drivers
+            .iter()
+            .filter_map(|d| d.build(&build).ok().map(|x| x.model().to_owned()))
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut rows = Vec::new();
+    for (name, cfg) in setup::compiled() {
+        let (available, detail) = match cfg.build(&build) {
+            Ok(d) => {
+                let p = d.probe().await;
+                (p.available, p.detail)
+            }
+            Err(e) => (false, svirt_core::display_chain(&e)),
+        };
+        rows.push(json!({"driver": name, "available": available, "detail": detail, "configured": configured.iter().any(|c| c == name)}));
+    }
+    if json_out {
+        print_json(&json!({ "drivers": rows }));
+    } else {
+        for r in rows {
+            out(&format!(
+                "{:<9} {:<12} {}",
+                r["driver"].as_str().unwrap_or(""),
+                if r["available"].as_bool() == Some(true) {
+                    "available"
+                } else {
+                    "unavailable"
+                },
+                r["detail"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,105 @@
+//! `svirt exec` and `svirt run`: a command under a domain's labels.
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use svirt_core::domain::{Access, Disk, Domain};
+use svirt_core::driver::ExecOptions;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::warn;
+
+use crate::lifecycle;
+use crate::setup::Env;
+
+fn command(env: &Env, rec: &crate::state::Record, cmd: &[String]) -> Result<std::process::Command> {
+    let (prog, args) = cmd
+        .split_first()
+        .ok_or_else(|| anyhow!("no command given"))?;
+    let hooks = env
+        .manager
+        .prepare_exec(&rec.domain, &rec.labels, &ExecOptions::default())?;
+    let mut c = std::process::Command::new(prog);
+    c.args(args);
+    svirt_core::exec::attach_hooks(&mut c, hooks);
+    Ok(c)
+}
+
+/// Replace svirt with `cmd` under `name`'s labels, recording this pid (which `cmd` keeps).
+pub fn exec(env: &Env, name: &str, cmd: &[String]) -> Result<()> {
+    let rec = lifecycle::set_pid(env, name, std::process::id())?;
+    let err = command(env, &rec, cmd)?.exec();
+    Err(anyhow::Error::new(err).context(format!("cannot exec {} for domain {name}", cmd[0])))
+}
+
+/// Start an ad-hoc domain with `disks`, run `cmd` under it, forward SIGINT/SIGTERM/SIGHUP, stop
+/// the domain (also when svirt itself is signalled), and exit with the command's status.
+pub async fn run(
+    env: &Env,
+    name: &str,
+    disks: Vec<(PathBuf, Access)>,
+    cmd: &[String],
+    _json: bool,
+) -> Result<ExitCode> {
+    let domain = Domain {
+        name: name.to_owned(),
+        uuid: None,
+        kernel: None,
+        initrd: None,
+        dtb: None,
+        firmware: Vec::new(),
+        seclabels: Vec::new(),
+        disks: disks
+            .into_iter()
+            .map(|(path, access)| Disk {
+                path,
+                readonly: access == Access::ReadOnly,
+                shareable: access == Access::Shared,
+                backing: Vec::new(),
+                seclabels: Vec::new(),
+            })
+            .collect(),
+        filesystems: Vec::new(),
+        chardevs: Vec::new(),
+        hostdevs: Vec::new(),
+        tpms: Vec::new(),
+        network: Default::default(),
+    };
+    // Catch the signals before labeling anything, so none of them can cut the run short of stop.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let rec = lifecycle::start(env, domain).await?;
+    let outcome: Result<std::process::ExitStatus> = async {
+        let std_cmd = command(env, &rec, cmd)?;
+        let mut child = tokio::process::Command::from(std_cmd)
+            .spawn()
+            .with_context(|| format!("cannot start {}", cmd[0]))?;
+        let pid = child.id().unwrap_or(0);
+        lifecycle::set_pid(env, name, pid)?;
+        loop {
+            let sig = tokio::select! {
+                status = child.wait() => return Ok(status?),
+                _ = sigint.recv() => Signal::SIGINT,
+                _ = sigterm.recv() => Signal::SIGTERM,
+                _ = sighup.recv() => Signal::SIGHUP,
+            };
+            if let Err(e) = kill(Pid::from_raw(pid as i32), sig) {
+                warn!(pid, signal = %sig, error = %e, "cannot forward signal");
+            }
+        }
+    }
+    .await;
+    let stopped = lifecycle::stop(env, name).await;
+    let status = outcome?;
+    stopped?;
+    let code = match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        _ => 1,
+    };
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}

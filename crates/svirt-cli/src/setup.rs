@@ -1,0 +1,99 @@
+//! Building the driver stack from the configuration, or by probing when there is none.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use svirt_core::config::{BuildContext, Config, DriverConfig};
+use svirt_core::host::{Host, LinuxHost};
+use svirt_core::manager::SecurityManager;
+use svirt_core::store::FileStore;
+
+// Each driver crate registers its `[[driver]]` name with typetag; referencing the crates here
+// makes sure the registrations are linked into the binary.
+use svirt_dac as _;
+
+/// The configuration file used when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG: &str = "/etc/svirt/svirt.toml";
+
+/// Everything a command needs.
+pub struct Env {
+    pub config: Config,
+    pub manager: SecurityManager,
+    pub host: Arc<dyn Host>,
+    pub state_dir: PathBuf,
+    pub build: BuildContext,
+}
+
+/// Load the configuration (or probe), apply `--state-dir`, and build every driver.
+pub async fn load(config: Option<&Path>, state_dir: Option<&Path>) -> Result<Env> {
+    let mut cfg = match config {
+        Some(p) => Config::from_file(p)?,
+        None if Path::new(DEFAULT_CONFIG).exists() => Config::from_file(Path::new(DEFAULT_CONFIG))?,
+        None => Config::default(),
+    };
+    if let Some(s) = state_dir {
+        cfg.state_dir = s.to_owned();
+    }
+    let host: Arc<dyn Host> = Arc::new(LinuxHost::default());
+    let build = BuildContext {
+        state_dir: cfg.state_dir.clone(),
+        host: host.clone(),
+        store: Arc::new(FileStore::new(&cfg.state_dir)),
+    };
+    if cfg.drivers.is_empty() {
+        cfg.drivers = probe_defaults();
+    }
+    let mut drivers = Vec::new();
+    for d in &cfg.drivers {
+        let driver = d
+            .build(&build)
+            .context("cannot build a configured driver")?;
+        let probe = driver.probe().await;
+        if !probe.available {
+            return Err(svirt_core::Error::DriverUnavailable {
+                driver: driver.model().to_owned(),
+                reason: probe.detail,
+            }
+            .into());
+        }
+        drivers.push(driver);
+    }
+    let manager = SecurityManager::new(drivers, cfg.require_confined)?;
+    Ok(Env {
+        state_dir: cfg.state_dir.clone(),
+        config: cfg,
+        manager,
+        host,
+        build,
+    })
+}
+
+/// Without a configuration: SELinux when the kernel runs it, DAC when running as root, otherwise
+/// the no-op driver.
+pub fn probe_defaults() -> Vec<Box<dyn DriverConfig>> {
+    let mut out: Vec<Box<dyn DriverConfig>> = Vec::new();
+    if nix::unistd::geteuid().is_root() {
+        out.push(Box::new(svirt_dac::DacConfig::default()));
+    }
+    if out.is_empty() {
+        out.push(Box::new(svirt_core::noop::NoopConfig {}));
+    }
+    out
+}
+
+/// Every driver compiled into this binary, with default settings, for `svirt drivers`.
+pub fn compiled() -> Vec<(&'static str, Box<dyn DriverConfig>)> {
+    vec![
+        ("dac", Box::new(svirt_dac::DacConfig::default())),
+        ("none", Box::new(svirt_core::noop::NoopConfig {})),
+    ]
+}
+
+/// The file attribute a driver model journals, for putting back orphaned originals.
+pub fn file_attr(model: &str) -> Option<Arc<dyn svirt_core::relabel::FileAttr>> {
+    match model {
+        "dac" => Some(Arc::new(svirt_dac::DacAttr)),
+        _ => None,
+    }
+}

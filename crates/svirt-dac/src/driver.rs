@@ -1,0 +1,244 @@
+//! The DAC driver.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use svirt_core::config::BuildContext;
+use svirt_core::domain::{Access, Domain, LabelType, Resource, SecLabel};
+use svirt_core::driver::{
+    DomainCtx, ExecHook, ExecOptions, LabelRecord, Probe, ResourceReport, SecurityDriver,
+};
+use svirt_core::relabel::{Plan, Relabeler};
+use svirt_core::remember::Journal;
+use svirt_core::store::LabelStore;
+use svirt_core::Result;
+
+use crate::attr::{value, DacAttr};
+use crate::config::DacConfig;
+use crate::error::DacError;
+use crate::hook::DacHook;
+use crate::ids::{parse_owner, IdRange};
+
+const POOL: &str = "dac-uid";
+
+/// Owner-and-mode confinement with a uid per VM.
+#[derive(Debug)]
+pub struct DacDriver {
+    config: DacConfig,
+    range: IdRange,
+    shared_gid: u32,
+    store: Arc<dyn LabelStore>,
+    relabeler: Relabeler,
+}
+
+impl DacDriver {
+    /// A driver over the build context's host, store and state directory.
+    pub fn new(config: DacConfig, range: IdRange, shared_gid: u32, ctx: &BuildContext) -> Self {
+        let journal = Journal::new(ctx.host.clone(), &ctx.state_dir);
+        DacDriver {
+            config,
+            range,
+            shared_gid,
+            store: ctx.store.clone(),
+            relabeler: Relabeler::new(ctx.host.clone(), journal, Arc::new(DacAttr)),
+        }
+    }
+
+    /// The relabeler (for progress reporting).
+    pub fn relabeler_mut(&mut self) -> &mut Relabeler {
+        &mut self.relabeler
+    }
+
+    fn owner_of(&self, label: &LabelRecord, domain: &str) -> Result<(u32, u32)> {
+        parse_owner(&label.label, &self.config.passwd, &self.config.group).map_err(|_| {
+            DacError::BadRecord {
+                domain: domain.to_owned(),
+                label: label.label.clone(),
+            }
+            .into()
+        })
+    }
+
+    fn in_pool(&self, id: u32) -> bool {
+        (self.range.lo..=self.range.hi).contains(&id) && id != self.shared_gid
+    }
+
+    fn plan(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<Plan> {
+        if ctx.label.kind == LabelType::None || !ctx.label.relabel {
+            return Ok(Plan::Skip("relabeling is off for this domain".into()));
+        }
+        let (uid, gid) = self.owner_of(ctx.label, &ctx.domain.name)?;
+        if let Some(o) = res.override_for("dac") {
+            if o.relabel == Some(false) {
+                return Ok(Plan::Skip("relabel = false for this device".into()));
+            }
+            if let Some(l) = &o.label {
+                let (u, g) = parse_owner(l, &self.config.passwd, &self.config.group)?;
+                return Ok(Plan::Set(value(u, g, 0o600)));
+            }
+        }
+        Ok(Plan::Set(match res.access {
+            Access::Private => value(uid, gid, 0o600),
+            Access::Shared => value(0, self.shared_gid, 0o660),
+            Access::ReadOnly => value(0, self.shared_gid, 0o440),
+        }))
+    }
+}
+
+#[async_trait]
+impl SecurityDriver for DacDriver {
+    fn model(&self) -> &str {
+        "dac"
+    }
+
+    async fn probe(&self) -> Probe {
+        let root = nix::unistd::geteuid().is_root();
+        Probe {
+            available: root,
+            detail: if root {
+                format!(
+                    "uids {}-{} per VM, shared group {}",
+                    self.range.lo, self.range.hi, self.shared_gid
+                )
+            } else {
+                "needs root to change owners and drop to a VM uid".into()
+            },
+        }
+    }
+
+    async fn verify(&self, domain: &Domain, seclabel: &SecLabel) -> Result<()> {
+        if let Some(l) = &seclabel.label {
+            parse_owner(l, &self.config.passwd, &self.config.group)?;
+        }
+        for r in domain.resources() {
+            if let Some(l) = r.override_for("dac").and_then(|o| o.label.as_ref()) {
+                parse_owner(l, &self.config.passwd, &self.config.group)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn generate_label(&self, domain: &Domain, seclabel: &SecLabel) -> Result<LabelRecord> {
+        let kind = seclabel.kind();
+        let (label, groups) = match kind {
+            LabelType::None => (String::new(), vec![]),
+            LabelType::Dynamic => {
+                let mut uid = 0;
+                let shared = self.shared_gid;
+                self.store
+                    .update_ids(POOL, self.range.lo, self.range.hi, &mut |p| {
+                        uid = p.allocate(&domain.name, &|id| id == shared)?;
+                        Ok(())
+                    })?;
+                (format!("+{uid}:+{uid}"), vec![self.shared_gid])
+            }
+            LabelType::Static => {
+                let text = seclabel.label.clone().unwrap_or_default();
+                let (uid, _) = parse_owner(&text, &self.config.passwd, &self.config.group)?;
+                if self.in_pool(uid) {
+                    self.store
+                        .update_ids(POOL, self.range.lo, self.range.hi, &mut |p| {
+                            p.reserve(uid, &domain.name, seclabel.shared)
+                        })?;
+                }
+                (text, vec![self.shared_gid])
+            }
+        };
+        let mut extra = BTreeMap::new();
+        extra.insert("groups".to_owned(), serde_json::json!(groups));
+        Ok(LabelRecord {
+            model: "dac".into(),
+            kind,
+            imagelabel: (seclabel.relabel() && kind != LabelType::None).then(|| label.clone()),
+            label,
+            relabel: seclabel.relabel(),
+            extra,
+        })
+    }
+
+    async fn reserve_label(&self, ctx: DomainCtx<'_>, _pid: Option<u32>) -> Result<()> {
+        if ctx.label.kind == LabelType::None {
+            return Ok(());
+        }
+        let (uid, _) = self.owner_of(ctx.label, &ctx.domain.name)?;
+        if self.in_pool(uid) {
+            let name = ctx.domain.name.clone();
+            self.store
+                .update_ids(POOL, self.range.lo, self.range.hi, &mut |p| {
+                    p.reserve(uid, &name, ctx.seclabel.shared)
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn release_label(&self, ctx: DomainCtx<'_>) -> Result<()> {
+        if ctx.label.kind == LabelType::None {
+            return Ok(());
+        }
+        let (uid, _) = self.owner_of(ctx.label, &ctx.domain.name)?;
+        if self.in_pool(uid) {
+            let name = ctx.domain.name.clone();
+            self.store
+                .update_ids(POOL, self.range.lo, self.range.hi, &mut |p| {
+                    p.release(uid, &name);
+                    Ok(())
+                })?;
+        }
+        Ok(())
+    }
+
+    async fn set_all(&self, ctx: DomainCtx<'_>) -> Result<Vec<ResourceReport>> {
+        let mut plan = Vec::new();
+        for r in ctx.domain.resources() {
+            let p = self.plan(ctx, &r)?;
+            plan.push((r, p));
+        }
+        self.relabeler.apply_all(&ctx.domain.name, &plan)
+    }
+
+    async fn restore_all(&self, ctx: DomainCtx<'_>) -> Result<()> {
+        self.relabeler
+            .restore_resources(&ctx.domain.name, &ctx.domain.resources())
+    }
+
+    async fn set_resource(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<ResourceReport> {
+        let p = self.plan(ctx, res)?;
+        self.relabeler.apply_one(&ctx.domain.name, res, &p)
+    }
+
+    async fn restore_resource(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<()> {
+        self.relabeler
+            .restore(&res.path, &ctx.domain.name, res.is_tree())
+    }
+
+    fn prepare_exec(
+        &self,
+        ctx: DomainCtx<'_>,
+        opts: &ExecOptions,
+    ) -> Result<Option<Box<dyn ExecHook>>> {
+        if ctx.label.kind == LabelType::None {
+            return Ok(None);
+        }
+        let (uid, gid) = self.owner_of(ctx.label, &ctx.domain.name)?;
+        let groups: Vec<u32> = ctx
+            .label
+            .extra
+            .get("groups")
+            .and_then(|g| serde_json::from_value(g.clone()).ok())
+            .unwrap_or_default();
+        Ok(Some(Box::new(DacHook::new(
+            uid,
+            gid,
+            &groups,
+            &opts.keep_fds,
+        ))))
+    }
+
+    async fn process_label(&self, pid: u32) -> Result<Option<String>> {
+        let (uid, gid) = self.relabeler.host().pid_owner(pid).map_err(|e| {
+            svirt_core::Error::host("read the owner of process", format!("/proc/{pid}"), e)
+        })?;
+        Ok(Some(format!("+{uid}:+{gid}")))
+    }
+}

@@ -1,0 +1,31 @@
+//! svirt-dac's own errors; they reach callers as `svirt_core::Error::Driver { model: "dac" }`.
+
+/// What can go wrong in the DAC driver.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DacError {
+    /// `uid_range` does not parse or is unusable.
+    #[error("invalid uid_range {range:?}: {reason}")]
+    BadRange { range: String, reason: String },
+    /// The range overlaps accounts that already exist.
+    #[error("uid_range {range} overlaps existing {what} {name} ({id}) in {file}")]
+    RangeOverlap {
+        range: String,
+        what: &'static str,
+        name: String,
+        id: u32,
+        file: String,
+    },
+    /// A static DAC label does not parse or names an unknown user or group.
+    #[error("invalid DAC label {label:?}: {reason}")]
+    BadLabel { label: String, reason: String },
+    /// A stored DAC label is damaged.
+    #[error("recorded DAC label {label:?} of domain {domain} is damaged")]
+    BadRecord { domain: String, label: String },
+}
+
+impl From<DacError> for svirt_core::Error {
+    fn from(e: DacError) -> Self {
+        svirt_core::Error::driver("dac", e)
+    }
+}
