@@ -12,17 +12,16 @@ use svirt_core::store::FileStore;
 // Each driver crate registers its `[[driver]]` name with typetag; referencing the crates here
 // makes sure the registrations are linked into the binary.
 use svirt_dac as _;
+use svirt_selinux as _;
 
 /// The configuration file used when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG: &str = "/etc/svirt/svirt.toml";
 
 /// Everything a command needs.
 pub struct Env {
-    pub config: Config,
     pub manager: SecurityManager,
     pub host: Arc<dyn Host>,
     pub state_dir: PathBuf,
-    pub build: BuildContext,
 }
 
 /// Load the configuration (or probe), apply `--state-dir`, and build every driver.
@@ -62,10 +61,8 @@ pub async fn load(config: Option<&Path>, state_dir: Option<&Path>) -> Result<Env
     let manager = SecurityManager::new(drivers, cfg.require_confined)?;
     Ok(Env {
         state_dir: cfg.state_dir.clone(),
-        config: cfg,
         manager,
         host,
-        build,
     })
 }
 
@@ -73,6 +70,9 @@ pub async fn load(config: Option<&Path>, state_dir: Option<&Path>) -> Result<Env
 /// the no-op driver.
 pub fn probe_defaults() -> Vec<Box<dyn DriverConfig>> {
     let mut out: Vec<Box<dyn DriverConfig>> = Vec::new();
+    if svirt_selinux::Kernel::mode(&svirt_selinux::LibSelinux).is_some() {
+        out.push(Box::new(svirt_selinux::SelinuxConfig::default()));
+    }
     if nix::unistd::geteuid().is_root() {
         out.push(Box::new(svirt_dac::DacConfig::default()));
     }
@@ -85,6 +85,7 @@ pub fn probe_defaults() -> Vec<Box<dyn DriverConfig>> {
 /// Every driver compiled into this binary, with default settings, for `svirt drivers`.
 pub fn compiled() -> Vec<(&'static str, Box<dyn DriverConfig>)> {
     vec![
+        ("selinux", Box::new(svirt_selinux::SelinuxConfig::default())),
         ("dac", Box::new(svirt_dac::DacConfig::default())),
         ("none", Box::new(svirt_core::noop::NoopConfig {})),
     ]
@@ -94,6 +95,7 @@ pub fn compiled() -> Vec<(&'static str, Box<dyn DriverConfig>)> {
 pub fn file_attr(model: &str) -> Option<Arc<dyn svirt_core::relabel::FileAttr>> {
     match model {
         "dac" => Some(Arc::new(svirt_dac::DacAttr)),
+        "selinux" => Some(Arc::new(svirt_selinux::SelinuxAttr)),
         _ => None,
     }
 }

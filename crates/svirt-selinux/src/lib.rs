@@ -1,0 +1,20 @@
+//! svirt-selinux: sVirt's dynamic MCS labels. Each VM gets a unique category pair
+//! (`svirt_t:s0:cA,cB`), its private images `svirt_image_t:s0:cA,cB`, shared images
+//! `svirt_image_t:s0`, read-only content `virt_content_t:s0`; originals are remembered and put
+//! back at stop. Static labels (MLS guests) are checked by svirt-static and reserved here.
+
+mod attr;
+mod config;
+mod contexts;
+mod driver;
+mod error;
+mod hook;
+mod kernel;
+mod sys;
+
+pub use attr::SelinuxAttr;
+pub use config::SelinuxConfig;
+pub use contexts::Contexts;
+pub use driver::SelinuxDriver;
+pub use error::SelinuxError;
+pub use kernel::{Kernel, LibSelinux};
