@@ -136,8 +136,8 @@ impl Host for LinuxHost {
         }
         .map_err(io_err)?;
         let mut out = Vec::new();
-        let mut it = rfs::Dir::read_from(&fd).map_err(io_err)?;
-        while let Some(entry) = it.next() {
+        let it = rfs::Dir::read_from(&fd).map_err(io_err)?;
+        for entry in it {
             let entry = entry.map_err(io_err)?;
             let name = entry.file_name().to_bytes();
             if name != b"." && name != b".." {
