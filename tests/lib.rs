@@ -1,0 +1,109 @@
+//! Helpers for the integration tests: build and run the `svirt` binary, read labels and owners.
+
+#![allow(clippy::print_stderr)]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The `svirt` binary, built once (debug profile) for this test run.
+pub fn svirt() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_default();
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "svirt-cli", "--features", "failpoints"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo runs");
+        assert!(st.success(), "building svirt failed");
+        root.join("target/debug/svirt")
+    })
+    .clone()
+}
+
+/// True when running as root; otherwise prints a visible skip line for `test`.
+pub fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        true
+    } else {
+        eprintln!("SKIPPED {test}: needs root (real chown and xattrs)");
+        false
+    }
+}
+
+/// Run svirt with a config and args.
+pub fn run(cfg: &Path, args: &[&str]) -> Output {
+    Command::new(svirt())
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .expect("svirt runs")
+}
+
+/// A DAC configuration in `dir`.
+pub fn dac_config(dir: &Path) -> PathBuf {
+    let p = dir.join("svirt.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "state_dir = \"{}/state\"\n[[driver]]\ndriver = \"dac\"\nuid_range = \"64000-64999\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// An offline SELinux configuration in `dir` with the manager range `range`.
+pub fn selinux_config(dir: &Path, range: &str) -> PathBuf {
+    let p = dir.join("svirt.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "state_dir = \"{}/state\"\n[[driver]]\ndriver = \"selinux\"\noffline = true\nmanager_context = \"system_u:system_r:virtd_t:{range}\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// The SELinux label of a file ("" when none).
+pub fn label(p: &Path) -> String {
+    let out = Command::new("getfattr")
+        .args(["--only-values", "-h", "-n", "security.selinux"])
+        .arg(p)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .trim_end_matches('\0')
+            .to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// Owner and mode of a file, `uid:gid mode`.
+pub fn owner(p: &Path) -> String {
+    let m = std::fs::symlink_metadata(p).unwrap();
+    format!("{}:{} {:o}", m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+/// Every `trusted.svirt.*` xattr of a file.
+pub fn svirt_xattrs(p: &Path) -> String {
+    let out = Command::new("getfattr")
+        .args(["-h", "-d", "-m", "trusted.svirt"])
+        .arg(p)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("svirt"))
+        .collect::<Vec<_>>()
+        .join(",")
+}

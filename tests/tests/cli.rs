@@ -1,0 +1,260 @@
+//! The real `svirt` binary, driven as a VM manager would. Root tests on real files.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use svirt_tests::*;
+
+fn tmp() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+#[test]
+fn dac_vm_reads_its_own_image_and_not_another_vms_or_shadow() {
+    if !root_or_skip("dac_vm_reads_its_own_image_and_not_another_vms_or_shadow") {
+        return;
+    }
+    let d = tmp();
+    let cfg = dac_config(d.path());
+    let a = d.path().join("a.img");
+    let b = d.path().join("b.img");
+    std::fs::write(&a, "secret-a\n").unwrap();
+    std::fs::write(&b, "secret-b\n").unwrap();
+    for f in [&a, &b] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let before = (owner(&a), owner(&b));
+    std::fs::write(
+        d.path().join("a.toml"),
+        format!("name = \"dA\"\n[[disk]]\npath = \"{}\"\n", a.display()),
+    )
+    .unwrap();
+    let o = run(&cfg, &["start", d.path().join("a.toml").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        owner(&a).ends_with(" 600") && owner(&a).starts_with("640"),
+        "{}",
+        owner(&a)
+    );
+    let script = format!(
+        "id -u; id -G; cat {b}; cat {a} && echo READ-A; cat /etc/shadow >/dev/null && echo READ-SHADOW; grep NoNewPrivs /proc/self/status",
+        a = a.display(),
+        b = b.display()
+    );
+    let o = run(
+        &cfg,
+        &[
+            "run",
+            "--name",
+            "dB",
+            "--rw",
+            b.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut lines = out.lines();
+    let uid: u32 = lines.next().unwrap().parse().unwrap();
+    assert!((64000..65000).contains(&uid));
+    assert_eq!(
+        lines.next().unwrap(),
+        format!("{uid} 64999"),
+        "exactly its gid and the shared group"
+    );
+    assert!(out.contains("secret-b"));
+    assert!(!out.contains("READ-A"), "VM B read VM A's image");
+    assert!(!out.contains("READ-SHADOW"));
+    assert!(out.contains("NoNewPrivs:\t1"));
+    let o = run(&cfg, &["stop", "dA"]);
+    assert!(o.status.success());
+    assert_eq!(
+        (owner(&a), owner(&b)),
+        before,
+        "owners and modes restored exactly"
+    );
+    assert_eq!(svirt_xattrs(&a), "", "no svirt metadata left");
+}
+
+#[test]
+fn selinux_offline_round_trip_restores_every_label() {
+    if !root_or_skip("selinux_offline_round_trip_restores_every_label") {
+        return;
+    }
+    let d = tmp();
+    let cfg = selinux_config(d.path(), "s0-s0:c0.c1023");
+    let disk = d.path().join("d.img");
+    let ro = d.path().join("ro.iso");
+    let share = d.path().join("share");
+    std::fs::create_dir_all(share.join("sub")).unwrap();
+    std::fs::write(share.join("sub/f"), "x").unwrap();
+    for f in [&disk, &ro] {
+        std::fs::write(f, "x").unwrap();
+    }
+    Command::new("setfattr")
+        .args([
+            "-n",
+            "security.selinux",
+            "-v",
+            "system_u:object_r:default_t:s0",
+        ])
+        .arg(&disk)
+        .status()
+        .unwrap();
+    let snap = || {
+        [
+            label(&disk),
+            label(&ro),
+            label(&share),
+            label(&share.join("sub/f")),
+        ]
+    };
+    let before = snap();
+    std::fs::write(
+        d.path().join("v.toml"),
+        format!(
+            "name = \"rt\"\n[[disk]]\npath = \"{}\"\n[[disk]]\npath = \"{}\"\nreadonly = true\n[[filesystem]]\npath = \"{}\"\n",
+            disk.display(),
+            ro.display(),
+            share.display()
+        ),
+    )
+    .unwrap();
+    let o = run(
+        &cfg,
+        &["--json", "start", d.path().join("v.toml").to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let img = j["labels"][0]["imagelabel"].as_str().unwrap().to_owned();
+    assert!(
+        img.starts_with("system_u:object_r:svirt_image_t:s0:c"),
+        "{img}"
+    );
+    assert_eq!(label(&disk), img);
+    assert_eq!(label(&ro), "system_u:object_r:virt_content_t:s0");
+    assert_eq!(
+        label(&share.join("sub/f")),
+        img,
+        "directory share relabeled recursively"
+    );
+    let o = run(&cfg, &["stop", "rt"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(snap(), before);
+    assert_eq!(svirt_xattrs(&disk), "");
+}
+
+#[test]
+fn recover_restores_every_file_after_a_kill_at_each_failpoint() {
+    if !root_or_skip("recover_restores_every_file_after_a_kill_at_each_failpoint") {
+        return;
+    }
+    for point in [
+        "relabel.journaled:1",
+        "relabel.applied:1",
+        "relabel.applied:2",
+        "state.labels-generated:1",
+        "state.record-written:1",
+    ] {
+        let d = tmp();
+        let cfg = selinux_config(d.path(), "s0-s0:c0.c7");
+        let a = d.path().join("a.img");
+        let b = d.path().join("b.img");
+        for f in [&a, &b] {
+            std::fs::write(f, "x").unwrap();
+            Command::new("setfattr")
+                .args([
+                    "-n",
+                    "security.selinux",
+                    "-v",
+                    "system_u:object_r:default_t:s0",
+                ])
+                .arg(f)
+                .status()
+                .unwrap();
+        }
+        std::fs::write(
+            d.path().join("v.toml"),
+            format!(
+                "name = \"k\"\n[[disk]]\npath = \"{}\"\n[[disk]]\npath = \"{}\"\n",
+                a.display(),
+                b.display()
+            ),
+        )
+        .unwrap();
+        let o = Command::new(svirt())
+            .env("SVIRT_FAILPOINT", point)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["start", d.path().join("v.toml").to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{point}: start was not killed");
+        let o = run(&cfg, &["recover"]);
+        assert!(
+            o.status.success(),
+            "{point}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        for f in [&a, &b] {
+            assert_eq!(
+                label(f),
+                "system_u:object_r:default_t:s0",
+                "{point}: {}",
+                f.display()
+            );
+            assert_eq!(svirt_xattrs(f), "", "{point}");
+        }
+        // Every label was released: all 28 pairs can be drawn again.
+        for i in 0..28 {
+            std::fs::write(d.path().join("n.toml"), format!("name = \"n{i}\"\n")).unwrap();
+            let o = run(&cfg, &["start", d.path().join("n.toml").to_str().unwrap()]);
+            assert!(
+                o.status.success(),
+                "{point}: start {i}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn exhaustion_is_an_immediate_typed_error_and_bad_domains_exit_2() {
+    if !root_or_skip("exhaustion_is_an_immediate_typed_error_and_bad_domains_exit_2") {
+        return;
+    }
+    let d = tmp();
+    let cfg = selinux_config(d.path(), "s0-s0:c0.c7");
+    for i in 0..28 {
+        std::fs::write(d.path().join("n.toml"), format!("name = \"n{i}\"\n")).unwrap();
+        assert!(
+            run(&cfg, &["start", d.path().join("n.toml").to_str().unwrap()])
+                .status
+                .success()
+        );
+    }
+    std::fs::write(d.path().join("n.toml"), "name = \"n28\"\n").unwrap();
+    let o = run(&cfg, &["start", d.path().join("n.toml").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("MCS labels exhausted"));
+    std::fs::write(d.path().join("bad.toml"), "name = \"../x\"\n").unwrap();
+    let o = run(
+        &cfg,
+        &["verify", d.path().join("bad.toml").to_str().unwrap()],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
