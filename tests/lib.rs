@@ -46,32 +46,51 @@ pub fn run(cfg: &Path, args: &[&str]) -> Output {
         .expect("svirt runs")
 }
 
+/// Write `svirt.toml` in `dir`: a state dir inside `dir`, then one `[[driver]]` table.
+fn write_config(dir: &Path, driver: &str) -> PathBuf {
+    let p = dir.join("svirt.toml");
+    let text = format!(
+        "state_dir = \"{}/state\"
+[[driver]]
+{driver}",
+        dir.display()
+    );
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
 /// A DAC configuration in `dir`.
 pub fn dac_config(dir: &Path) -> PathBuf {
-    let p = dir.join("svirt.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "state_dir = \"{}/state\"\n[[driver]]\ndriver = \"dac\"\nuid_range = \"64000-64999\"\n",
-            dir.display()
-        ),
+    write_config(
+        dir,
+        "driver = \"dac\"
+uid_range = \"64000-64999\"
+",
     )
-    .unwrap();
-    p
 }
 
 /// An offline SELinux configuration in `dir` with the manager range `range`.
 pub fn selinux_config(dir: &Path, range: &str) -> PathBuf {
-    let p = dir.join("svirt.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "state_dir = \"{}/state\"\n[[driver]]\ndriver = \"selinux\"\noffline = true\nmanager_context = \"system_u:system_r:virtd_t:{range}\"\n",
-            dir.display()
+    write_config(
+        dir,
+        &format!(
+            "driver = \"selinux\"
+offline = true
+manager_context = \"system_u:system_r:virtd_t:{range}\"
+"
         ),
     )
-    .unwrap();
-    p
+}
+
+/// Write `content` to a file and give it the SELinux label `label`.
+pub fn labeled_file(p: &Path, content: &str, label: &str) {
+    std::fs::write(p, content).unwrap();
+    let st = Command::new("setfattr")
+        .args(["-n", "security.selinux", "-v", label])
+        .arg(p)
+        .status()
+        .expect("setfattr runs");
+    assert!(st.success(), "setfattr {}", p.display());
 }
 
 /// The SELinux label of a file ("" when none).

@@ -97,19 +97,8 @@ fn selinux_offline_round_trip_restores_every_label() {
     let share = d.path().join("share");
     std::fs::create_dir_all(share.join("sub")).unwrap();
     std::fs::write(share.join("sub/f"), "x").unwrap();
-    for f in [&disk, &ro] {
-        std::fs::write(f, "x").unwrap();
-    }
-    Command::new("setfattr")
-        .args([
-            "-n",
-            "security.selinux",
-            "-v",
-            "system_u:object_r:default_t:s0",
-        ])
-        .arg(&disk)
-        .status()
-        .unwrap();
+    labeled_file(&disk, "x", "system_u:object_r:default_t:s0");
+    std::fs::write(&ro, "x").unwrap();
     let snap = || {
         [
             label(&disk),
@@ -170,17 +159,7 @@ fn recover_restores_every_file_after_a_kill_at_each_failpoint() {
         let a = d.path().join("a.img");
         let b = d.path().join("b.img");
         for f in [&a, &b] {
-            std::fs::write(f, "x").unwrap();
-            Command::new("setfattr")
-                .args([
-                    "-n",
-                    "security.selinux",
-                    "-v",
-                    "system_u:object_r:default_t:s0",
-                ])
-                .arg(f)
-                .status()
-                .unwrap();
+            labeled_file(f, "x", "system_u:object_r:default_t:s0");
         }
         std::fs::write(
             d.path().join("v.toml"),

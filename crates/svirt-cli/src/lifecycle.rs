@@ -65,12 +65,7 @@ pub async fn start(env: &Env, domain: Domain) -> Result<Record> {
 pub async fn stop(env: &Env, name: &str) -> Result<()> {
     let state = StateDir::new(&env.state_dir);
     let _lock = state.lock()?;
-    let Some(rec) = state.load(name)? else {
-        return Err(Error::NoSuchDomain {
-            name: name.to_owned(),
-        }
-        .into());
-    };
+    let rec = state.require(name)?;
     teardown(env, &state, rec).await
 }
 
@@ -129,7 +124,7 @@ pub async fn recover(env: &Env) -> Result<Recovered> {
         if entry.holders.iter().any(|h| names.contains(h.as_str())) {
             continue;
         }
-        let Some(attr) = attr_for(&entry.model) else {
+        let Some(attr) = crate::setup::file_attr(&entry.model) else {
             continue;
         };
         let r = Relabeler::new(env.host.clone(), journal.clone(), attr);
@@ -164,13 +159,6 @@ pub async fn recover(env: &Env) -> Result<Recovered> {
     Ok(out)
 }
 
-fn attr_for(model: &str) -> Option<std::sync::Arc<dyn svirt_core::relabel::FileAttr>> {
-    match model {
-        "dac" => Some(std::sync::Arc::new(svirt_dac::DacAttr)),
-        _ => crate::setup::file_attr(model),
-    }
-}
-
 /// Hotplug one disk.
 pub async fn attach(
     env: &Env,
@@ -180,21 +168,9 @@ pub async fn attach(
 ) -> Result<Vec<ResourceReport>> {
     let state = StateDir::new(&env.state_dir);
     let _lock = state.lock()?;
-    let Some(mut rec) = state.load(name)? else {
-        return Err(Error::NoSuchDomain {
-            name: name.to_owned(),
-        }
-        .into());
-    };
-    let disk = Disk {
-        path: path.to_owned(),
-        readonly: access == Access::ReadOnly,
-        shareable: access == Access::Shared,
-        backing: Vec::new(),
-        seclabels: Vec::new(),
-    };
+    let mut rec = state.require(name)?;
     let mut next = rec.domain.clone();
-    next.disks.push(disk);
+    next.disks.push(Disk::new(path, access));
     next.validate()?;
     // Record the disk first, so a crash mid-attach is recovered like any resource.
     rec.domain = next;
@@ -222,22 +198,11 @@ pub async fn attach(
 pub async fn detach(env: &Env, name: &str, path: &Path) -> Result<()> {
     let state = StateDir::new(&env.state_dir);
     let _lock = state.lock()?;
-    let Some(mut rec) = state.load(name)? else {
-        return Err(Error::NoSuchDomain {
-            name: name.to_owned(),
-        }
-        .into());
-    };
+    let mut rec = state.require(name)?;
     let Some(disk) = rec.domain.disks.iter().find(|d| d.path == path).cloned() else {
         bail!("domain {name} has no disk {}", path.display());
     };
-    let access = if disk.readonly {
-        Access::ReadOnly
-    } else if disk.shareable {
-        Access::Shared
-    } else {
-        Access::Private
-    };
+    let access = disk.access();
     env.manager
         .restore_resource(
             &rec.domain,
@@ -255,12 +220,7 @@ pub async fn detach(env: &Env, name: &str, path: &Path) -> Result<()> {
 pub fn set_pid(env: &Env, name: &str, pid: u32) -> Result<Record> {
     let state = StateDir::new(&env.state_dir);
     let _lock = state.lock()?;
-    let Some(mut rec) = state.load(name)? else {
-        return Err(Error::NoSuchDomain {
-            name: name.to_owned(),
-        }
-        .into());
-    };
+    let mut rec = state.require(name)?;
     rec.pid = Some(pid);
     state.save(&rec)?;
     Ok(rec)

@@ -54,13 +54,7 @@ pub async fn run(
         seclabels: Vec::new(),
         disks: disks
             .into_iter()
-            .map(|(path, access)| Disk {
-                path,
-                readonly: access == Access::ReadOnly,
-                shareable: access == Access::Shared,
-                backing: Vec::new(),
-                seclabels: Vec::new(),
-            })
+            .map(|(path, access)| Disk::new(path, access))
             .collect(),
         filesystems: Vec::new(),
         chardevs: Vec::new(),

@@ -65,6 +65,13 @@ impl StateDir {
         }
     }
 
+    /// The record of a domain that must exist.
+    pub fn require(&self, name: &str) -> Result<Record> {
+        self.load(name)?.ok_or_else(|| Error::NoSuchDomain {
+            name: name.to_owned(),
+        })
+    }
+
     pub fn save(&self, r: &Record) -> Result<()> {
         let p = self.path(&r.domain.name);
         let b = serde_json::to_vec_pretty(r).map_err(|e| Error::StateCorrupt {

@@ -199,6 +199,15 @@ impl Error {
         }
     }
 
+    /// Ok when `errors` is empty, the error itself when there is one, else [`Error::Several`].
+    pub fn from_all(operation: &'static str, mut errors: Vec<Error>) -> Result<()> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(Error::Several { operation, errors }),
+        }
+    }
+
     /// The errno of the innermost I/O error, if any.
     pub fn errno(&self) -> Option<i32> {
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);

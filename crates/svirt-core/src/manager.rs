@@ -176,7 +176,7 @@ impl SecurityManager {
                 errors.push(e);
             }
         }
-        several("releasing labels", errors)
+        Error::from_all("releasing labels", errors)
     }
 
     /// Label every resource with every driver; on failure, restore the earlier drivers in reverse.
@@ -216,7 +216,7 @@ impl SecurityManager {
                 errors.push(e);
             }
         }
-        several("restoring labels", errors)
+        Error::from_all("restoring labels", errors)
     }
 
     /// Label one resource with every driver, rolling back on failure.
@@ -262,7 +262,7 @@ impl SecurityManager {
                 errors.push(e);
             }
         }
-        several("restoring a resource", errors)
+        Error::from_all("restoring a resource", errors)
     }
 
     /// Prepare every driver's exec hook, ordered by phase (label, identity, confine).
@@ -317,13 +317,5 @@ fn ctx<'a>(domain: &'a Domain, a: &'a Assignment, l: &'a LabelRecord) -> DomainC
         domain,
         seclabel: &a.seclabel,
         label: l,
-    }
-}
-
-fn several(operation: &'static str, mut errors: Vec<Error>) -> Result<()> {
-    match errors.len() {
-        0 => Ok(()),
-        1 => Err(errors.remove(0)),
-        _ => Err(Error::Several { operation, errors }),
     }
 }

@@ -493,7 +493,7 @@ impl McsState {
         out
     }
 
-    /// Read the on-disk form; `None` if it is damaged.
+    /// Read the on-disk form; an error text says how it is damaged.
     pub fn from_bytes(bytes: &[u8]) -> std::result::Result<Self, String> {
         let rest = bytes
             .strip_prefix(b"SVIRT-MCS\n")

@@ -252,12 +252,7 @@ impl Relabeler {
                 errors.push(Error::host("restore the attribute of", real, e));
             }
         }
-        if !errors.is_empty() {
-            return Err(Error::Several {
-                operation: "restoring a directory tree",
-                errors,
-            });
-        }
+        Error::from_all("restoring a directory tree", errors)?;
         crate::failpoint::hit("restore.put-back");
         self.journal.forget(node, real, self.model())?;
         info!(path = %real.display(), model = self.model(), original = ?entry.original, "restored");
@@ -399,7 +394,7 @@ impl Relabeler {
                 Err(e) => {
                     let mut rollback_errors = Vec::new();
                     for (done, _) in plan[..i].iter().rev() {
-                        if let Err(re) = self.restore(&done.path, holder, done.is_tree()) {
+                        if let Err(re) = self.restore_one(holder, done) {
                             rollback_errors.push(re);
                         }
                     }
@@ -415,6 +410,26 @@ impl Relabeler {
             }
         }
         Ok(reports)
+    }
+
+    /// Plan every resource with `plan` and apply the result with [`Relabeler::apply_all`].
+    pub fn apply_planned(
+        &self,
+        holder: &str,
+        resources: Vec<crate::domain::Resource>,
+        plan: impl Fn(&crate::domain::Resource) -> Result<Plan>,
+    ) -> Result<Vec<crate::driver::ResourceReport>> {
+        let mut planned = Vec::with_capacity(resources.len());
+        for r in resources {
+            let p = plan(&r)?;
+            planned.push((r, p));
+        }
+        self.apply_all(holder, &planned)
+    }
+
+    /// [`Relabeler::restore`] for one resource.
+    pub fn restore_one(&self, holder: &str, res: &crate::domain::Resource) -> Result<()> {
+        self.restore(&res.path, holder, res.is_tree())
     }
 
     /// Apply the plan for one resource.
@@ -454,18 +469,11 @@ impl Relabeler {
     ) -> Result<()> {
         let mut errors = Vec::new();
         for r in resources.iter().rev() {
-            if let Err(e) = self.restore(&r.path, holder, r.is_tree()) {
+            if let Err(e) = self.restore_one(holder, r) {
                 warn!(path = %r.path.display(), model = self.model(), error = %crate::display_chain(&e), "restore failed");
                 errors.push(e);
             }
         }
-        match errors.len() {
-            0 => Ok(()),
-            1 => Err(errors.remove(0)),
-            _ => Err(Error::Several {
-                operation: "restoring resources",
-                errors,
-            }),
-        }
+        Error::from_all("restoring resources", errors)
     }
 }

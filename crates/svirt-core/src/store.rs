@@ -37,7 +37,10 @@ impl dyn LabelStore {
             out = Some(s.allocate(&mut rand::rng())?);
             Ok(())
         })?;
-        Ok(out.unwrap_or_else(|| range.level((range.cat_min, range.cat_min + 1))))
+        out.ok_or_else(|| Error::StateCorrupt {
+            path: "label store".into(),
+            reason: "an update succeeded without drawing a label".into(),
+        })
     }
 
     /// See [`McsState::reserve_dynamic`].

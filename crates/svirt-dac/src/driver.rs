@@ -60,6 +60,23 @@ impl DacDriver {
         })
     }
 
+    /// Change the uid pool under the store's lock.
+    fn update_pool(
+        &self,
+        f: &mut dyn FnMut(&mut svirt_core::ids::IdPool) -> Result<()>,
+    ) -> Result<()> {
+        self.store.update_ids(POOL, self.range.lo, self.range.hi, f)
+    }
+
+    /// The uid of a recorded label, when it comes from this driver's pool.
+    fn pooled_uid(&self, ctx: DomainCtx<'_>) -> Result<Option<u32>> {
+        if ctx.label.kind == LabelType::None {
+            return Ok(None);
+        }
+        let (uid, _) = self.owner_of(ctx.label, &ctx.domain.name)?;
+        Ok(self.in_pool(uid).then_some(uid))
+    }
+
     fn in_pool(&self, id: u32) -> bool {
         (self.range.lo..=self.range.hi).contains(&id) && id != self.shared_gid
     }
@@ -126,21 +143,17 @@ impl SecurityDriver for DacDriver {
             LabelType::Dynamic => {
                 let mut uid = 0;
                 let shared = self.shared_gid;
-                self.store
-                    .update_ids(POOL, self.range.lo, self.range.hi, &mut |p| {
-                        uid = p.allocate(&domain.name, &|id| id == shared)?;
-                        Ok(())
-                    })?;
+                self.update_pool(&mut |p| {
+                    uid = p.allocate(&domain.name, &|id| id == shared)?;
+                    Ok(())
+                })?;
                 (format!("+{uid}:+{uid}"), vec![self.shared_gid])
             }
             LabelType::Static => {
                 let text = seclabel.label.clone().unwrap_or_default();
                 let (uid, _) = parse_owner(&text, &self.config.passwd, &self.config.group)?;
                 if self.in_pool(uid) {
-                    self.store
-                        .update_ids(POOL, self.range.lo, self.range.hi, &mut |p| {
-                            p.reserve(uid, &domain.name, seclabel.shared)
-                        })?;
+                    self.update_pool(&mut |p| p.reserve(uid, &domain.name, seclabel.shared))?;
                 }
                 (text, vec![self.shared_gid])
             }
@@ -158,43 +171,29 @@ impl SecurityDriver for DacDriver {
     }
 
     async fn reserve_label(&self, ctx: DomainCtx<'_>, _pid: Option<u32>) -> Result<()> {
-        if ctx.label.kind == LabelType::None {
-            return Ok(());
+        match self.pooled_uid(ctx)? {
+            Some(uid) => {
+                self.update_pool(&mut |p| p.reserve(uid, &ctx.domain.name, ctx.seclabel.shared))
+            }
+            None => Ok(()),
         }
-        let (uid, _) = self.owner_of(ctx.label, &ctx.domain.name)?;
-        if self.in_pool(uid) {
-            let name = ctx.domain.name.clone();
-            self.store
-                .update_ids(POOL, self.range.lo, self.range.hi, &mut |p| {
-                    p.reserve(uid, &name, ctx.seclabel.shared)
-                })?;
-        }
-        Ok(())
     }
 
     async fn release_label(&self, ctx: DomainCtx<'_>) -> Result<()> {
-        if ctx.label.kind == LabelType::None {
-            return Ok(());
+        match self.pooled_uid(ctx)? {
+            Some(uid) => self.update_pool(&mut |p| {
+                p.release(uid, &ctx.domain.name);
+                Ok(())
+            }),
+            None => Ok(()),
         }
-        let (uid, _) = self.owner_of(ctx.label, &ctx.domain.name)?;
-        if self.in_pool(uid) {
-            let name = ctx.domain.name.clone();
-            self.store
-                .update_ids(POOL, self.range.lo, self.range.hi, &mut |p| {
-                    p.release(uid, &name);
-                    Ok(())
-                })?;
-        }
-        Ok(())
     }
 
     async fn set_all(&self, ctx: DomainCtx<'_>) -> Result<Vec<ResourceReport>> {
-        let mut plan = Vec::new();
-        for r in ctx.domain.resources() {
-            let p = self.plan(ctx, &r)?;
-            plan.push((r, p));
-        }
-        self.relabeler.apply_all(&ctx.domain.name, &plan)
+        self.relabeler
+            .apply_planned(&ctx.domain.name, ctx.domain.resources(), |r| {
+                self.plan(ctx, r)
+            })
     }
 
     async fn restore_all(&self, ctx: DomainCtx<'_>) -> Result<()> {
@@ -208,8 +207,7 @@ impl SecurityDriver for DacDriver {
     }
 
     async fn restore_resource(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<()> {
-        self.relabeler
-            .restore(&res.path, &ctx.domain.name, res.is_tree())
+        self.relabeler.restore_one(&ctx.domain.name, res)
     }
 
     fn prepare_exec(

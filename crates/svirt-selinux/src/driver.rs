@@ -84,20 +84,20 @@ impl SelinuxDriver {
             })
     }
 
-    fn plan(&self, ctx: DomainCtx<'_>, res: &Resource) -> Plan {
+    fn plan(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<Plan> {
         if ctx.label.kind == LabelType::None || !ctx.label.relabel {
-            return Plan::Skip("relabeling is off for this domain".into());
+            return Ok(Plan::Skip("relabeling is off for this domain".into()));
         }
         if let Some(o) = res.override_for("selinux") {
             if o.relabel == Some(false) {
-                return Plan::Skip("relabel = false for this device".into());
+                return Ok(Plan::Skip("relabel = false for this device".into()));
             }
             if let Some(l) = &o.label {
-                return Plan::Set(l.clone());
+                return Ok(Plan::Set(l.clone()));
             }
         }
         let image = ctx.label.imagelabel.clone().unwrap_or_default();
-        Plan::Set(match res.access {
+        Ok(Plan::Set(match res.access {
             Access::Private => image,
             Access::Shared => self
                 .contexts
@@ -105,7 +105,7 @@ impl SelinuxDriver {
                 .with_range(self.contexts.shared_level())
                 .to_string(),
             Access::ReadOnly => self.contexts.content.to_string(),
-        })
+        }))
     }
 }
 
@@ -264,16 +264,10 @@ impl SecurityDriver for SelinuxDriver {
     }
 
     async fn set_all(&self, ctx: DomainCtx<'_>) -> Result<Vec<ResourceReport>> {
-        let plan: Vec<_> = ctx
-            .domain
-            .resources()
-            .into_iter()
-            .map(|r| {
-                let p = self.plan(ctx, &r);
-                (r, p)
+        self.relabeler
+            .apply_planned(&ctx.domain.name, ctx.domain.resources(), |r| {
+                self.plan(ctx, r)
             })
-            .collect();
-        self.relabeler.apply_all(&ctx.domain.name, &plan)
     }
 
     async fn restore_all(&self, ctx: DomainCtx<'_>) -> Result<()> {
@@ -282,13 +276,12 @@ impl SecurityDriver for SelinuxDriver {
     }
 
     async fn set_resource(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<ResourceReport> {
-        let p = self.plan(ctx, res);
+        let p = self.plan(ctx, res)?;
         self.relabeler.apply_one(&ctx.domain.name, res, &p)
     }
 
     async fn restore_resource(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<()> {
-        self.relabeler
-            .restore(&res.path, &ctx.domain.name, res.is_tree())
+        self.relabeler.restore_one(&ctx.domain.name, res)
     }
 
     fn prepare_exec(

@@ -114,6 +114,30 @@ pub struct Disk {
     pub seclabels: Vec<DeviceLabel>,
 }
 
+impl Disk {
+    /// A disk used with `access`, without backing layers or overrides.
+    pub fn new(path: impl Into<PathBuf>, access: Access) -> Self {
+        Disk {
+            path: path.into(),
+            readonly: access == Access::ReadOnly,
+            shareable: access == Access::Shared,
+            backing: Vec::new(),
+            seclabels: Vec::new(),
+        }
+    }
+
+    /// How the disk is used: read-only wins over shareable.
+    pub fn access(&self) -> Access {
+        if self.readonly {
+            Access::ReadOnly
+        } else if self.shareable {
+            Access::Shared
+        } else {
+            Access::Private
+        }
+    }
+}
+
 /// A directory shared with the guest, labeled recursively.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -318,16 +342,9 @@ impl Domain {
             out.push(Resource::new(p, ResourceKind::Firmware, Access::ReadOnly));
         }
         for d in &self.disks {
-            let access = if d.readonly {
-                Access::ReadOnly
-            } else if d.shareable {
-                Access::Shared
-            } else {
-                Access::Private
-            };
             out.push(Resource {
                 overrides: d.seclabels.clone(),
-                ..Resource::new(&d.path, ResourceKind::Disk, access)
+                ..Resource::new(&d.path, ResourceKind::Disk, d.access())
             });
             for b in &d.backing {
                 out.push(Resource::new(b, ResourceKind::Backing, Access::ReadOnly));
