@@ -26,14 +26,18 @@ pub fn svirt() -> PathBuf {
     .clone()
 }
 
+/// Print a visible skip line: the test did not run, and says why.
+pub fn skip(test: &str, why: &str) {
+    eprintln!("SKIPPED {test}: {why}");
+}
+
 /// True when running as root; otherwise prints a visible skip line for `test`.
 pub fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("SKIPPED {test}: needs root (real chown and xattrs)");
-        false
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        skip(test, "needs root (real chown and xattrs)");
     }
+    root
 }
 
 /// Run svirt with a config and args.

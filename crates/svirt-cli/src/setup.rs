@@ -12,6 +12,7 @@ use svirt_core::store::FileStore;
 // Each driver crate registers its `[[driver]]` name with typetag; referencing the crates here
 // makes sure the registrations are linked into the binary.
 use svirt_dac as _;
+use svirt_landlock as _;
 use svirt_selinux as _;
 
 /// The configuration file used when `--config` is not given, if it exists.
@@ -87,6 +88,10 @@ pub fn compiled() -> Vec<(&'static str, Box<dyn DriverConfig>)> {
     vec![
         ("selinux", Box::new(svirt_selinux::SelinuxConfig::default())),
         ("dac", Box::new(svirt_dac::DacConfig::default())),
+        (
+            "landlock",
+            Box::new(svirt_landlock::LandlockConfig::default()),
+        ),
         ("none", Box::new(svirt_core::noop::NoopConfig {})),
     ]
 }

@@ -1,0 +1,279 @@
+//! The Landlock driver.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use async_trait::async_trait;
+use landlock::{
+    Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd,
+    Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
+};
+use serde_json::json;
+use svirt_core::domain::{Domain, LabelType, SecLabel};
+use svirt_core::driver::{
+    DomainCtx, ExecHook, ExecOptions, ExecPhase, LabelRecord, Probe, ResourceReport, SecurityDriver,
+};
+use svirt_core::Result;
+
+use crate::config::LandlockConfig;
+use crate::error::LandlockError;
+use crate::rules::{Grant, RuleSet};
+
+/// Confinement by the kernel's Landlock LSM.
+#[derive(Debug)]
+pub struct LandlockDriver {
+    config: LandlockConfig,
+    abi: i32,
+}
+
+/// What each ABI adds that svirt uses.
+fn features(abi: i32) -> Vec<&'static str> {
+    let mut f = vec!["filesystem"];
+    if abi >= 4 {
+        f.push("tcp");
+    }
+    if abi >= 6 {
+        f.push("scoped signals and abstract unix sockets");
+    }
+    f
+}
+
+impl LandlockDriver {
+    /// A driver for a kernel whose Landlock ABI is `abi` (0 when unavailable).
+    pub fn new(config: LandlockConfig, abi: i32) -> Self {
+        LandlockDriver { config, abi }
+    }
+
+    fn check_abi(&self) -> Result<()> {
+        if self.abi < self.config.min_abi {
+            let have = features(self.abi.max(0));
+            let lost: Vec<_> = features(self.config.min_abi)
+                .into_iter()
+                .filter(|f| !have.contains(f))
+                .collect();
+            return Err(LandlockError::AbiTooOld {
+                kernel: self.abi,
+                min: self.config.min_abi,
+                lost: format!("lost: {}", lost.join(", ")),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    fn rules(&self, domain: &Domain) -> RuleSet {
+        RuleSet::for_domain(domain, &self.config.system_ro, &self.config.system_rw)
+    }
+
+    /// Build the ruleset in the kernel and return its fd (before the fork).
+    pub fn build_ruleset(&self, domain: &Domain) -> Result<OwnedFd> {
+        self.check_abi()?;
+        let abi = ABI::from(self.abi);
+        let err = |source| LandlockError::Ruleset {
+            domain: domain.name.clone(),
+            source,
+        };
+        let mut rs = Ruleset::default()
+            .set_compatibility(CompatLevel::HardRequirement)
+            .handle_access(AccessFs::from_all(abi))
+            .map_err(err)?;
+        if self.abi >= 4 {
+            rs = rs
+                .handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)
+                .map_err(err)?;
+        }
+        if self.abi >= 6 {
+            rs = rs
+                .scope(Scope::Signal | Scope::AbstractUnixSocket)
+                .map_err(err)?;
+        }
+        let mut created = rs.create().map_err(err)?;
+        let rules = self.rules(domain);
+        for r in &rules.paths {
+            let is_dir = std::fs::metadata(&r.path)
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
+            let access: BitFlags<AccessFs> = match r.grant {
+                Grant::Exec => AccessFs::from_read(abi),
+                Grant::Read => AccessFs::from_read(abi) & !AccessFs::Execute,
+                Grant::Write => {
+                    AccessFs::from_all(abi)
+                        & !(AccessFs::Execute | AccessFs::MakeChar | AccessFs::MakeBlock)
+                }
+            };
+            let access = if is_dir {
+                access
+            } else {
+                access & AccessFs::from_file(abi)
+            };
+            let fd = PathFd::new(&r.path).map_err(|source| LandlockError::Open {
+                path: r.path.clone(),
+                source,
+            })?;
+            created = created
+                .add_rule(PathBeneath::new(fd, access))
+                .map_err(err)?;
+        }
+        if self.abi >= 4 {
+            for &p in &rules.tcp_connect {
+                created = created
+                    .add_rule(NetPort::new(p, AccessNet::ConnectTcp))
+                    .map_err(err)?;
+            }
+            for &p in &rules.tcp_bind {
+                created = created
+                    .add_rule(NetPort::new(p, AccessNet::BindTcp))
+                    .map_err(err)?;
+            }
+        }
+        Option::<OwnedFd>::from(created).ok_or_else(|| {
+            LandlockError::AbiTooOld {
+                kernel: self.abi,
+                min: self.config.min_abi,
+                lost: "the kernel built no ruleset".into(),
+            }
+            .into()
+        })
+    }
+}
+
+/// Enforces a prepared ruleset in the child: `no_new_privs`, then `landlock_restrict_self`.
+#[derive(Debug)]
+pub struct LandlockHook {
+    fd: OwnedFd,
+}
+
+impl ExecHook for LandlockHook {
+    fn phase(&self) -> ExecPhase {
+        ExecPhase::Confine
+    }
+
+    fn apply(&self) -> std::result::Result<(), i32> {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| e as i32)?;
+        crate::sys::restrict_self(self.fd.as_raw_fd())
+    }
+}
+
+#[async_trait]
+impl SecurityDriver for LandlockDriver {
+    fn model(&self) -> &str {
+        "landlock"
+    }
+
+    async fn probe(&self) -> Probe {
+        if self.abi <= 0 {
+            return Probe {
+                available: false,
+                detail: "Landlock is not enabled in this kernel".into(),
+            };
+        }
+        match self.check_abi() {
+            Ok(()) => Probe {
+                available: true,
+                detail: format!(
+                    "ABI {} (min_abi {}): {}",
+                    self.abi,
+                    self.config.min_abi,
+                    features(self.abi).join(", ")
+                ),
+            },
+            Err(e) => Probe {
+                available: false,
+                detail: svirt_core::display_chain(&e),
+            },
+        }
+    }
+
+    async fn verify(&self, domain: &Domain, seclabel: &SecLabel) -> Result<()> {
+        if seclabel.kind() == LabelType::Static {
+            return Err(svirt_core::Error::DomainInvalid {
+                domain: domain.name.clone(),
+                reason: "the landlock model computes its ruleset; it takes no static label".into(),
+            });
+        }
+        self.check_abi()
+    }
+
+    async fn generate_label(&self, domain: &Domain, seclabel: &SecLabel) -> Result<LabelRecord> {
+        let kind = seclabel.kind();
+        let mut extra = BTreeMap::new();
+        let label = if kind == LabelType::None {
+            String::new()
+        } else {
+            self.check_abi()?;
+            let rules = self.rules(domain);
+            extra.insert("abi".to_owned(), json!(self.abi));
+            extra.insert("rules".to_owned(), json!(rules.paths));
+            extra.insert("tcp_connect".to_owned(), json!(rules.tcp_connect));
+            extra.insert("tcp_bind".to_owned(), json!(rules.tcp_bind));
+            extra.insert("scoped".to_owned(), json!(self.abi >= 6));
+            format!("abi={}", self.abi)
+        };
+        Ok(LabelRecord {
+            model: "landlock".into(),
+            kind,
+            label,
+            imagelabel: None,
+            relabel: false,
+            extra,
+        })
+    }
+
+    async fn set_all(&self, ctx: DomainCtx<'_>) -> Result<Vec<ResourceReport>> {
+        if ctx.label.kind == LabelType::None {
+            return Ok(Vec::new());
+        }
+        // Nothing on disk changes; fail early if a resource cannot be put in the ruleset.
+        self.build_ruleset(ctx.domain).map(|_| Vec::new())
+    }
+
+    async fn restore_all(&self, _ctx: DomainCtx<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    fn prepare_exec(
+        &self,
+        ctx: DomainCtx<'_>,
+        _opts: &ExecOptions,
+    ) -> Result<Option<Box<dyn ExecHook>>> {
+        if ctx.label.kind == LabelType::None {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(LandlockHook {
+            fd: self.build_ruleset(ctx.domain)?,
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_old_kernel_is_refused_unless_min_abi_is_lowered() {
+        let d = LandlockDriver::new(LandlockConfig::default(), 3);
+        let dom = Domain::from_toml("name='v'\n", "t").unwrap();
+        let e = d
+            .generate_label(&dom, &SecLabel::implicit("landlock"))
+            .await
+            .unwrap_err();
+        let text = svirt_core::display_chain(&e);
+        assert!(
+            text.contains("ABI is 3, below min_abi = 6") && text.contains("tcp"),
+            "{text}"
+        );
+        let lowered = LandlockDriver::new(
+            LandlockConfig {
+                min_abi: 3,
+                ..LandlockConfig::default()
+            },
+            3,
+        );
+        let l = lowered
+            .generate_label(&dom, &SecLabel::implicit("landlock"))
+            .await
+            .unwrap();
+        assert_eq!(l.label, "abi=3");
+        assert!(!d.probe().await.available);
+    }
+}
