@@ -179,6 +179,17 @@ impl SecurityDriver for DacDriver {
         }
     }
 
+    async fn reconcile(&self, live: &[(Domain, LabelRecord)]) -> Result<()> {
+        let names: Vec<&str> = live.iter().map(|(d, _)| d.name.as_str()).collect();
+        self.update_pool(&mut |p| {
+            for holders in p.held.values_mut() {
+                holders.retain(|h| names.contains(&h.as_str()));
+            }
+            p.held.retain(|_, h| !h.is_empty());
+            Ok(())
+        })
+    }
+
     async fn release_label(&self, ctx: DomainCtx<'_>) -> Result<()> {
         match self.pooled_uid(ctx)? {
             Some(uid) => self.update_pool(&mut |p| {
