@@ -100,7 +100,7 @@ pub fn compiled() -> Vec<(&'static str, Box<dyn DriverConfig>)> {
 pub fn file_attr(model: &str) -> Option<Arc<dyn svirt_core::relabel::FileAttr>> {
     match model {
         "dac" => Some(Arc::new(svirt_dac::DacAttr)),
-        "selinux" => Some(Arc::new(svirt_selinux::SelinuxAttr)),
+        "selinux" => Some(Arc::new(svirt_selinux::SelinuxAttr::default())),
         _ => None,
     }
 }

@@ -28,6 +28,12 @@ pub trait FileAttr: Send + Sync + Debug {
     fn matches(&self, current: Option<&str>, target: &str) -> bool {
         current == Some(target)
     }
+    /// The value to remember as `path`'s original when nothing remembered it before: normally
+    /// `current`. A driver can refuse a value it knows is a leftover of its own (a dead VM's
+    /// label after a reboot that wiped the journal) and name a default instead.
+    fn original_for(&self, _path: &Path, current: Option<String>) -> Option<String> {
+        current
+    }
     /// What to tell the administrator when a filesystem refuses the attribute.
     fn unsupported_hint(&self, _fs_type: i64) -> Option<&'static str> {
         None
@@ -138,7 +144,7 @@ impl Relabeler {
             &real,
             self.model(),
             holder,
-            current.clone(),
+            self.attr.original_for(&real, current.clone()),
             target,
             sharing,
             tree_items,

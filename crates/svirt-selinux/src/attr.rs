@@ -1,13 +1,35 @@
 //! The SELinux file attribute: the `security.selinux` xattr.
 
 use std::io;
+use std::path::{Path, PathBuf};
 
+use svirt_core::context::SecurityContext;
 use svirt_core::host::{get_label, Host, Node, SELINUX_XATTR};
 use svirt_core::relabel::{selinux_boolean_hint, FileAttr};
+use tracing::warn;
 
 /// A file's SELinux label.
 #[derive(Debug, Default)]
-pub struct SelinuxAttr;
+pub struct SelinuxAttr {
+    /// The image type (`svirt_image_t`): a label of this type with categories and nothing
+    /// remembering it is a dead VM's, never an original.
+    pub image_type: Option<String>,
+    /// The content context, the last fallback.
+    pub content: Option<String>,
+    /// The policy's file_contexts, for the default label.
+    pub file_contexts: Option<PathBuf>,
+}
+
+impl SelinuxAttr {
+    /// The default label of `path`: the policy's (selabel_lookup on file_contexts), else the
+    /// content context.
+    pub fn default_label(&self, path: &Path) -> Option<String> {
+        self.file_contexts
+            .as_deref()
+            .and_then(|fc| crate::defaults::policy_default(fc, path, path.is_dir()))
+            .or_else(|| self.content.clone())
+    }
+}
 
 impl FileAttr for SelinuxAttr {
     fn model(&self) -> &str {
@@ -27,6 +49,29 @@ impl FileAttr for SelinuxAttr {
             }
             None => host.remove_xattr(node, SELINUX_XATTR),
         }
+    }
+
+    fn original_for(&self, path: &Path, current: Option<String>) -> Option<String> {
+        let Some(image_type) = &self.image_type else {
+            return current;
+        };
+        let leftover = current
+            .as_deref()
+            .and_then(|c| c.parse::<SecurityContext>().ok())
+            .is_some_and(|c| {
+                &c.type_ == image_type && c.range.is_some_and(|r| !r.high.categories.is_empty())
+            });
+        if !leftover {
+            return current;
+        }
+        let fallback = self.default_label(path);
+        warn!(
+            path = %path.display(),
+            label = current.as_deref().unwrap_or(""),
+            original = fallback.as_deref().unwrap_or("(none)"),
+            "the file carries a VM image label that nothing remembers (a dead VM's?); remembering the policy default instead"
+        );
+        fallback.or(current)
     }
 
     fn unsupported_hint(&self, fs_type: i64) -> Option<&'static str> {

@@ -38,6 +38,9 @@ pub struct SelinuxConfig {
     /// The policy directory holding contexts/ (default /etc/selinux/default).
     #[serde(default)]
     pub policy_root: Option<PathBuf>,
+    /// The file_contexts used for default labels (default: policy_root/contexts/files/file_contexts).
+    #[serde(default)]
+    pub file_contexts: Option<PathBuf>,
 }
 
 fn parse(key: &'static str, text: &str) -> svirt_core::Result<SecurityContext> {

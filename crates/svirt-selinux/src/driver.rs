@@ -42,15 +42,31 @@ impl SelinuxDriver {
         kernel: Arc<dyn Kernel>,
         ctx: &BuildContext,
     ) -> Result<Self> {
+        Self::with_file_contexts(offline, contexts, kernel, ctx, None)
+    }
+
+    /// A driver that also takes default labels from the policy's `file_contexts`.
+    pub fn with_file_contexts(
+        offline: bool,
+        contexts: Contexts,
+        kernel: Arc<dyn Kernel>,
+        ctx: &BuildContext,
+        file_contexts: Option<std::path::PathBuf>,
+    ) -> Result<Self> {
         let range = McsRange::from_manager_range(contexts.manager.range.as_ref())?;
         let journal = Journal::new(ctx.host.clone(), &ctx.state_dir);
+        let attr = SelinuxAttr {
+            image_type: Some(contexts.image.type_.clone()),
+            content: Some(contexts.content.to_string()),
+            file_contexts,
+        };
         Ok(SelinuxDriver {
             offline,
             contexts,
             range,
             kernel,
             store: ctx.store.clone(),
-            relabeler: Relabeler::new(ctx.host.clone(), journal, Arc::new(SelinuxAttr)),
+            relabeler: Relabeler::new(ctx.host.clone(), journal, Arc::new(attr)),
         })
     }
 

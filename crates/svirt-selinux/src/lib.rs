@@ -6,6 +6,7 @@
 mod attr;
 mod config;
 mod contexts;
+mod defaults;
 mod driver;
 mod error;
 mod hook;
@@ -15,6 +16,7 @@ mod sys;
 pub use attr::SelinuxAttr;
 pub use config::SelinuxConfig;
 pub use contexts::Contexts;
+pub use defaults::policy_default;
 pub use driver::SelinuxDriver;
 pub use error::SelinuxError;
 pub use kernel::{Kernel, LibSelinux};

@@ -43,6 +43,10 @@ struct Rig {
 }
 
 fn rig_with(host: Arc<FakeHost>, range: &str) -> Rig {
+    rig_fc(host, range, None)
+}
+
+fn rig_fc(host: Arc<FakeHost>, range: &str, file_contexts: Option<std::path::PathBuf>) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let contexts = Contexts {
         manager: format!("system_u:system_r:virtd_t:{range}")
@@ -58,7 +62,9 @@ fn rig_with(host: Arc<FakeHost>, range: &str) -> Rig {
         host: host.clone(),
         store: Arc::new(MemoryStore::default()),
     };
-    let driver = SelinuxDriver::new(true, contexts, Arc::new(NoKernel), &ctx).unwrap();
+    let driver =
+        SelinuxDriver::with_file_contexts(true, contexts, Arc::new(NoKernel), &ctx, file_contexts)
+            .unwrap();
     Rig {
         host,
         manager: SecurityManager::new(vec![Arc::new(driver)], false).unwrap(),
@@ -307,6 +313,43 @@ async fn after_a_reboot_that_wiped_the_journal_the_xattrs_still_hold_the_origina
         .unwrap();
     r.stop(&next).await;
     assert_eq!(r.label("/img/a.img"), ORIG);
+}
+
+#[tokio::test]
+async fn a_dead_vms_label_nothing_remembers_is_never_taken_as_the_original() {
+    // A reboot wiped the journal, and the kernel refuses trusted.* xattrs: all that is left is
+    // the dead VM's label on the file. Stop must put back the policy default, not that label.
+    let fc_dir = tempfile::tempdir().unwrap();
+    let fc = fc_dir.path().join("file_contexts");
+    std::fs::write(&fc, "/img(/.*)?\tsystem_u:object_r:virt_image_t:s0\n").unwrap();
+    let host = Arc::new(FakeHost::new());
+    host.fail_xattr("set_xattr", "trusted.", 1);
+    for (p, l) in [
+        ("/img/a.img", "system_u:object_r:svirt_image_t:s0:c3,c4"),
+        ("/other/b.img", "system_u:object_r:svirt_image_t:s0:c5,c6"),
+        ("/img/c.img", ORIG),
+    ] {
+        host.add_file(p);
+        host.put_xattr(p, "security.selinux", format!("{l}\0").as_bytes());
+    }
+    let r = rig_fc(host, "s0-s0:c0.c1023", Some(fc));
+    let vm = r.start("name='n'\n[[disk]]\npath='/img/a.img'\n[[disk]]\npath='/other/b.img'\n[[disk]]\npath='/img/c.img'\n").await.unwrap();
+    r.stop(&vm).await;
+    assert_eq!(
+        r.label("/img/a.img"),
+        "system_u:object_r:virt_image_t:s0",
+        "policy default"
+    );
+    assert_eq!(
+        r.label("/other/b.img"),
+        CONTENT,
+        "no policy default: the content context"
+    );
+    assert_eq!(
+        r.label("/img/c.img"),
+        ORIG,
+        "an ordinary label is the original"
+    );
 }
 
 #[tokio::test]
