@@ -261,11 +261,11 @@ async fn drivers(
     let tmp_state = state_dir
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(svirt_core::config::DEFAULT_STATE_DIR));
-    let build = svirt_core::config::BuildContext {
-        state_dir: tmp_state.clone(),
-        host: std::sync::Arc::new(svirt_core::host::LinuxHost::default()),
-        store: std::sync::Arc::new(svirt_core::store::MemoryStore::default()),
-    };
+    let build = svirt_core::config::BuildContext::new(
+        tmp_state.clone(),
+        std::sync::Arc::new(svirt_core::host::LinuxHost::default()),
+        std::sync::Arc::new(svirt_core::store::MemoryStore::default()),
+    );
     let configured: Vec<String> = match config {
         Some(p) => svirt_core::config::Config::from_file(p)?
             .drivers

@@ -3,6 +3,7 @@
 mod cli;
 mod lifecycle;
 mod output;
+mod progress;
 mod run;
 mod setup;
 mod state;

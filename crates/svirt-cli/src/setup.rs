@@ -36,11 +36,12 @@ pub async fn load(config: Option<&Path>, state_dir: Option<&Path>) -> Result<Env
         cfg.state_dir = s.to_owned();
     }
     let host: Arc<dyn Host> = Arc::new(LinuxHost::default());
-    let build = BuildContext {
-        state_dir: cfg.state_dir.clone(),
-        host: host.clone(),
-        store: Arc::new(FileStore::new(&cfg.state_dir)),
-    };
+    let mut build = BuildContext::new(
+        cfg.state_dir.clone(),
+        host.clone(),
+        Arc::new(FileStore::new(&cfg.state_dir)),
+    );
+    build.progress = crate::progress::terminal_bar();
     if cfg.drivers.is_empty() {
         cfg.drivers = probe_defaults();
     }

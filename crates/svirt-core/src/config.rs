@@ -16,11 +16,45 @@ use crate::store::LabelStore;
 pub const DEFAULT_STATE_DIR: &str = "/run/svirt";
 
 /// What a driver needs from its surroundings when it is built.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BuildContext {
     pub state_dir: PathBuf,
     pub host: Arc<dyn Host>,
     pub store: Arc<dyn LabelStore>,
+    /// Told of the progress of long relabels (directory shares), if anyone wants to know.
+    pub progress: Option<crate::relabel::ProgressFn>,
+}
+
+impl std::fmt::Debug for BuildContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildContext")
+            .field("state_dir", &self.state_dir)
+            .field("host", &self.host)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BuildContext {
+    /// A context without progress reporting.
+    pub fn new(state_dir: PathBuf, host: Arc<dyn Host>, store: Arc<dyn LabelStore>) -> Self {
+        BuildContext {
+            state_dir,
+            host,
+            store,
+            progress: None,
+        }
+    }
+
+    /// A relabeler for `attr` over this context's host and journal, reporting progress if asked.
+    pub fn relabeler(&self, attr: Arc<dyn crate::relabel::FileAttr>) -> crate::relabel::Relabeler {
+        let journal = crate::remember::Journal::new(self.host.clone(), &self.state_dir);
+        let r = crate::relabel::Relabeler::new(self.host.clone(), journal, attr);
+        match &self.progress {
+            Some(p) => r.with_progress(p.clone()),
+            None => r,
+        }
+    }
 }
 
 /// One `[[driver]]` table. Each driver crate registers its own with `#[typetag::serde(name=..)]`.

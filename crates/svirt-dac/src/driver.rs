@@ -10,7 +10,6 @@ use svirt_core::driver::{
     DomainCtx, ExecHook, ExecOptions, LabelRecord, Probe, ResourceReport, SecurityDriver,
 };
 use svirt_core::relabel::{Plan, Relabeler};
-use svirt_core::remember::Journal;
 use svirt_core::store::LabelStore;
 use svirt_core::Result;
 
@@ -35,19 +34,13 @@ pub struct DacDriver {
 impl DacDriver {
     /// A driver over the build context's host, store and state directory.
     pub fn new(config: DacConfig, range: IdRange, shared_gid: u32, ctx: &BuildContext) -> Self {
-        let journal = Journal::new(ctx.host.clone(), &ctx.state_dir);
         DacDriver {
             config,
             range,
             shared_gid,
             store: ctx.store.clone(),
-            relabeler: Relabeler::new(ctx.host.clone(), journal, Arc::new(DacAttr)),
+            relabeler: ctx.relabeler(Arc::new(DacAttr)),
         }
-    }
-
-    /// The relabeler (for progress reporting).
-    pub fn relabeler_mut(&mut self) -> &mut Relabeler {
-        &mut self.relabeler
     }
 
     fn owner_of(&self, label: &LabelRecord, domain: &str) -> Result<(u32, u32)> {

@@ -12,7 +12,6 @@ use svirt_core::driver::{
 };
 use svirt_core::mcs::{McsRange, McsState};
 use svirt_core::relabel::{Plan, Relabeler};
-use svirt_core::remember::Journal;
 use svirt_core::store::LabelStore;
 use svirt_core::Result;
 use tracing::info;
@@ -54,7 +53,6 @@ impl SelinuxDriver {
         file_contexts: Option<std::path::PathBuf>,
     ) -> Result<Self> {
         let range = McsRange::from_manager_range(contexts.manager.range.as_ref())?;
-        let journal = Journal::new(ctx.host.clone(), &ctx.state_dir);
         let attr = SelinuxAttr {
             image_type: Some(contexts.image.type_.clone()),
             content: Some(contexts.content.to_string()),
@@ -66,7 +64,7 @@ impl SelinuxDriver {
             range,
             kernel,
             store: ctx.store.clone(),
-            relabeler: Relabeler::new(ctx.host.clone(), journal, Arc::new(attr)),
+            relabeler: ctx.relabeler(Arc::new(attr)),
         })
     }
 

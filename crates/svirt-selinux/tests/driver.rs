@@ -57,11 +57,11 @@ fn rig_fc(host: Arc<FakeHost>, range: &str, file_contexts: Option<std::path::Pat
         image: SHARED.parse().unwrap(),
         content: CONTENT.parse().unwrap(),
     };
-    let ctx = BuildContext {
-        state_dir: dir.path().to_owned(),
-        host: host.clone(),
-        store: Arc::new(MemoryStore::default()),
-    };
+    let ctx = BuildContext::new(
+        dir.path().to_owned(),
+        host.clone(),
+        Arc::new(MemoryStore::default()),
+    );
     let driver =
         SelinuxDriver::with_file_contexts(true, contexts, Arc::new(NoKernel), &ctx, file_contexts)
             .unwrap();
