@@ -27,5 +27,6 @@ pub mod remember;
 pub mod safe;
 pub mod store;
 mod sys;
+pub mod tree;
 
 pub use error::{display_chain, Error, Result};

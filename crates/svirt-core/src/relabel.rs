@@ -2,7 +2,7 @@
 //! SELinux and DAC differ only in their [`FileAttr`]; the rest is one implementation:
 //! resolve and open safely, journal the original, apply, and put it back at the end.
 
-use std::ffi::OsString;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::host::{fs_magic, is_unsupported, FileKind, Host, Node};
 use crate::remember::{Entry, Journal, Release, Sharing, TreeItem};
 use crate::safe::{self, Opened};
+use crate::tree;
 
 /// One attribute of a file that a driver changes.
 pub trait FileAttr: Send + Sync + Debug {
@@ -127,18 +128,11 @@ impl Relabeler {
         } else {
             Sharing::Shared
         };
-        let items = if tree && meta.kind == FileKind::Dir {
-            self.scan_tree(&node, target)?
+        let tree_items = if tree && meta.kind == FileKind::Dir {
+            self.scan_tree(&real, target)?
         } else {
             Vec::new()
         };
-        let tree_items: Vec<TreeItem> = items
-            .iter()
-            .map(|(rel, orig, _)| TreeItem {
-                rel: rel.clone(),
-                original: orig.clone(),
-            })
-            .collect();
         let entry = self.journal.acquire(
             &node,
             &real,
@@ -147,7 +141,7 @@ impl Relabeler {
             self.attr.original_for(&real, current.clone()),
             target,
             sharing,
-            tree_items,
+            tree_items.clone(),
         )?;
         if entry.holders.len() > 1 {
             // Another domain already applied the same value.
@@ -158,23 +152,18 @@ impl Relabeler {
             });
         }
         crate::failpoint::hit("relabel.journaled");
-        let total = items.len() as u64 + 1;
-        for (i, (rel, _, _)) in items.iter().enumerate() {
-            if let Err(e) = self.write_beneath(&node, rel, Some(target), None) {
+        let total = tree_items.len() as u64 + 1;
+        if !tree_items.is_empty() {
+            if let Err(e) = self.set_tree(&real, &tree_items, target, total) {
                 // Roll back the items already changed, then the journal.
-                self.undo_items(&node, &items[..i], target);
+                self.undo_tree(&real, &tree_items, target);
                 self.journal.abandon(&node, &real, self.model(), holder)?;
                 return Err(e);
-            }
-            if let Some(p) = &self.progress {
-                if i % 256 == 0 {
-                    p(i as u64 + 1, total);
-                }
             }
         }
         if !self.attr.matches(current.as_deref(), target) {
             if let Err(e) = self.attr.write(self.host.as_ref(), &node, Some(target)) {
-                self.undo_items(&node, &items, target);
+                self.undo_tree(&real, &tree_items, target);
                 self.journal.abandon(&node, &real, self.model(), holder)?;
                 if is_unsupported(&e) {
                     let fs = self.host.fs_type(&node).unwrap_or(0);
@@ -240,13 +229,8 @@ impl Relabeler {
 
     fn put_back(&self, node: &Node, real: &Path, entry: &Entry) -> Result<()> {
         let mut errors = Vec::new();
-        for item in &entry.tree {
-            if let Err(e) = self.write_beneath(
-                node,
-                &item.rel,
-                item.original.as_deref(),
-                Some(&entry.applied),
-            ) {
+        if !entry.tree.is_empty() {
+            if let Err(e) = self.put_back_tree(real, &entry.tree, &entry.applied) {
                 errors.push(e);
             }
         }
@@ -265,102 +249,70 @@ impl Relabeler {
         Ok(())
     }
 
-    /// Every item below `root` whose value differs from `target`, deepest last within each
-    /// directory listing; symlinks and anything that is not a plain file or directory is skipped.
-    fn scan_tree(
-        &self,
-        root: &Node,
-        target: &str,
-    ) -> Result<Vec<(PathBuf, Option<String>, FileKind)>> {
+    /// Every item below `root` whose value differs from `target`, with that value.
+    fn scan_tree(&self, root: &Path, target: &str) -> Result<Vec<TreeItem>> {
         let mut out = Vec::new();
-        let mut stack: Vec<(PathBuf, Node)> = Vec::new();
-        stack.push((PathBuf::new(), self.reopen(root)?));
-        while let Some((rel, dir)) = stack.pop() {
-            let names: Vec<OsString> = self
-                .host
-                .list_dir(&dir)
-                .map_err(|e| Error::host("list", dir.path(), e))?;
-            for name in names {
-                let child = match self.host.open_child(&dir, &name) {
-                    Ok(c) => c,
-                    Err(e)
-                        if matches!(
-                            e.raw_os_error(),
-                            Some(libc::ELOOP) | Some(libc::EXDEV) | Some(libc::ENOENT)
-                        ) =>
-                    {
-                        continue
-                    }
-                    Err(e) => return Err(Error::host("open", dir.path().join(&name), e)),
-                };
-                let meta = self
-                    .host
-                    .meta(&child)
-                    .map_err(|e| Error::host("inspect", child.path(), e))?;
-                let crel = rel.join(&name);
-                match meta.kind {
-                    FileKind::File | FileKind::Dir => {}
-                    _ => continue,
-                }
-                let cur = self.attr.read(self.host.as_ref(), &child).unwrap_or(None);
-                if !self.attr.matches(cur.as_deref(), target) {
-                    out.push((crel.clone(), cur, meta.kind));
-                }
-                if meta.kind == FileKind::Dir {
-                    stack.push((crel, child));
-                }
+        tree::walk(self.host.as_ref(), root, &mut |rel, node, _| {
+            let cur = self.attr.read(self.host.as_ref(), node).unwrap_or(None);
+            if !self.attr.matches(cur.as_deref(), target) {
+                out.push(TreeItem {
+                    rel: rel.to_owned(),
+                    original: cur,
+                });
             }
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
-    /// Put tree items back after a failed apply (best effort; the journal still has them).
-    fn undo_items(&self, root: &Node, items: &[(PathBuf, Option<String>, FileKind)], target: &str) {
-        for (rel, orig, _) in items.iter().rev() {
-            if let Err(e) = self.write_beneath(root, rel, orig.as_deref(), Some(target)) {
-                warn!(path = %root.path().join(rel).display(), error = %crate::display_chain(&e), "rollback failed");
-            }
-        }
-    }
-
-    fn reopen(&self, node: &Node) -> Result<Node> {
-        self.host
-            .open_node(node.path())
-            .map_err(|e| Error::host("open", node.path(), e))
-    }
-
-    /// Walk `rel` below `root` one component at a time without following symlinks, then set the
-    /// value. With `only_if`, the item is left alone unless it still holds that value.
-    fn write_beneath(
-        &self,
-        root: &Node,
-        rel: &Path,
-        value: Option<&str>,
-        only_if: Option<&str>,
-    ) -> Result<()> {
-        let mut cur = self.reopen(root)?;
-        for comp in rel.components() {
-            cur = self
-                .host
-                .open_child(&cur, comp.as_os_str())
-                .map_err(|e| Error::host("open", root.path().join(rel), e))?;
-        }
-        let meta = self
-            .host
-            .meta(&cur)
-            .map_err(|e| Error::host("inspect", cur.path(), e))?;
-        if !matches!(meta.kind, FileKind::File | FileKind::Dir) {
-            return Ok(());
-        }
-        if let Some(expect) = only_if {
-            let now = self.attr.read(self.host.as_ref(), &cur).unwrap_or(None);
-            if !self.attr.matches(now.as_deref(), expect) {
+    /// Set `target` on the scanned items, reporting progress.
+    fn set_tree(&self, root: &Path, items: &[TreeItem], target: &str, total: u64) -> Result<()> {
+        let wanted: HashSet<&Path> = items.iter().map(|i| i.rel.as_path()).collect();
+        let mut done = 0u64;
+        tree::walk(self.host.as_ref(), root, &mut |rel, node, _| {
+            if !wanted.contains(rel) {
                 return Ok(());
             }
+            self.attr
+                .write(self.host.as_ref(), node, Some(target))
+                .map_err(|e| Error::host("set the attribute of", node.path(), e))?;
+            done += 1;
+            if let Some(p) = &self.progress {
+                if done.is_multiple_of(256) {
+                    p(done, total);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Put each item's original back where it still holds `applied`.
+    fn put_back_tree(&self, root: &Path, items: &[TreeItem], applied: &str) -> Result<()> {
+        let originals: HashMap<&Path, Option<&str>> = items
+            .iter()
+            .map(|i| (i.rel.as_path(), i.original.as_deref()))
+            .collect();
+        let mut errors = Vec::new();
+        tree::walk(self.host.as_ref(), root, &mut |rel, node, _| {
+            let Some(original) = originals.get(rel) else {
+                return Ok(());
+            };
+            let now = self.attr.read(self.host.as_ref(), node).unwrap_or(None);
+            if self.attr.matches(now.as_deref(), applied) {
+                if let Err(e) = self.attr.write(self.host.as_ref(), node, *original) {
+                    errors.push(Error::host("restore the attribute of", node.path(), e));
+                }
+            }
+            Ok(())
+        })?;
+        Error::from_all("restoring a directory tree", errors)
+    }
+
+    /// Put tree items back after a failed apply (best effort; the journal still has them).
+    fn undo_tree(&self, root: &Path, items: &[TreeItem], target: &str) {
+        if let Err(e) = self.put_back_tree(root, items, target) {
+            warn!(path = %root.display(), error = %crate::display_chain(&e), "rollback failed");
         }
-        self.attr
-            .write(self.host.as_ref(), &cur, value)
-            .map_err(|e| Error::host("set the attribute of", cur.path(), e))
     }
 }
 

@@ -412,7 +412,7 @@ async fn a_directory_swapped_for_a_symlink_mid_walk_does_not_redirect_the_relabe
     assert_eq!(r.label("/etc/passwd"), ORIG);
     let calls = r.host.calls();
     assert!(
-        calls.iter().any(|c| c == "open_child /srv/share/sub"),
+        calls.iter().any(|c| c == "open_child_data /srv/share/sub"),
         "the walk reached the swapped entry: {calls:?}"
     );
     assert!(

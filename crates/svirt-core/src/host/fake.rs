@@ -362,7 +362,27 @@ impl Host for FakeHost {
         self.with_entry(node.path(), |e| Ok(e.meta))
     }
 
-    fn list_dir(&self, dir: &Node) -> io::Result<Vec<OsString>> {
+    fn open_child_data(&self, dir: &Node, name: &OsStr) -> io::Result<Node> {
+        let path = dir.path().join(name);
+        self.begin("open_child_data", &path, "")?;
+        if name == ".." || name == "." || name.to_string_lossy().contains('/') {
+            return Err(errno(libc::EXDEV));
+        }
+        if !matches!(
+            self.lock().files.get(dir.path()).map(|e| e.meta.kind),
+            Some(FileKind::Dir)
+        ) {
+            return Err(errno(libc::ENOTDIR));
+        }
+        self.apply_swap(&path);
+        match self.lock().files.get(&path).map(|e| e.meta.kind) {
+            None => Err(errno(libc::ENOENT)),
+            Some(FileKind::Symlink) => Err(errno(libc::ELOOP)),
+            Some(_) => Ok(Node::new(path, None)),
+        }
+    }
+
+    fn list_dir(&self, dir: &Node) -> io::Result<Vec<(OsString, Option<FileKind>)>> {
         self.begin("list_dir", dir.path(), "")?;
         let g = self.lock();
         match g.files.get(dir.path()).map(|e| e.meta.kind) {
@@ -371,9 +391,9 @@ impl Host for FakeHost {
             None => return Err(errno(libc::ENOENT)),
         }
         Ok(g.files
-            .keys()
-            .filter(|p| p.parent() == Some(dir.path()) && p.as_path() != dir.path())
-            .filter_map(|p| p.file_name().map(OsStr::to_owned))
+            .iter()
+            .filter(|(p, _)| p.parent() == Some(dir.path()) && p.as_path() != dir.path())
+            .filter_map(|(p, e)| p.file_name().map(|n| (n.to_owned(), Some(e.meta.kind))))
             .collect())
     }
 

@@ -118,7 +118,24 @@ impl Host for LinuxHost {
         }
     }
 
-    fn list_dir(&self, dir: &Node) -> io::Result<Vec<OsString>> {
+    fn open_child_data(&self, dir: &Node, name: &OsStr) -> io::Result<Node> {
+        let path = dir.path().join(name);
+        if name.as_bytes().contains(&b'/') || name == ".." || name == "." {
+            return Err(io::Error::from_raw_os_error(libc::EXDEV));
+        }
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let resolve =
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let fd = match dir.fd() {
+            Some(d) => rfs::openat2(d.as_fd(), name, flags, Mode::empty(), resolve),
+            None => rfs::openat(CWD, &path, flags, Mode::empty()),
+        }
+        .map_err(io_err)?;
+        Ok(Node::with_data_fd(path, fd))
+    }
+
+    fn list_dir(&self, dir: &Node) -> io::Result<Vec<(OsString, Option<FileKind>)>> {
         // Re-open the directory itself (O_PATH fds cannot be read), relative to the node.
         let fd = match dir.fd() {
             Some(d) => rfs::openat(
@@ -141,7 +158,17 @@ impl Host for LinuxHost {
             let entry = entry.map_err(io_err)?;
             let name = entry.file_name().to_bytes();
             if name != b"." && name != b".." {
-                out.push(OsStr::from_bytes(name).to_owned());
+                let kind = match entry.file_type() {
+                    rfs::FileType::RegularFile => Some(FileKind::File),
+                    rfs::FileType::Directory => Some(FileKind::Dir),
+                    rfs::FileType::Symlink => Some(FileKind::Symlink),
+                    rfs::FileType::BlockDevice => Some(FileKind::Block),
+                    rfs::FileType::CharacterDevice => Some(FileKind::Char),
+                    rfs::FileType::Socket => Some(FileKind::Socket),
+                    rfs::FileType::Fifo => Some(FileKind::Fifo),
+                    _ => None,
+                };
+                out.push((OsStr::from_bytes(name).to_owned(), kind));
             }
         }
         Ok(out)
@@ -152,7 +179,9 @@ impl Host for LinuxHost {
         let mut buf = Vec::with_capacity(256);
         loop {
             buf.clear();
-            let r = if node.fd().is_some() {
+            let r = if let (true, Some(fd)) = (node.is_data(), node.fd()) {
+                rfs::fgetxattr(fd, name, rustix::buffer::spare_capacity(&mut buf))
+            } else if node.fd().is_some() {
                 rfs::getxattr(&p, name, rustix::buffer::spare_capacity(&mut buf))
             } else {
                 rfs::lgetxattr(&p, name, rustix::buffer::spare_capacity(&mut buf))
@@ -169,6 +198,9 @@ impl Host for LinuxHost {
     }
 
     fn set_xattr(&self, node: &Node, name: &str, value: &[u8]) -> io::Result<()> {
+        if let (true, Some(fd)) = (node.is_data(), node.fd()) {
+            return rfs::fsetxattr(fd, name, value, rfs::XattrFlags::empty()).map_err(io_err);
+        }
         let p = self.fd_path(node);
         let r = if node.fd().is_some() {
             rfs::setxattr(&p, name, value, rfs::XattrFlags::empty())
@@ -180,7 +212,9 @@ impl Host for LinuxHost {
 
     fn remove_xattr(&self, node: &Node, name: &str) -> io::Result<()> {
         let p = self.fd_path(node);
-        let r = if node.fd().is_some() {
+        let r = if let (true, Some(fd)) = (node.is_data(), node.fd()) {
+            rfs::fremovexattr(fd, name)
+        } else if node.fd().is_some() {
             rfs::removexattr(&p, name)
         } else {
             rfs::lremovexattr(&p, name)
@@ -210,6 +244,9 @@ impl Host for LinuxHost {
     }
 
     fn chmod(&self, node: &Node, mode: u32) -> io::Result<()> {
+        if let (true, Some(fd)) = (node.is_data(), node.fd()) {
+            return rfs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(io_err);
+        }
         // chmod through /proc/self/fd/N reaches the inode the O_PATH fd holds.
         rfs::chmod(self.fd_path(node), Mode::from_raw_mode(mode)).map_err(io_err)
     }

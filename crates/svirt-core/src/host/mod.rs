@@ -44,12 +44,32 @@ pub struct FileMeta {
 pub struct Node {
     path: PathBuf,
     fd: Option<OwnedFd>,
+    /// The fd was opened for reading (a file or directory), so f*xattr calls work on it.
+    data: bool,
 }
 
 impl Node {
-    /// A node for `path` held by `fd` (None in fakes).
+    /// A node for `path` held by an `O_PATH` `fd` (None in fakes).
     pub fn new(path: PathBuf, fd: Option<OwnedFd>) -> Self {
-        Node { path, fd }
+        Node {
+            path,
+            fd,
+            data: false,
+        }
+    }
+
+    /// A node held by an fd opened for reading.
+    pub fn with_data_fd(path: PathBuf, fd: OwnedFd) -> Self {
+        Node {
+            path,
+            fd: Some(fd),
+            data: true,
+        }
+    }
+
+    /// True when the fd was opened for reading rather than `O_PATH`.
+    pub fn is_data(&self) -> bool {
+        self.data
     }
 
     /// The path the node was opened at (for messages; operations use the fd).
@@ -87,8 +107,13 @@ pub trait Host: Send + Sync + Debug {
     fn open_child(&self, dir: &Node, name: &OsStr) -> io::Result<Node>;
     /// `fstat` of a node.
     fn meta(&self, node: &Node) -> io::Result<FileMeta>;
-    /// The entry names of a directory node (without `.` and `..`).
-    fn list_dir(&self, dir: &Node) -> io::Result<Vec<OsString>>;
+    /// The entries of a directory node (without `.` and `..`), with their type when the
+    /// filesystem reports it (`d_type`).
+    fn list_dir(&self, dir: &Node) -> io::Result<Vec<(OsString, Option<FileKind>)>>;
+    /// Like [`Host::open_child`], but opened for reading (`O_RDONLY|O_NOFOLLOW|O_NONBLOCK`), so
+    /// attributes are read and written on the fd itself. Only for regular files and directories:
+    /// callers must know the entry's type first, since opening a device node has side effects.
+    fn open_child_data(&self, dir: &Node, name: &OsStr) -> io::Result<Node>;
     /// An extended attribute of a node; `None` when absent.
     fn get_xattr(&self, node: &Node, name: &str) -> io::Result<Option<Vec<u8>>>;
     /// Set an extended attribute of a node.
