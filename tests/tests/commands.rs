@@ -336,3 +336,39 @@ fn a_hundred_concurrent_starts_get_a_hundred_labels_and_consistent_state() {
         assert_eq!(label(&img(i)), "");
     }
 }
+
+#[test]
+fn the_embedding_example_confines_its_vmm_and_restores_the_image() {
+    if !root_or_skip("the_embedding_example_confines_its_vmm_and_restores_the_image") {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "svirt-cli", "--example", "embed"])
+        .current_dir(&root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let d = tmp();
+    let img = d.path().join("e.img");
+    std::fs::write(&img, "embedded image\n").unwrap();
+    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = owner(&img);
+    let o = Command::new(root.join("target/debug/examples/embed"))
+        .arg(&img)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains("label dac +640") && out.contains("uid=640"),
+        "{out}"
+    );
+    assert!(out.contains("embedded image"), "{out}");
+    assert!(out.contains("/etc/shadow: Permission denied"), "{out}");
+    assert!(out.contains("restored"), "{out}");
+    assert_eq!(owner(&img), before);
+}

@@ -16,6 +16,13 @@ pub enum DacError {
         id: u32,
         file: String,
     },
+    /// An account database cannot be read, so the range cannot be checked against it.
+    #[error("cannot read {file} to check the uid range against existing accounts")]
+    AccountsUnreadable {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// A static DAC label does not parse or names an unknown user or group.
     #[error("invalid DAC label {label:?}: {reason}")]
     BadLabel { label: String, reason: String },

@@ -34,8 +34,16 @@ impl IdRange {
 
     /// Refuse a range that overlaps an entry of a passwd- or group-format file.
     pub fn check_free(&self, file: &Path, what: &'static str) -> Result<(), DacError> {
-        let Ok(text) = std::fs::read_to_string(file) else {
-            return Ok(());
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            // No such database: no accounts to overlap.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(DacError::AccountsUnreadable {
+                    file: file.display().to_string(),
+                    source,
+                })
+            }
         };
         for line in text.lines() {
             let f: Vec<&str> = line.split(':').collect();
@@ -127,6 +135,18 @@ mod tests {
             .unwrap()
             .check_free(&p, "user")
             .unwrap();
+        IdRange::parse("65000-65010")
+            .unwrap()
+            .check_free(&dir.path().join("none"), "user")
+            .unwrap();
+        let e = IdRange::parse("65000-65010")
+            .unwrap()
+            .check_free(dir.path(), "user")
+            .unwrap_err();
+        assert!(
+            matches!(e, DacError::AccountsUnreadable { .. }),
+            "a directory cannot be read: {e}"
+        );
     }
 
     #[test]

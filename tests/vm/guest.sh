@@ -1,0 +1,103 @@
+#!/bin/sh
+# The scenario, inside the enforcing guest, through the real svirt CLI (svirt_manager_t) with the
+# SELinux driver in kernel mode. Every check prints SVTEST-PASS or SVTEST-FAIL.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+S=/mnt/svirt; P=/mnt/svirt-probe; C=/mnt/selinux.toml; K=/mnt/stack.toml
+I=/var/lib/libvirt/images
+ok=0; bad=0
+pass() { echo "SVTEST-PASS $*"; ok=$((ok+1)); }
+fail() { echo "SVTEST-FAIL $*"; bad=$((bad+1)); }
+ctx() { stat -c %C "$1"; }
+state() { for f in "$@"; do echo "$f $(ctx "$f") $(stat -c '%u:%g %a' "$f")"; done; }
+label_of() { "$S" --config "$1" --json status "$2" | grep -o '"label": "[^"]*"' | head -n1 | cut -d'"' -f4; }
+# expect REPORT PATH READ WRITE WHO
+expect() {
+  line=$(grep "^path $2 " "$1")
+  case "$line" in
+    *"read=$3 write=$4") pass "$5: $2 read=$3 write=$4";;
+    *) fail "$5: $2 wanted read=$3 write=$4, got: $line";;
+  esac
+}
+
+read -r me < /proc/self/attr/current; echo "SVTEST runner context=$me"
+mkdir -p "$I/share1"
+for f in vm1 vm2 vm3 shared content r1 r2 r3 static rs dac4 r4 other4 world4; do echo "data $f" > "$I/$f.img"; done
+echo "share file" > "$I/share1/f"
+FILES="$I/vm1.img $I/vm2.img $I/vm3.img $I/shared.img $I/content.img $I/share1 $I/share1/f $I/r1.img $I/r2.img $I/r3.img"
+BEFORE=$(state $FILES)
+echo "$BEFORE" | sed 's/^/SVTEST before: /'
+
+# --- the manager itself is confined
+drv=$("$S" --config "$C" drivers 2>&1)
+echo "$drv" | sed 's/^/SVTEST drivers: /'
+case "$drv" in *svirt_manager_t*) pass "svirt runs confined in svirt_manager_t";; *) fail "svirt is not in svirt_manager_t";; esac
+out=$("$S" --config "$C" verify /etc/shadow 2>&1); rc=$?
+echo "$out" | sed 's/^/SVTEST verify-shadow: /'
+if [ $rc != 0 ] && echo "$out" | grep -q 'Permission denied'; then
+  pass "svirt_manager_t is denied reading /etc/shadow"
+else
+  fail "svirt_manager_t read /etc/shadow (rc=$rc)"
+fi
+
+# --- three dynamic domains: private disks, one shared disk, read-only content, a share
+for n in 1 2 3; do
+  if "$S" --config "$C" start "/mnt/vm$n.toml" > "/tmp/start$n" 2>&1; then pass "start vm$n"; else fail "start vm$n: $(tr "\n" " " < /tmp/start$n)"; fi
+done
+echo "SVTEST labels: $(state $FILES | tr '\n' ';')"
+for n in 1 2 3; do
+  L=$(label_of "$C" "vm$n")
+  echo "SVTEST vm$n label $L"
+  "$S" --config "$C" exec "vm$n" -- "$P" "$I/r$n.img" "$I/vm1.img" "$I/vm2.img" "$I/vm3.img" \
+       "$I/shared.img" "$I/content.img" /etc/shadow "$I/share1/f"
+  R="$I/r$n.img"
+  sed "s/^/SVTEST vm$n report: /" "$R"
+  got=$(grep '^context ' "$R" | cut -d' ' -f2)
+  [ -n "$L" ] && [ "$got" = "$L" ] && pass "vm$n runs as its label $L" || fail "vm$n runs as '$got', want '$L'"
+  for m in 1 2 3; do
+    if [ $m = $n ]; then expect "$R" "$I/vm$m.img" ok ok "vm$n own disk"
+    else expect "$R" "$I/vm$m.img" EACCES EACCES "vm$n other VM's disk"; fi
+  done
+  expect "$R" "$I/shared.img" ok ok "vm$n shared disk"
+  expect "$R" "$I/content.img" ok EACCES "vm$n read-only content"
+  expect "$R" /etc/shadow EACCES EACCES "vm$n host file"
+  if [ $n = 1 ]; then expect "$R" "$I/share1/f" ok ok "vm1 own directory share"
+  else expect "$R" "$I/share1/f" EACCES EACCES "vm$n other VM's directory share"; fi
+done
+for n in 1 2 3; do "$S" --config "$C" stop "vm$n" > /dev/null 2>&1 || fail "stop vm$n"; done
+AFTER=$(state $FILES)
+if [ "$BEFORE" = "$AFTER" ]; then pass "every label, owner and mode is back after stop"
+else fail "not restored:"; echo "$AFTER" | sed 's/^/SVTEST after: /'; fi
+
+# --- a static label: exactly that label, files untouched
+chcon system_u:object_r:svirt_image_t:s0:c100,c200 "$I/rs.img"
+SB=$(state "$I/static.img" "$I/rs.img")
+if "$S" --config "$C" start /mnt/static.toml > /tmp/st 2>&1; then pass "start static"; else fail "start static: $(tr "\n" " " < /tmp/st)"; fi
+[ "$(state "$I/static.img" "$I/rs.img")" = "$SB" ] && pass "static domain's files untouched at start" || fail "static start relabeled files"
+"$S" --config "$C" exec static -- "$P" "$I/rs.img" "$I/static.img" "$I/vm1.img"
+sed "s/^/SVTEST static report: /" "$I/rs.img"
+got=$(grep '^context ' "$I/rs.img" | cut -d' ' -f2)
+[ "$got" = "system_u:system_r:svirt_t:s0:c100,c200" ] && pass "static domain runs as exactly its label" || fail "static domain runs as '$got'"
+expect "$I/rs.img" "$I/vm1.img" EACCES EACCES "static domain"
+"$S" --config "$C" stop static > /dev/null 2>&1 || fail "stop static"
+[ "$(state "$I/static.img" "$I/rs.img")" = "$SB" ] && pass "static domain's files untouched at stop" || fail "static stop changed files"
+
+# --- SELinux and DAC stacked: both walls hold
+chcon system_u:object_r:svirt_image_t:s0 "$I/other4.img"; chmod 600 "$I/other4.img"              # SELinux allows, DAC denies
+chcon system_u:object_r:svirt_image_t:s0:c1022,c1023 "$I/world4.img"; chmod 666 "$I/world4.img"   # DAC allows, SELinux denies
+KB=$(state "$I/dac4.img" "$I/r4.img" "$I/other4.img" "$I/world4.img")
+if "$S" --config "$K" start /mnt/vm4.toml > /tmp/s4 2>&1; then pass "start vm4 (selinux+dac)"; else fail "start vm4: $(tr "\n" " " < /tmp/s4)"; fi
+"$S" --config "$K" exec vm4 -- "$P" "$I/r4.img" "$I/dac4.img" "$I/other4.img" "$I/world4.img" /etc/shadow
+sed "s/^/SVTEST vm4 report: /" "$I/r4.img"
+# real, effective, saved and filesystem uids: all the VM's own
+uids=$(grep '^uid ' "$I/r4.img")
+uid=$(echo "$uids" | awk '{ print ($2 == $3 && $3 == $4 && $4 == $5) ? $2 : "mixed" }')
+[ "${uid:-0}" -ge 64000 ] 2>/dev/null && [ "$uid" -le 64999 ] && pass "vm4 runs as its own uid $uid (real, effective, saved)" || fail "vm4 uids '$uids'"
+grep -q '^context system_u:system_r:svirt_t:s0:c' "$I/r4.img" && pass "vm4 runs in svirt_t with an MCS pair" || fail "vm4 context"
+grep -q '^nonewprivs 1' "$I/r4.img" && pass "vm4 has no_new_privs" || fail "vm4 no_new_privs"
+expect "$I/r4.img" "$I/dac4.img" ok ok "vm4 own disk"
+expect "$I/r4.img" "$I/other4.img" EACCES EACCES "vm4 (DAC wall)"
+expect "$I/r4.img" "$I/world4.img" EACCES EACCES "vm4 (SELinux wall)"
+"$S" --config "$K" stop vm4 > /dev/null 2>&1 || fail "stop vm4"
+[ "$(state "$I/dac4.img" "$I/r4.img" "$I/other4.img" "$I/world4.img")" = "$KB" ] && pass "vm4's labels, owners and modes are back" || fail "vm4 not restored"
+
+echo "SVTEST-SUMMARY $ok passed, $bad failed"
