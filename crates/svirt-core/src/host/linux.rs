@@ -11,16 +11,19 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags, CWD};
 
 use super::{FileKind, FileMeta, Host, Node};
 
-/// [`Host`] on the running Linux kernel. `proc` is the procfs mount (normally `/proc`).
+/// [`Host`] on the running Linux kernel. `proc` is the procfs mount (normally `/proc`);
+/// `boot_id` the file holding this boot's id.
 #[derive(Debug, Clone)]
 pub struct LinuxHost {
     proc: PathBuf,
+    boot_id: PathBuf,
 }
 
 impl Default for LinuxHost {
     fn default() -> Self {
         LinuxHost {
             proc: PathBuf::from("/proc"),
+            boot_id: PathBuf::from("/proc/sys/kernel/random/boot_id"),
         }
     }
 }
@@ -28,7 +31,17 @@ impl Default for LinuxHost {
 impl LinuxHost {
     /// A host whose procfs is at `proc`.
     pub fn with_proc(proc: impl Into<PathBuf>) -> Self {
-        LinuxHost { proc: proc.into() }
+        let proc = proc.into();
+        LinuxHost {
+            boot_id: proc.join("sys/kernel/random/boot_id"),
+            proc,
+        }
+    }
+
+    /// The same host reading its boot id from `path` (tests simulate a reboot with it).
+    pub fn with_boot_id_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.boot_id = path.into();
+        self
     }
 
     fn fd_path(&self, node: &Node) -> PathBuf {
@@ -262,11 +275,7 @@ impl Host for LinuxHost {
     }
 
     fn boot_id(&self) -> io::Result<String> {
-        Ok(
-            fs::read_to_string(self.proc.join("sys/kernel/random/boot_id"))?
-                .trim()
-                .to_owned(),
-        )
+        Ok(fs::read_to_string(&self.boot_id)?.trim().to_owned())
     }
 
     fn pid_alive(&self, pid: u32) -> bool {
