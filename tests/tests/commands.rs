@@ -372,3 +372,53 @@ fn the_embedding_example_confines_its_vmm_and_restores_the_image() {
     assert!(out.contains("restored"), "{out}");
     assert_eq!(owner(&img), before);
 }
+
+#[test]
+fn offline_static_labels_are_checked_against_a_policy_file() {
+    let d = tmp();
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/svirt-selinux/tests/data/tiny-policy.conf");
+    let policy = d.path().join("policy.33");
+    let built = Command::new("checkpolicy")
+        .args(["-M", "-c", "33", "-o"])
+        .arg(&policy)
+        .arg(&conf)
+        .output();
+    if !built.is_ok_and(|o| o.status.success()) {
+        skip(
+            "offline_static_labels_are_checked_against_a_policy_file",
+            "checkpolicy is not installed",
+        );
+        return;
+    }
+    let cfg = d.path().join("svirt.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"{}/state\"\n[[driver]]\ndriver = \"selinux\"\noffline = true\n\
+             manager_context = \"system_u:system_r:kernel_t:s0-s0:c0.c7\"\npolicy_file = \"{}\"\n",
+            d.path().display(),
+            policy.display()
+        ),
+    )
+    .unwrap();
+    let dom = |label: &str| {
+        let p = d.path().join("s.toml");
+        std::fs::write(&p, format!("name = \"s\"\n[[seclabel]]\nmodel = \"selinux\"\ntype = \"static\"\nlabel = \"{label}\"\n")).unwrap();
+        run(&cfg, &["verify", p.to_str().unwrap()])
+    };
+    let o = dom("system_u:system_r:svirt_t:s0:c1,c2");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = dom("system_u:system_r:nosuch_t:s0:c1,c2");
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not valid in the loaded policy"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = dom("system_u:system_r:svirt_t:s0:c1,c9");
+    assert!(
+        !o.status.success(),
+        "c9 is outside both the manager's range and the policy"
+    );
+}

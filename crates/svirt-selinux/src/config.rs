@@ -41,6 +41,10 @@ pub struct SelinuxConfig {
     /// The file_contexts used for default labels (default: policy_root/contexts/files/file_contexts).
     #[serde(default)]
     pub file_contexts: Option<PathBuf>,
+    /// In offline mode, the binary policy static labels are checked against (default: the newest
+    /// policy_root/policy/policy.NN, when one is installed).
+    #[serde(default)]
+    pub policy_file: Option<PathBuf>,
 }
 
 fn parse(key: &'static str, text: &str) -> svirt_core::Result<SecurityContext> {
@@ -128,11 +132,20 @@ impl DriverConfig for SelinuxConfig {
             return Err(SelinuxError::NotEnabled.into());
         }
         let contexts = self.contexts(kernel.as_ref())?;
-        Ok(Arc::new(SelinuxDriver::new(
-            self.offline,
-            contexts,
-            kernel,
-            ctx,
-        )?))
+        let root = self
+            .policy_root
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/etc/selinux/default"));
+        let fc = self
+            .file_contexts
+            .clone()
+            .unwrap_or_else(|| root.join("contexts/files/file_contexts"));
+        let policy = self
+            .policy_file
+            .clone()
+            .or_else(|| crate::policy_file::installed(&root));
+        let driver =
+            SelinuxDriver::with_file_contexts(self.offline, contexts, kernel, ctx, Some(fc))?;
+        Ok(Arc::new(driver.with_policy_file(policy)))
     }
 }

@@ -31,6 +31,8 @@ pub struct SelinuxDriver {
     kernel: Arc<dyn Kernel>,
     store: Arc<dyn LabelStore>,
     relabeler: Relabeler,
+    /// In offline mode, the binary policy labels are checked against (through libsepol).
+    policy_file: Option<std::path::PathBuf>,
 }
 
 impl SelinuxDriver {
@@ -65,7 +67,14 @@ impl SelinuxDriver {
             kernel,
             store: ctx.store.clone(),
             relabeler: ctx.relabeler(Arc::new(attr)),
+            policy_file: None,
         })
+    }
+
+    /// Check labels against this binary policy file in offline mode.
+    pub fn with_policy_file(mut self, policy: Option<std::path::PathBuf>) -> Self {
+        self.policy_file = policy;
+        self
     }
 
     /// The contexts in use.
@@ -74,12 +83,10 @@ impl SelinuxDriver {
     }
 
     fn policy_check(&self) -> impl Fn(&str) -> Option<bool> + '_ {
-        move |c: &str| {
-            if self.offline {
-                None
-            } else {
-                self.kernel.check_context(c)
-            }
+        move |c: &str| match (self.offline, &self.policy_file) {
+            (false, _) => self.kernel.check_context(c),
+            (true, Some(p)) => crate::policy_file::check(p, c),
+            (true, None) => None,
         }
     }
 

@@ -11,6 +11,7 @@ mod driver;
 mod error;
 mod hook;
 mod kernel;
+mod policy_file;
 mod sys;
 
 pub use attr::SelinuxAttr;
@@ -20,3 +21,4 @@ pub use defaults::policy_default;
 pub use driver::SelinuxDriver;
 pub use error::SelinuxError;
 pub use kernel::{Kernel, LibSelinux};
+pub use policy_file::{check as check_against_policy_file, installed as installed_policy};

@@ -26,3 +26,41 @@ pub(crate) fn write_attr(path: &CStr, label: &CStr) -> Result<(), i32> {
         Ok(())
     }
 }
+
+#[link(name = "sepol")]
+extern "C" {
+    fn sepol_set_policydb_from_file(fp: *mut libc::FILE) -> libc::c_int;
+    fn sepol_check_context(context: *const libc::c_char) -> libc::c_int;
+}
+
+/// libsepol holds one policy database per process: every call goes through this lock, which
+/// also remembers which policy file is loaded.
+static SEPOL: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
+
+/// Whether `context` is valid in the binary policy at `policy` (loaded once, then kept).
+pub(crate) fn sepol_check(policy: &std::path::Path, context: &CStr) -> std::io::Result<bool> {
+    let mut loaded = SEPOL.lock().unwrap_or_else(|p| p.into_inner());
+    if loaded.as_deref() != Some(policy) {
+        let path = std::ffi::CString::new(policy.as_os_str().as_encoded_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: both arguments are valid NUL-terminated strings.
+        let fp = unsafe { libc::fopen(path.as_ptr(), c"re".as_ptr()) };
+        if fp.is_null() {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fp` is an open FILE; libsepol reads the policy from it and keeps a copy.
+        let r = unsafe { sepol_set_policydb_from_file(fp) };
+        // SAFETY: `fp` was opened above and is closed once.
+        unsafe { libc::fclose(fp) };
+        if r != 0 {
+            *loaded = None;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "libsepol cannot read the policy",
+            ));
+        }
+        *loaded = Some(policy.to_owned());
+    }
+    // SAFETY: `context` is a valid NUL-terminated string; the policy database is loaded.
+    Ok(unsafe { sepol_check_context(context.as_ptr()) } == 0)
+}
