@@ -26,6 +26,14 @@ pub fn svirt() -> PathBuf {
     .clone()
 }
 
+/// A temporary directory others can traverse (VM uids must reach their images inside it).
+pub fn tmp() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
 /// Print a visible skip line: the test did not run, and says why. With `SVIRT_REQUIRE_ALL` set
 /// (CI runs as root on a host with every feature), a skip is a failure instead, so no skipped
 /// test is ever counted as passed there.

@@ -1,15 +1,8 @@
 //! The real `svirt` binary, driven as a VM manager would. Root tests on real files.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
 use svirt_tests::*;
-
-fn tmp() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    d
-}
 
 #[test]
 fn dac_vm_reads_its_own_image_and_not_another_vms_or_shadow() {
@@ -140,70 +133,6 @@ fn selinux_offline_round_trip_restores_every_label() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(snap(), before);
     assert_eq!(svirt_xattrs(&disk), "");
-}
-
-#[test]
-fn recover_restores_every_file_after_a_kill_at_each_failpoint() {
-    if !root_or_skip("recover_restores_every_file_after_a_kill_at_each_failpoint") {
-        return;
-    }
-    for point in [
-        "relabel.journaled:1",
-        "relabel.applied:1",
-        "relabel.applied:2",
-        "state.labels-generated:1",
-        "state.record-written:1",
-    ] {
-        let d = tmp();
-        let cfg = selinux_config(d.path(), "s0-s0:c0.c7");
-        let a = d.path().join("a.img");
-        let b = d.path().join("b.img");
-        for f in [&a, &b] {
-            labeled_file(f, "x", "system_u:object_r:default_t:s0");
-        }
-        std::fs::write(
-            d.path().join("v.toml"),
-            format!(
-                "name = \"k\"\n[[disk]]\npath = \"{}\"\n[[disk]]\npath = \"{}\"\n",
-                a.display(),
-                b.display()
-            ),
-        )
-        .unwrap();
-        let o = Command::new(svirt())
-            .env("SVIRT_FAILPOINT", point)
-            .arg("--config")
-            .arg(&cfg)
-            .args(["start", d.path().join("v.toml").to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert!(!o.status.success(), "{point}: start was not killed");
-        let o = run(&cfg, &["recover"]);
-        assert!(
-            o.status.success(),
-            "{point}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        for f in [&a, &b] {
-            assert_eq!(
-                label(f),
-                "system_u:object_r:default_t:s0",
-                "{point}: {}",
-                f.display()
-            );
-            assert_eq!(svirt_xattrs(f), "", "{point}");
-        }
-        // Every label was released: all 28 pairs can be drawn again.
-        for i in 0..28 {
-            std::fs::write(d.path().join("n.toml"), format!("name = \"n{i}\"\n")).unwrap();
-            let o = run(&cfg, &["start", d.path().join("n.toml").to_str().unwrap()]);
-            assert!(
-                o.status.success(),
-                "{point}: start {i}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-    }
 }
 
 #[test]

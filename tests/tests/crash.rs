@@ -8,14 +8,7 @@ use std::process::Command;
 
 use svirt_tests::*;
 
-const POINTS: &[&str] = &[
-    "relabel.journaled",
-    "relabel.applied",
-    "restore.released",
-    "restore.put-back",
-    "state.labels-generated",
-    "state.record-written",
-];
+use svirt_core::failpoint::POINTS;
 
 struct Case {
     _dir: tempfile::TempDir,

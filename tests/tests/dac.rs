@@ -7,12 +7,6 @@ use std::process::Command;
 
 use svirt_tests::*;
 
-fn tmp() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    d
-}
-
 fn file(p: &Path, text: &str, mode: u32, uid: u32, gid: u32) {
     std::fs::write(p, text).unwrap();
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();

@@ -3,7 +3,6 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -47,12 +46,6 @@ async fn start(m: &SecurityManager, toml: &str) -> svirt_core::Result<(Domain, V
 async fn stop(m: &SecurityManager, (d, l): &(Domain, Vec<LabelRecord>)) {
     m.restore_all(d, l).await.unwrap();
     m.release(d, l).await.unwrap();
-}
-
-fn tmp() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    d
 }
 
 fn orig(p: &Path) {

@@ -226,13 +226,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             readonly,
             shareable,
         } => {
-            let access = if readonly {
-                Access::ReadOnly
-            } else if shareable {
-                Access::Shared
-            } else {
-                Access::Private
-            };
+            let access = Access::from_flags(readonly, shareable);
             let reports = lifecycle::attach(&env, &name, &absolute(path)?, access).await?;
             if json_out {
                 print_json(&json!({ "name": name, "resources": reports }));

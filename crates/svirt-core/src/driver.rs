@@ -210,11 +210,7 @@ impl<T: SecurityDriver + ?Sized> ResourceCalls for T {
         path: PathBuf,
         readonly: bool,
     ) -> Result<ResourceReport> {
-        let access = if readonly {
-            Access::ReadOnly
-        } else {
-            Access::Private
-        };
+        let access = Access::from_readonly(readonly);
         self.set_resource(ctx, &Resource::new(path, ResourceKind::Path, access))
             .await
     }

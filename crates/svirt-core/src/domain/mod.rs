@@ -128,13 +128,7 @@ impl Disk {
 
     /// How the disk is used: read-only wins over shareable.
     pub fn access(&self) -> Access {
-        if self.readonly {
-            Access::ReadOnly
-        } else if self.shareable {
-            Access::Shared
-        } else {
-            Access::Private
-        }
+        Access::from_flags(self.readonly, self.shareable)
     }
 }
 
@@ -228,6 +222,24 @@ pub enum Access {
     Shared,
     /// Read-only content.
     ReadOnly,
+}
+
+impl Access {
+    /// From libvirt's flags: read-only wins over shareable; neither is private.
+    pub fn from_flags(readonly: bool, shareable: bool) -> Self {
+        if readonly {
+            Access::ReadOnly
+        } else if shareable {
+            Access::Shared
+        } else {
+            Access::Private
+        }
+    }
+
+    /// Read-only content, or a private read-write resource.
+    pub fn from_readonly(readonly: bool) -> Self {
+        Self::from_flags(readonly, false)
+    }
 }
 
 /// What a resource is.
@@ -351,14 +363,13 @@ impl Domain {
             }
         }
         for f in &self.filesystems {
-            let access = if f.readonly {
-                Access::ReadOnly
-            } else {
-                Access::Private
-            };
             out.push(Resource {
                 overrides: f.seclabels.clone(),
-                ..Resource::new(&f.path, ResourceKind::Filesystem, access)
+                ..Resource::new(
+                    &f.path,
+                    ResourceKind::Filesystem,
+                    Access::from_readonly(f.readonly),
+                )
             });
         }
         for c in &self.chardevs {
@@ -368,14 +379,13 @@ impl Domain {
             });
         }
         for h in &self.hostdevs {
-            let access = if h.readonly {
-                Access::ReadOnly
-            } else {
-                Access::Private
-            };
             out.push(Resource {
                 overrides: h.seclabels.clone(),
-                ..Resource::new(&h.path, ResourceKind::Hostdev, access)
+                ..Resource::new(
+                    &h.path,
+                    ResourceKind::Hostdev,
+                    Access::from_readonly(h.readonly),
+                )
             });
         }
         for t in &self.tpms {
