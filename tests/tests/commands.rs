@@ -416,3 +416,60 @@ fn offline_static_labels_are_checked_against_a_policy_file() {
         "c9 is outside both the manager's range and the policy"
     );
 }
+
+#[test]
+fn recover_keeps_a_domain_whose_vmm_is_alive_and_tears_it_down_once_it_is_gone() {
+    if !root_or_skip("recover_keeps_a_domain_whose_vmm_is_alive_and_tears_it_down_once_it_is_gone")
+    {
+        return;
+    }
+    let d = tmp();
+    let cfg = dac_config(d.path());
+    let img = d.path().join("live.img");
+    std::fs::write(&img, "x").unwrap();
+    let before = owner(&img);
+    std::fs::write(
+        d.path().join("v.toml"),
+        format!("name = \"live\"\n[[disk]]\npath = \"{}\"\n", img.display()),
+    )
+    .unwrap();
+    assert!(
+        run(&cfg, &["start", d.path().join("v.toml").to_str().unwrap()])
+            .status
+            .success()
+    );
+    let mut vmm = Command::new(svirt())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["exec", "live", "--", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    let pid_recorded = || {
+        let st = json(&run(&cfg, &["--json", "status", "live"]));
+        st["domains"][0]["pid"].as_u64() == Some(u64::from(vmm.id()))
+    };
+    for _ in 0..100 {
+        if pid_recorded() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(pid_recorded(), "svirt exec recorded its pid");
+    assert!(run(&cfg, &["recover"]).status.success());
+    let st = json(&run(&cfg, &["--json", "status"]));
+    assert_eq!(
+        st["domains"][0]["name"], "live",
+        "a running VMM's domain is kept"
+    );
+    assert_eq!(st["domains"][0]["alive"], true);
+    assert_ne!(owner(&img), before);
+    vmm.kill().unwrap();
+    vmm.wait().unwrap();
+    assert!(run(&cfg, &["recover"]).status.success());
+    let st = json(&run(&cfg, &["--json", "status"]));
+    assert!(
+        st["domains"].as_array().unwrap().is_empty(),
+        "the dead VMM's domain is gone"
+    );
+    assert_eq!(owner(&img), before);
+}

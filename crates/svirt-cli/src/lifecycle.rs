@@ -118,6 +118,23 @@ pub async fn recover(env: &Env) -> Result<Recovered> {
         }
     }
     let live: Vec<Record> = state.all()?;
+    // After a manager restart: every domain whose VMM runs keeps its labels, and its live
+    // process label must be the recorded one.
+    for rec in &live {
+        if let Some(pid) = rec.pid.filter(|p| env.host.pid_alive(*p)) {
+            if let Err(e) = env
+                .manager
+                .reserve(&rec.domain, &rec.labels, Some(pid))
+                .await
+            {
+                errors.push(format!(
+                    "domain {}: {}",
+                    rec.domain.name,
+                    svirt_core::display_chain(&e)
+                ));
+            }
+        }
+    }
     let names: HashSet<&str> = live.iter().map(|r| r.domain.name.as_str()).collect();
     let journal = Journal::new(env.host.clone(), &env.state_dir);
     for entry in journal.entries()? {

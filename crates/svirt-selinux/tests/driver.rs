@@ -566,3 +566,71 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test]
+async fn reserve_after_a_restart_checks_the_live_process_label() {
+    let r = rig_with(Arc::new(FakeHost::new()), "s0-s0:c0.c7");
+    r.file("/img/a.img");
+    let vm = r
+        .start("name='live'\n[[disk]]\npath='/img/a.img'\n")
+        .await
+        .unwrap();
+    let label = vm.1[0].label.clone();
+    r.host.add_process(4242, &label, 0, 0);
+    r.manager.reserve(&vm.0, &vm.1, Some(4242)).await.unwrap();
+    r.host
+        .add_process(4343, "system_u:system_r:svirt_t:s0:c6,c7", 0, 0);
+    // The offline rig does not read process labels; a kernel-mode driver does.
+    let kernel = rig_kernel(r.host.clone());
+    let e = kernel
+        .manager
+        .reserve(&vm.0, &vm.1, Some(4343))
+        .await
+        .unwrap_err();
+    assert!(
+        svirt_core::display_chain(&e).contains("runs as system_u:system_r:svirt_t:s0:c6,c7"),
+        "{e}"
+    );
+    kernel
+        .manager
+        .reserve(&vm.0, &vm.1, Some(4242))
+        .await
+        .unwrap();
+}
+
+#[derive(Debug)]
+struct EnforcingKernel;
+impl Kernel for EnforcingKernel {
+    fn mode(&self) -> Option<bool> {
+        Some(true)
+    }
+    fn current_context(&self) -> std::io::Result<String> {
+        Ok("system_u:system_r:virtd_t:s0-s0:c0.c7".into())
+    }
+    fn check_context(&self, _ctx: &str) -> Option<bool> {
+        Some(true)
+    }
+}
+
+/// A driver in kernel mode (not offline) over the fake host.
+fn rig_kernel(host: Arc<FakeHost>) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let contexts = Contexts {
+        manager: "system_u:system_r:virtd_t:s0-s0:c0.c7".parse().unwrap(),
+        domain: "system_u:system_r:svirt_t:s0".parse().unwrap(),
+        tcg: None,
+        image: SHARED.parse().unwrap(),
+        content: CONTENT.parse().unwrap(),
+    };
+    let ctx = BuildContext::new(
+        dir.path().to_owned(),
+        host.clone(),
+        Arc::new(MemoryStore::default()),
+    );
+    let driver = SelinuxDriver::new(false, contexts, Arc::new(EnforcingKernel), &ctx).unwrap();
+    Rig {
+        host,
+        manager: SecurityManager::new(vec![Arc::new(driver)], false).unwrap(),
+        _dir: dir,
+    }
+}
