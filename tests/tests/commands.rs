@@ -473,3 +473,53 @@ fn recover_keeps_a_domain_whose_vmm_is_alive_and_tears_it_down_once_it_is_gone()
     );
     assert_eq!(owner(&img), before);
 }
+
+#[test]
+fn run_forwards_a_signal_to_the_command_and_still_restores_everything() {
+    if !root_or_skip("run_forwards_a_signal_to_the_command_and_still_restores_everything") {
+        return;
+    }
+    let d = tmp();
+    let cfg = dac_config(d.path());
+    let img = d.path().join("r.img");
+    std::fs::write(&img, "x").unwrap();
+    let before = owner(&img);
+    let mut svirt_run = Command::new(svirt())
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "run",
+            "--name",
+            "sig",
+            "--rw",
+            img.to_str().unwrap(),
+            "--",
+            "sleep",
+            "30",
+        ])
+        .spawn()
+        .unwrap();
+    let started = || owner(&img) != before;
+    for _ in 0..100 {
+        if started() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(started(), "svirt run took the image");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(svirt_run.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = svirt_run.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(128 + 15),
+        "exits with the command's status: killed by SIGTERM"
+    );
+    assert_eq!(owner(&img), before, "stopped and restored after the signal");
+    let st = json(&run(&cfg, &["--json", "status"]));
+    assert!(st["domains"].as_array().unwrap().is_empty());
+}
