@@ -47,6 +47,16 @@ fn rig_with(host: Arc<FakeHost>, range: &str) -> Rig {
 }
 
 fn rig_fc(host: Arc<FakeHost>, range: &str, file_contexts: Option<std::path::PathBuf>) -> Rig {
+    rig_driver(host, range, file_contexts, None)
+}
+
+/// A rig over the fake host: offline, or in kernel mode with `kernel`.
+fn rig_driver(
+    host: Arc<FakeHost>,
+    range: &str,
+    file_contexts: Option<std::path::PathBuf>,
+    kernel: Option<Arc<dyn Kernel>>,
+) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let contexts = Contexts {
         manager: format!("system_u:system_r:virtd_t:{range}")
@@ -62,9 +72,10 @@ fn rig_fc(host: Arc<FakeHost>, range: &str, file_contexts: Option<std::path::Pat
         host.clone(),
         Arc::new(MemoryStore::default()),
     );
+    let offline = kernel.is_none();
+    let kernel = kernel.unwrap_or_else(|| Arc::new(NoKernel));
     let driver =
-        SelinuxDriver::with_file_contexts(true, contexts, Arc::new(NoKernel), &ctx, file_contexts)
-            .unwrap();
+        SelinuxDriver::with_file_contexts(offline, contexts, kernel, &ctx, file_contexts).unwrap();
     Rig {
         host,
         manager: SecurityManager::new(vec![Arc::new(driver)], false).unwrap(),
@@ -614,23 +625,5 @@ impl Kernel for EnforcingKernel {
 
 /// A driver in kernel mode (not offline) over the fake host.
 fn rig_kernel(host: Arc<FakeHost>) -> Rig {
-    let dir = tempfile::tempdir().unwrap();
-    let contexts = Contexts {
-        manager: "system_u:system_r:virtd_t:s0-s0:c0.c7".parse().unwrap(),
-        domain: "system_u:system_r:svirt_t:s0".parse().unwrap(),
-        tcg: None,
-        image: SHARED.parse().unwrap(),
-        content: CONTENT.parse().unwrap(),
-    };
-    let ctx = BuildContext::new(
-        dir.path().to_owned(),
-        host.clone(),
-        Arc::new(MemoryStore::default()),
-    );
-    let driver = SelinuxDriver::new(false, contexts, Arc::new(EnforcingKernel), &ctx).unwrap();
-    Rig {
-        host,
-        manager: SecurityManager::new(vec![Arc::new(driver)], false).unwrap(),
-        _dir: dir,
-    }
+    rig_driver(host, "s0-s0:c0.c7", None, Some(Arc::new(EnforcingKernel)))
 }
