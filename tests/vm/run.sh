@@ -75,10 +75,12 @@ state_dir = "/run/svirt"
 [[driver]]
 driver = "selinux"
 EOT
+# The stack hands out pairs from c0.c511 only, so world4.img's c1022,c1023 is never vm4's.
 cat > "$PAY/stack.toml" <<EOT
 state_dir = "/run/svirt-stack"
 [[driver]]
 driver = "selinux"
+manager_context = "system_u:system_r:svirt_manager_t:s0-s0:c0.c511"
 [[driver]]
 driver = "dac"
 uid_range = "64000-64999"
