@@ -7,21 +7,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// The `svirt` binary, built once (debug profile) for this test run.
+/// The `svirt` binary with crash injection (`SVIRT_FAILPOINT`): the `svirt-failpoints` bin target
+/// of this crate, which cargo builds before it runs the integration tests, in the target
+/// directory it is using (`CARGO_TARGET_DIR` included). Test executables live in
+/// `<target>/<profile>/deps/`, the bin beside that directory.
 pub fn svirt() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        let exe = std::env::current_exe().expect("the test executable's path");
+        let bin = exe
             .parent()
-            .map(Path::to_owned)
-            .unwrap_or_default();
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "svirt-cli", "--features", "failpoints"])
-            .current_dir(&root)
-            .status()
-            .expect("cargo runs");
-        assert!(st.success(), "building svirt failed");
-        root.join("target/debug/svirt")
+            .and_then(Path::parent)
+            .map(|profile| profile.join("svirt-failpoints"))
+            .expect("the test executable lives in <target>/<profile>/deps");
+        assert!(
+            bin.is_file(),
+            "{} is missing: run the tests through `cargo test`, which builds it",
+            bin.display()
+        );
+        bin
     })
     .clone()
 }
@@ -102,26 +106,35 @@ manager_context = \"system_u:system_r:virtd_t:{range}\"
 /// Write `content` to a file and give it the SELinux label `label`.
 pub fn labeled_file(p: &Path, content: &str, label: &str) {
     std::fs::write(p, content).unwrap();
-    let st = Command::new("setfattr")
-        .args(["-n", "security.selinux", "-v", label])
-        .arg(p)
-        .status()
-        .expect("setfattr runs");
-    assert!(st.success(), "setfattr {}", p.display());
+    rustix::fs::lsetxattr(
+        p,
+        "security.selinux",
+        label.as_bytes(),
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap_or_else(|e| panic!("set the SELinux label of {}: {e}", p.display()));
+}
+
+/// An extended attribute of a file itself (symlinks not followed), without a trailing NUL.
+pub fn xattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 65536];
+    match rustix::fs::lgetxattr(p, name, &mut buf[..]) {
+        Ok(n) => {
+            buf.truncate(n);
+            if buf.last() == Some(&0) {
+                buf.pop();
+            }
+            Some(buf)
+        }
+        Err(_) => None,
+    }
 }
 
 /// The SELinux label of a file ("" when none).
 pub fn label(p: &Path) -> String {
-    let out = Command::new("getfattr")
-        .args(["--only-values", "-h", "-n", "security.selinux"])
-        .arg(p)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
-            .trim_end_matches('\0')
-            .to_owned(),
-        _ => String::new(),
-    }
+    xattr(p, "security.selinux")
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default()
 }
 
 /// Owner and mode of a file, `uid:gid mode`.
@@ -130,16 +143,23 @@ pub fn owner(p: &Path) -> String {
     format!("{}:{} {:o}", m.uid(), m.gid(), m.mode() & 0o7777)
 }
 
-/// Every `trusted.svirt.*` xattr of a file.
+/// Every `trusted.svirt.*` xattr of a file, as `name="value"` joined by commas.
 pub fn svirt_xattrs(p: &Path) -> String {
-    let out = Command::new("getfattr")
-        .args(["-h", "-d", "-m", "trusted.svirt"])
-        .arg(p)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("svirt"))
+    let mut names = vec![0u8; 65536];
+    let n = match rustix::fs::llistxattr(p, &mut names[..]) {
+        Ok(n) => n,
+        // A file that is gone carries no metadata.
+        Err(rustix::io::Errno::NOENT) => return String::new(),
+        Err(e) => panic!("list the xattrs of {}: {e}", p.display()),
+    };
+    names[..n]
+        .split(|b| *b == 0)
+        .filter(|n| n.starts_with(b"trusted.svirt"))
+        .map(|n| {
+            let name = String::from_utf8_lossy(n).into_owned();
+            let value = xattr(p, &name).unwrap_or_default();
+            format!("{name}=\"{}\"", String::from_utf8_lossy(&value))
+        })
         .collect::<Vec<_>>()
         .join(",")
 }

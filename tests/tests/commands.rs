@@ -336,25 +336,24 @@ fn the_embedding_example_confines_its_vmm_and_restores_the_image() {
     if !root_or_skip("the_embedding_example_confines_its_vmm_and_restores_the_image") {
         return;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+    // `cargo test --workspace` builds every member's examples into `<target>/<profile>/examples`.
+    let example = std::env::current_exe()
         .unwrap()
-        .to_owned();
-    let st = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "svirt-cli", "--example", "embed"])
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(st.success());
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("examples/embed");
+    assert!(
+        example.is_file(),
+        "{} is missing: run `cargo test --workspace`, which builds svirt-cli's examples",
+        example.display()
+    );
     let d = tmp();
     let img = d.path().join("e.img");
     std::fs::write(&img, "embedded image\n").unwrap();
     std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644)).unwrap();
     let before = owner(&img);
-    let o = Command::new(root.join("target/debug/examples/embed"))
-        .arg(&img)
-        .output()
-        .unwrap();
+    let o = Command::new(&example).arg(&img).output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{out}");
     assert!(
@@ -370,8 +369,8 @@ fn the_embedding_example_confines_its_vmm_and_restores_the_image() {
 #[test]
 fn offline_static_labels_are_checked_against_a_policy_file() {
     let d = tmp();
-    let conf = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../crates/svirt-selinux/tests/data/tiny-policy.conf");
+    let conf =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../svirt-selinux/tests/data/tiny-policy.conf");
     let policy = d.path().join("policy.33");
     let built = Command::new("checkpolicy")
         .args(["-M", "-c", "33", "-o"])

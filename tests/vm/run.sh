@@ -33,7 +33,9 @@ fi
 
 # ---- what goes in: the release binary, the probe, the policy module
 step "building svirt, the probe and the policy module"
-(cd "$repo" && cargo build --release -q -p svirt-cli -p svirt-tests --bin svirt --bin svirt-probe)
+# Two builds: in one, the test crate's crash-injection feature would reach the svirt binary.
+(cd "$repo" && cargo build --release -q -p svirt-cli --bin svirt \
+  && cargo build --release -q -p svirt-tests --bin svirt-probe)
 PP=$("$repo/policy/build.sh" "$WORK/policy" | tail -n1)
 
 # ---- the guest tree

@@ -1,0 +1,69 @@
+//! The `svirt` command line: argument parsing, output, and the lifecycle commands. The binary
+//! is [`main`]; the test crate builds a second binary from it with crash injection enabled.
+
+mod cli;
+mod lifecycle;
+mod output;
+mod progress;
+mod run;
+mod setup;
+mod state;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Colour on a stream only when it is a terminal and `NO_COLOR` is unset or empty
+/// (<https://no-color.org>).
+fn colour(is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Run `svirt` with the process's arguments.
+pub fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let filter = if args.verbose > 0 { "debug" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour(
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR"),
+        ))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SVIRT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .init();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            output::error_line(&format!("cannot start the runtime: {e}"));
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(cli::dispatch(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            output::report(&e);
+            ExitCode::from(output::exit_code(&e))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())));
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
+        assert!(!colour(false, Some("".into())));
+    }
+}
