@@ -12,11 +12,12 @@ use std::process::Command;
 use std::sync::Arc;
 
 use svirt_core::config::{BuildContext, DriverConfig};
+use svirt_core::db::Db;
 use svirt_core::domain::{Access, Disk, Domain};
+use svirt_core::domains::Domains;
 use svirt_core::driver::ExecOptions;
-use svirt_core::host::LinuxHost;
+use svirt_core::host::{Host, LinuxHost};
 use svirt_core::manager::SecurityManager;
-use svirt_core::store::FileStore;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -39,35 +40,32 @@ async fn main() -> anyhow::Result<()> {
 
     // The drivers, as a manager would choose them in its own configuration.
     let state = tempfile::tempdir()?;
-    let ctx = BuildContext::new(
-        state.path().to_owned(),
-        Arc::new(LinuxHost::default()),
-        Arc::new(FileStore::new(state.path())),
-    );
+    let host: Arc<dyn Host> = Arc::new(LinuxHost::default());
+    let db = Arc::new(Db::open(state.path())?);
+    let ctx = BuildContext::new(state.path().to_owned(), host.clone(), db.clone());
     let mut drivers = vec![svirt_dac::DacConfig::default().build(&ctx)?];
     let landlock = svirt_landlock::LandlockConfig::default().build(&ctx)?;
     if landlock.probe().await.available {
         drivers.push(landlock);
     }
     let manager = SecurityManager::new(drivers, true)?;
+    let domains = Domains::new(manager, host, db, state.path(), None);
 
     // The domain, as the manager knows it.
     let domain = Domain {
         disks: vec![Disk::new(&image, Access::Private)],
         ..Domain::from_toml("name = \"embedded\"\n", "embed")?
     };
-    manager.verify(&domain).await?;
-    let labels = manager.generate(&domain).await?;
-    let reports = manager.set_all(&domain, &labels).await?;
-    for l in &labels {
+    let rec = domains.start(domain).await?;
+    for l in &rec.labels {
         println!("label {} {}", l.model, l.label);
     }
-    for r in &reports {
+    for r in &rec.resources {
         println!("resource {} {} {}", r.model, r.path.display(), r.label);
     }
 
     // The VMM, forked and exec'd under the domain's labels.
-    let hooks = manager.prepare_exec(&domain, &labels, &ExecOptions::default())?;
+    let hooks = domains.prepare_exec(&rec, &ExecOptions::default())?;
     let mut vmm = Command::new(&cmd[0]);
     vmm.args(&cmd[1..]);
     svirt_core::exec::attach_hooks(&mut vmm, hooks);
@@ -75,8 +73,7 @@ async fn main() -> anyhow::Result<()> {
     println!("vmm exited: {status}");
 
     // Teardown: every original back, labels released.
-    manager.restore_all(&domain, &labels).await?;
-    manager.release(&domain, &labels).await?;
+    domains.stop(&rec.domain.name).await?;
     println!("restored");
     Ok(())
 }

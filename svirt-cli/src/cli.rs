@@ -9,8 +9,7 @@ use serde_json::json;
 use svirt_core::domain::{Access, Domain};
 
 use crate::output::{json as print_json, out};
-use crate::state::StateDir;
-use crate::{lifecycle, run, setup};
+use crate::{run, setup};
 
 /// A usage error (exit code 2).
 #[derive(Debug)]
@@ -30,7 +29,7 @@ pub struct Cli {
     /// Configuration file (default: /etc/svirt/svirt.toml if present, else probe the host).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// State directory (overrides the configuration; default /run/svirt).
+    /// State directory (overrides the configuration; default /var/lib/svirt).
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Print results as JSON.
@@ -129,7 +128,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Verify { domain_file } => {
             let d = Domain::from_file(&domain_file)?;
-            env.manager.verify(&d).await?;
+            env.domains.manager().verify(&d).await?;
             if json_out {
                 print_json(&json!({"name": d.name, "valid": true, "resources": d.resources()}));
             } else {
@@ -142,19 +141,22 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Start { domain_file } => {
             let d = Domain::from_file(&domain_file)?;
-            let rec = lifecycle::start(&env, d).await?;
+            let rec = env.domains.start(d).await?;
             crate::output::print_started(&rec, json_out);
         }
         Command::Stop { name } => {
-            lifecycle::stop(&env, &name).await?;
+            let report = env.domains.stop(&name).await?;
             if json_out {
-                print_json(&json!({"name": name, "stopped": true}));
+                print_json(&json!({"name": name, "stopped": true, "report": report}));
             } else {
                 out(&format!("{name}: stopped, resources restored"));
+                crate::output::print_stop_report(&report);
             }
         }
         Command::Exec { name, cmd } => {
-            return run::exec(&env, &name, &cmd).map(|_| ExitCode::SUCCESS)
+            return run::exec(&env, &name, &cmd)
+                .await
+                .map(|_| ExitCode::SUCCESS)
         }
         Command::Run {
             name,
@@ -177,25 +179,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             return run::run(&env, &name, disks, &cmd, json_out).await;
         }
         Command::Status { name } => {
-            let state = StateDir::new(&env.state_dir);
-            let mut domains = Vec::new();
-            for r in state.all()? {
-                if name.as_ref().is_some_and(|n| *n != r.domain.name) {
-                    continue;
-                }
-                let alive = r.pid.map(|p| env.host.pid_alive(p));
-                domains.push(json!({
-                    "name": r.domain.name,
-                    "phase": r.phase,
-                    "labels": r.labels,
-                    "pid": r.pid,
-                    "alive": alive,
-                    "resources": r.resources,
-                }));
-            }
-            if let (Some(n), true) = (&name, domains.is_empty()) {
-                return Err(svirt_core::Error::NoSuchDomain { name: n.clone() }.into());
-            }
+            let domains = env.domains.status(name.as_deref()).await?;
             if json_out {
                 print_json(&json!({ "domains": domains }));
             } else {
@@ -203,7 +187,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Recover => {
-            let r = lifecycle::recover(&env).await?;
+            let r = env.domains.recover().await?;
             if json_out {
                 print_json(&serde_json::to_value(&r)?);
             } else {
@@ -218,6 +202,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 for o in &r.orphans {
                     out(&format!("  file {o}"));
                 }
+                crate::output::print_stop_report(&r.report);
             }
         }
         Command::Attach {
@@ -227,7 +212,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             shareable,
         } => {
             let access = Access::from_flags(readonly, shareable);
-            let reports = lifecycle::attach(&env, &name, &absolute(path)?, access).await?;
+            let reports = env.domains.attach(&name, &absolute(path)?, access).await?;
             if json_out {
                 print_json(&json!({ "name": name, "resources": reports }));
             } else {
@@ -237,9 +222,12 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Detach { name, path } => {
-            lifecycle::detach(&env, &name, &absolute(path)?).await?;
-            if !json_out {
+            let report = env.domains.detach(&name, &absolute(path)?).await?;
+            if json_out {
+                print_json(&json!({"name": name, "detached": true, "report": report}));
+            } else {
                 out(&format!("{name}: detached"));
+                crate::output::print_stop_report(&report);
             }
         }
         Command::Completions { .. } | Command::Man | Command::Drivers => {}

@@ -2,12 +2,10 @@
 //! is [`main`]; the test crate builds a second binary from it with crash injection enabled.
 
 mod cli;
-mod lifecycle;
 mod output;
 mod progress;
 mod run;
 mod setup;
-mod state;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -58,7 +58,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
 }
 
 /// Print what `start` assigned.
-pub fn print_started(rec: &crate::state::Record, as_json: bool) {
+pub fn print_started(rec: &svirt_core::domains::Record, as_json: bool) {
     if as_json {
         json(&serde_json::json!({
             "name": rec.domain.name,
@@ -82,35 +82,55 @@ pub fn print_started(rec: &crate::state::Record, as_json: bool) {
 }
 
 /// Print `status` in text.
-pub fn print_status(domains: &[serde_json::Value]) {
+pub fn print_status(domains: &[svirt_core::domains::Status]) {
     if domains.is_empty() {
         println!("no domains running");
     }
     for d in domains {
-        let pid = match (d["pid"].as_u64(), d["alive"].as_bool()) {
+        let pid = match (d.pid, d.alive) {
             (Some(p), Some(true)) => format!("pid {p} alive"),
             (Some(p), _) => format!("pid {p} dead"),
             _ => "no process recorded".into(),
         };
+        let phase = serde_json::to_value(d.phase)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        println!("{} ({phase}, {pid})", d.name);
+        if let Some(why) = &d.held {
+            println!("  held: its labels stay reserved until this is restored: {why}");
+        }
+        for l in &d.labels {
+            println!("  {:<9} {}", l.model, l.label);
+        }
+        for r in &d.resources {
+            println!("  {:<9} {} {}", r.model, r.path.display(), r.label);
+        }
+    }
+}
+
+/// Print what a stop found beyond putting originals back.
+pub fn print_stop_report(r: &svirt_core::domains::StopReport) {
+    for (then, now) in &r.moved {
         println!(
-            "{} ({}, {pid})",
-            d["name"].as_str().unwrap_or(""),
-            d["phase"].as_str().unwrap_or("")
+            "  moved: {} was found at {} and restored there",
+            then.display(),
+            now.display()
         );
-        for l in d["labels"].as_array().into_iter().flatten() {
-            println!(
-                "  {:<9} {}",
-                l["model"].as_str().unwrap_or(""),
-                l["label"].as_str().unwrap_or("")
-            );
-        }
-        for r in d["resources"].as_array().into_iter().flatten() {
-            println!(
-                "  {:<9} {} {}",
-                r["model"].as_str().unwrap_or(""),
-                r["path"].as_str().unwrap_or(""),
-                r["label"].as_str().unwrap_or("")
-            );
-        }
+    }
+    for p in &r.reclaimed {
+        println!(
+            "  reclaimed from the VM: {} (share owner, default label, no setuid/setgid)",
+            p.display()
+        );
+    }
+    for p in &r.privileges_dropped {
+        println!(
+            "  changed while the VM held it, setuid/setgid not restored: {}",
+            p.display()
+        );
+    }
+    for (p, why) in &r.left {
+        println!("  left alone: {} ({why})", p.display());
     }
 }

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::sync::{Arc, Mutex};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use svirt_core::relabel::ProgressFn;
+use svirt_core::engine::ProgressFn;
 
 /// Trees smaller than this are relabeled without a bar.
 const MIN_ITEMS: u64 = 2000;

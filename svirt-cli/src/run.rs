@@ -12,16 +12,15 @@ use svirt_core::driver::ExecOptions;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::warn;
 
-use crate::lifecycle;
+use svirt_core::domains::Record;
+
 use crate::setup::Env;
 
-fn command(env: &Env, rec: &crate::state::Record, cmd: &[String]) -> Result<std::process::Command> {
+fn command(env: &Env, rec: &Record, cmd: &[String]) -> Result<std::process::Command> {
     let (prog, args) = cmd
         .split_first()
         .ok_or_else(|| anyhow!("no command given"))?;
-    let hooks = env
-        .manager
-        .prepare_exec(&rec.domain, &rec.labels, &ExecOptions::default())?;
+    let hooks = env.domains.prepare_exec(rec, &ExecOptions::default())?;
     let mut c = std::process::Command::new(prog);
     c.args(args);
     svirt_core::exec::attach_hooks(&mut c, hooks);
@@ -29,8 +28,8 @@ fn command(env: &Env, rec: &crate::state::Record, cmd: &[String]) -> Result<std:
 }
 
 /// Replace svirt with `cmd` under `name`'s labels, recording this pid (which `cmd` keeps).
-pub fn exec(env: &Env, name: &str, cmd: &[String]) -> Result<()> {
-    let rec = lifecycle::set_pid(env, name, std::process::id())?;
+pub async fn exec(env: &Env, name: &str, cmd: &[String]) -> Result<()> {
+    let rec = env.domains.set_pid(name, std::process::id()).await?;
     let err = command(env, &rec, cmd)?.exec();
     Err(anyhow::Error::new(err).context(format!("cannot exec {} for domain {name}", cmd[0])))
 }
@@ -66,14 +65,14 @@ pub async fn run(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
-    let rec = lifecycle::start(env, domain).await?;
+    let rec = env.domains.start(domain).await?;
     let outcome: Result<std::process::ExitStatus> = async {
         let std_cmd = command(env, &rec, cmd)?;
         let mut child = tokio::process::Command::from(std_cmd)
             .spawn()
             .with_context(|| format!("cannot start {}", cmd[0]))?;
         let pid = child.id().unwrap_or(0);
-        lifecycle::set_pid(env, name, pid)?;
+        env.domains.set_pid(name, pid).await?;
         loop {
             let sig = tokio::select! {
                 status = child.wait() => return Ok(status?),
@@ -87,7 +86,7 @@ pub async fn run(
         }
     }
     .await;
-    let stopped = lifecycle::stop(env, name).await;
+    let stopped = env.domains.stop(name).await;
     let status = outcome?;
     stopped?;
     let code = match (status.code(), status.signal()) {

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use svirt_core::config::{BuildContext, Config, DriverConfig};
+use svirt_core::db::Db;
+use svirt_core::domains::Domains;
 use svirt_core::host::{Host, LinuxHost};
 use svirt_core::manager::SecurityManager;
-use svirt_core::store::FileStore;
 
 // Each driver crate registers its `[[driver]]` name with typetag; referencing the crates here
 // makes sure the registrations are linked into the binary.
@@ -20,7 +21,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/svirt/svirt.toml";
 
 /// Everything a command needs.
 pub struct Env {
-    pub manager: SecurityManager,
+    pub domains: Domains,
     pub host: Arc<dyn Host>,
     pub state_dir: PathBuf,
 }
@@ -36,12 +37,12 @@ pub async fn load(config: Option<&Path>, state_dir: Option<&Path>) -> Result<Env
         cfg.state_dir = s.to_owned();
     }
     let host: Arc<dyn Host> = Arc::new(LinuxHost::default());
-    let mut build = BuildContext::new(
-        cfg.state_dir.clone(),
-        host.clone(),
-        Arc::new(FileStore::new(&cfg.state_dir)),
-    );
-    build.progress = crate::progress::terminal_bar();
+    let state_dir = cfg.state_dir.clone();
+    let db = tokio::task::spawn_blocking(move || Db::open(&state_dir))
+        .await
+        .context("opening the state database")??;
+    let db = Arc::new(db);
+    let build = BuildContext::new(cfg.state_dir.clone(), host.clone(), db.clone());
     if cfg.drivers.is_empty() {
         cfg.drivers = probe_defaults();
     }
@@ -61,9 +62,16 @@ pub async fn load(config: Option<&Path>, state_dir: Option<&Path>) -> Result<Env
         drivers.push(driver);
     }
     let manager = SecurityManager::new(drivers, cfg.require_confined)?;
+    let domains = Domains::new(
+        manager,
+        host.clone(),
+        db,
+        &cfg.state_dir,
+        crate::progress::terminal_bar(),
+    );
     Ok(Env {
         state_dir: cfg.state_dir.clone(),
-        manager,
+        domains,
         host,
     })
 }
@@ -95,13 +103,4 @@ pub fn compiled() -> Vec<(&'static str, Box<dyn DriverConfig>)> {
         ),
         ("none", Box::new(svirt_core::noop::NoopConfig {})),
     ]
-}
-
-/// The file attribute a driver model journals, for putting back orphaned originals.
-pub fn file_attr(model: &str) -> Option<Arc<dyn svirt_core::relabel::FileAttr>> {
-    match model {
-        "dac" => Some(Arc::new(svirt_dac::DacAttr)),
-        "selinux" => Some(Arc::new(svirt_selinux::SelinuxAttr::default())),
-        _ => None,
-    }
 }

@@ -12,8 +12,8 @@ use crate::error::{Error, Result};
 use crate::host::Host;
 use crate::store::LabelStore;
 
-/// The default state directory.
-pub const DEFAULT_STATE_DIR: &str = "/run/svirt";
+/// The default state directory: persistent, so a reboot never loses what must be put back.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/svirt";
 
 /// What a driver needs from its surroundings when it is built.
 #[derive(Clone)]
@@ -21,8 +21,6 @@ pub struct BuildContext {
     pub state_dir: PathBuf,
     pub host: Arc<dyn Host>,
     pub store: Arc<dyn LabelStore>,
-    /// Told of the progress of long relabels (directory shares), if anyone wants to know.
-    pub progress: Option<crate::relabel::ProgressFn>,
 }
 
 impl std::fmt::Debug for BuildContext {
@@ -36,23 +34,12 @@ impl std::fmt::Debug for BuildContext {
 }
 
 impl BuildContext {
-    /// A context without progress reporting.
+    /// A context over `host`, with reservations in `store`.
     pub fn new(state_dir: PathBuf, host: Arc<dyn Host>, store: Arc<dyn LabelStore>) -> Self {
         BuildContext {
             state_dir,
             host,
             store,
-            progress: None,
-        }
-    }
-
-    /// A relabeler for `attr` over this context's host and journal, reporting progress if asked.
-    pub fn relabeler(&self, attr: Arc<dyn crate::relabel::FileAttr>) -> crate::relabel::Relabeler {
-        let journal = crate::remember::Journal::new(self.host.clone(), &self.state_dir);
-        let r = crate::relabel::Relabeler::new(self.host.clone(), journal, attr);
-        match &self.progress {
-            Some(p) => r.with_progress(p.clone()),
-            None => r,
         }
     }
 }
@@ -137,7 +124,7 @@ mod tests {
         assert!(e.contains("extra"), "{e}");
         assert_eq!(
             Config::from_toml("").unwrap().state_dir,
-            PathBuf::from("/run/svirt")
+            PathBuf::from("/var/lib/svirt")
         );
     }
 }

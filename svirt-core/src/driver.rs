@@ -1,20 +1,23 @@
 //! The [`SecurityDriver`] trait: one object-safe interface over the whole VM lifecycle, modeled on
 //! libvirt's security driver table.
 //!
-//! Mandatory (no default): [`SecurityDriver::model`], [`SecurityDriver::probe`],
-//! [`SecurityDriver::generate_label`], [`SecurityDriver::set_all`] and
-//! [`SecurityDriver::restore_all`]. Everything else defaults to doing nothing, which is right for a
-//! driver that changes nothing on disk (Landlock) or keeps no label state (DAC reservation).
+//! Mandatory (no default): [`SecurityDriver::model`], [`SecurityDriver::probe`] and
+//! [`SecurityDriver::generate_label`]. Everything else defaults to doing nothing, which is right
+//! for a driver that changes nothing on disk (Landlock) or keeps no label state. A driver that
+//! changes files names its [`FileAttr`] and plans each resource; the lifecycle
+//! ([`crate::domains::Domains`]) does the changing, remembering and restoring for every driver.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Access, Domain, LabelType, Resource, ResourceKind, SecLabel};
+pub use crate::attr::{FileAttr, Plan};
+use crate::domain::{Domain, LabelType, Resource, SecLabel};
 use crate::error::Result;
 
 /// What a probe found.
@@ -38,6 +41,16 @@ pub struct LabelRecord {
     /// Driver-specific facts (an ABI version, a rule list, supplementary groups).
     #[serde(flatten, default)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// A process of the host, as `recover` sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    pub pid: u32,
+    /// Its SELinux label, where the kernel has one.
+    pub label: Option<String>,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// What a driver did to one resource.
@@ -111,9 +124,16 @@ pub trait SecurityDriver: Send + Sync + Debug {
         Ok(())
     }
 
-    /// Make the label store agree with the domains that are really running (`live`): drop
-    /// reservations nobody holds any more (after crashes), keep those of running domains.
-    async fn reconcile(&self, _live: &[(Domain, LabelRecord)]) -> Result<()> {
+    /// Make the label store agree with the domains that are really running or held (`live`)
+    /// and with the processes of the host (`procs`): drop reservations nobody holds any more
+    /// (after crashes), keep those of live domains, and reserve every identity of this driver
+    /// that a process still carries, recorded or not (a lost state must never hand out a
+    /// running VM's identity).
+    async fn reconcile(
+        &self,
+        _live: &[(Domain, LabelRecord)],
+        _procs: &[ProcessInfo],
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -122,26 +142,15 @@ pub trait SecurityDriver: Send + Sync + Debug {
         Ok(())
     }
 
-    /// Label every resource of the domain. On failure the driver undoes what it did.
-    async fn set_all(&self, ctx: DomainCtx<'_>) -> Result<Vec<ResourceReport>>;
-
-    /// Restore every resource of the domain. Best effort: keeps going and reports every failure.
-    async fn restore_all(&self, ctx: DomainCtx<'_>) -> Result<()>;
-
-    /// Label one resource (hotplug, block jobs, an ad-hoc path).
-    async fn set_resource(&self, _ctx: DomainCtx<'_>, res: &Resource) -> Result<ResourceReport> {
-        Ok(ResourceReport {
-            path: res.path.clone(),
-            model: self.model().to_owned(),
-            label: String::new(),
-            skipped: true,
-            reason: Some("nothing to do for this driver".into()),
-        })
+    /// The file attribute this driver changes on resources (an SELinux label; an owner and
+    /// mode), if any. The lifecycle remembers, applies and restores it; drivers only plan.
+    fn file_attr(&self) -> Option<Arc<dyn FileAttr>> {
+        None
     }
 
-    /// Restore one resource.
-    async fn restore_resource(&self, _ctx: DomainCtx<'_>, _res: &Resource) -> Result<()> {
-        Ok(())
+    /// What one resource of the domain gets from this driver.
+    fn plan(&self, _ctx: DomainCtx<'_>, _res: &Resource) -> Result<Plan> {
+        Ok(Plan::Skip("this driver changes no files".into()))
     }
 
     /// Prepare the hook that labels the VMM in the forked child before exec.
@@ -156,90 +165,5 @@ pub trait SecurityDriver: Send + Sync + Debug {
     /// Read the label of a running process, as this driver sees it.
     async fn process_label(&self, _pid: u32) -> Result<Option<String>> {
         Ok(None)
-    }
-}
-
-/// The named per-resource calls of libvirt's table, each a [`SecurityDriver::set_resource`] or
-/// [`SecurityDriver::restore_resource`] with the right resource kind.
-#[async_trait]
-pub trait ResourceCalls {
-    /// Label one disk image (hotplug, block copy).
-    async fn set_image(
-        &self,
-        ctx: DomainCtx<'_>,
-        path: PathBuf,
-        access: Access,
-    ) -> Result<ResourceReport>;
-    /// Restore one disk image.
-    async fn restore_image(&self, ctx: DomainCtx<'_>, path: PathBuf, access: Access) -> Result<()>;
-    /// Label an arbitrary path read-write or read-only.
-    async fn set_path(
-        &self,
-        ctx: DomainCtx<'_>,
-        path: PathBuf,
-        readonly: bool,
-    ) -> Result<ResourceReport>;
-    /// Label a host device node.
-    async fn set_hostdev(&self, ctx: DomainCtx<'_>, path: PathBuf) -> Result<ResourceReport>;
-    /// Label a character device or socket.
-    async fn set_chardev(&self, ctx: DomainCtx<'_>, path: PathBuf) -> Result<ResourceReport>;
-    /// Label TPM emulator state.
-    async fn set_tpm(&self, ctx: DomainCtx<'_>, path: PathBuf) -> Result<ResourceReport>;
-    /// Label a saved-state (managed save) file, read-only content.
-    async fn set_saved_state(&self, ctx: DomainCtx<'_>, path: PathBuf) -> Result<ResourceReport>;
-}
-
-#[async_trait]
-impl<T: SecurityDriver + ?Sized> ResourceCalls for T {
-    async fn set_image(
-        &self,
-        ctx: DomainCtx<'_>,
-        path: PathBuf,
-        access: Access,
-    ) -> Result<ResourceReport> {
-        self.set_resource(ctx, &Resource::new(path, ResourceKind::Disk, access))
-            .await
-    }
-    async fn restore_image(&self, ctx: DomainCtx<'_>, path: PathBuf, access: Access) -> Result<()> {
-        self.restore_resource(ctx, &Resource::new(path, ResourceKind::Disk, access))
-            .await
-    }
-    async fn set_path(
-        &self,
-        ctx: DomainCtx<'_>,
-        path: PathBuf,
-        readonly: bool,
-    ) -> Result<ResourceReport> {
-        let access = Access::from_readonly(readonly);
-        self.set_resource(ctx, &Resource::new(path, ResourceKind::Path, access))
-            .await
-    }
-    async fn set_hostdev(&self, ctx: DomainCtx<'_>, path: PathBuf) -> Result<ResourceReport> {
-        self.set_resource(
-            ctx,
-            &Resource::new(path, ResourceKind::Hostdev, Access::Private),
-        )
-        .await
-    }
-    async fn set_chardev(&self, ctx: DomainCtx<'_>, path: PathBuf) -> Result<ResourceReport> {
-        self.set_resource(
-            ctx,
-            &Resource::new(path, ResourceKind::Chardev, Access::Private),
-        )
-        .await
-    }
-    async fn set_tpm(&self, ctx: DomainCtx<'_>, path: PathBuf) -> Result<ResourceReport> {
-        self.set_resource(
-            ctx,
-            &Resource::new(path, ResourceKind::Tpm, Access::Private),
-        )
-        .await
-    }
-    async fn set_saved_state(&self, ctx: DomainCtx<'_>, path: PathBuf) -> Result<ResourceReport> {
-        self.set_resource(
-            ctx,
-            &Resource::new(path, ResourceKind::SavedState, Access::ReadOnly),
-        )
-        .await
     }
 }

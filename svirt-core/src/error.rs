@@ -151,6 +151,38 @@ pub enum Error {
     /// A domain of this name is already running.
     #[error("domain {name} is already running")]
     DomainExists { name: String },
+
+    /// A domain has no such resource.
+    #[error("domain {domain} has no disk {path}")]
+    NoSuchResource { domain: String, path: PathBuf },
+
+    /// A lifecycle task on the blocking pool did not finish (it panicked or was cancelled).
+    #[error("a lifecycle task failed: {reason}")]
+    TaskFailed { reason: String },
+
+    /// The inode svirt changed cannot be found to put its original back.
+    #[error("cannot restore {path}: {reason}")]
+    InodeLost { path: PathBuf, reason: &'static str },
+
+    /// Something remembered was changed by a driver this stack no longer has.
+    #[error("cannot restore {path}: it was changed by the {model} driver, which is not in the configured stack")]
+    ModelNotInStack { path: PathBuf, model: String },
+
+    /// A stop (or recover) could not put everything back; the domain's identities stay
+    /// reserved until it can.
+    #[error("domain {domain} was not fully restored ({count} file(s)): {paths}; its labels stay reserved: fix the cause and run `svirt recover`", count = .failures.len(), paths = failure_paths(.failures))]
+    NotRestored {
+        domain: String,
+        failures: Vec<Error>,
+    },
+}
+
+fn failure_paths(errors: &[Error]) -> String {
+    errors
+        .iter()
+        .map(|e| crate::display_chain(e))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn rollback_note(errors: &[Error]) -> String {

@@ -6,13 +6,19 @@
 //! - [`context`]: security contexts, MLS levels and ranges.
 //! - [`mcs`] and [`store`]: the bounded MCS allocator and where its reservations live.
 //! - [`host`]: the seam every syscall goes through, with a recording fake (`test-util`).
-//! - [`remember`] and [`relabel`]: remembered originals and safe, recoverable relabeling.
+//! - [`domains`]: the lifecycle (start, stop, attach, detach, recover, status) over the stack.
+//! - [`db`]: the one transactional state database (records, reservations, originals).
+//! - [`engine`] and [`attr`]: remembered originals per inode, applying and restoring them.
 //! - [`noop`]: the `none` driver.
 
+pub mod attr;
 pub mod config;
 pub mod context;
+pub mod db;
 pub mod domain;
+pub mod domains;
 pub mod driver;
+pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod failpoint;
@@ -22,8 +28,6 @@ pub mod ids;
 pub mod manager;
 pub mod mcs;
 pub mod noop;
-pub mod relabel;
-pub mod remember;
 pub mod safe;
 pub mod store;
 mod sys;

@@ -1,16 +1,18 @@
 //! The security manager: an ordered stack of drivers, primary first.
 //!
-//! Set-calls run through every driver and, when one fails, roll the earlier ones back in reverse.
-//! Restore-calls are best effort: they keep going and return every failure.
+//! Label generation runs through every driver and, when one fails, releases the earlier ones in
+//! reverse; releases are best effort and return every failure. File changes are not the
+//! manager's: it gathers every driver's plan ([`SecurityManager::changes`]) and the lifecycle
+//! applies them with one rollback and restores them with one best-effort loop.
 
 use std::sync::Arc;
 
-use tracing::{info, warn};
+use tracing::info;
 
+use crate::attr::FileAttr;
 use crate::domain::{Domain, LabelType, Resource, SecLabel};
-use crate::driver::{
-    DomainCtx, ExecHook, ExecOptions, LabelRecord, Probe, ResourceReport, SecurityDriver,
-};
+use crate::driver::{DomainCtx, ExecHook, ExecOptions, LabelRecord, Probe, SecurityDriver};
+use crate::engine::Change;
 use crate::error::{Error, Result};
 
 /// An ordered driver stack.
@@ -179,90 +181,45 @@ impl SecurityManager {
         Error::from_all("releasing labels", errors)
     }
 
-    /// Label every resource with every driver; on failure, restore the earlier drivers in reverse.
-    pub async fn set_all(
+    /// Every driver's plan for `resources`, in stack order per resource: the changes the
+    /// lifecycle applies (and, in reverse, restores). Drivers that change no files plan nothing.
+    pub fn changes(
         &self,
         domain: &Domain,
         labels: &[LabelRecord],
-    ) -> Result<Vec<ResourceReport>> {
+        resources: &[Resource],
+    ) -> Result<Vec<Change>> {
         let pairs = self.pairs(domain, labels)?;
-        let mut reports = Vec::new();
-        for (i, (a, l)) in pairs.iter().enumerate() {
-            match a.driver.set_all(ctx(domain, a, l)).await {
-                Ok(r) => reports.extend(r),
-                Err(e) => {
-                    let mut rollback_errors = Vec::new();
-                    for (pa, pl) in pairs[..i].iter().rev() {
-                        if let Err(re) = pa.driver.restore_all(ctx(domain, pa, pl)).await {
-                            rollback_errors.push(re);
-                        }
-                    }
-                    return Err(Error::RolledBack {
-                        source: Box::new(e),
-                        rollback_errors,
+        let mut out = Vec::new();
+        for res in resources {
+            for (a, l) in &pairs {
+                if let Some(attr) = a.driver.file_attr() {
+                    let plan = a.driver.plan(ctx(domain, a, l), res)?;
+                    out.push(Change {
+                        res: res.clone(),
+                        attr,
+                        plan,
                     });
                 }
             }
         }
-        Ok(reports)
+        Ok(out)
     }
 
-    /// Restore every resource with every driver, in reverse stack order. Best effort.
-    pub async fn restore_all(&self, domain: &Domain, labels: &[LabelRecord]) -> Result<()> {
-        let mut errors = Vec::new();
-        for (a, l) in self.pairs(domain, labels)?.into_iter().rev() {
-            if let Err(e) = a.driver.restore_all(ctx(domain, &a, l)).await {
-                warn!(vm = %domain.name, model = %l.model, error = %crate::display_chain(&e), "restore failed");
-                errors.push(e);
-            }
-        }
-        Error::from_all("restoring labels", errors)
+    /// The file attribute of the driver of `model`, to restore what it changed.
+    pub fn attr_for(&self, model: &str) -> Option<Arc<dyn FileAttr>> {
+        self.drivers
+            .iter()
+            .find(|d| d.model() == model)
+            .and_then(|d| d.file_attr())
     }
 
-    /// Label one resource with every driver, rolling back on failure.
-    pub async fn set_resource(
-        &self,
-        domain: &Domain,
-        labels: &[LabelRecord],
-        res: &Resource,
-    ) -> Result<Vec<ResourceReport>> {
-        let pairs = self.pairs(domain, labels)?;
-        let mut reports = Vec::new();
-        for (i, (a, l)) in pairs.iter().enumerate() {
-            match a.driver.set_resource(ctx(domain, a, l), res).await {
-                Ok(r) => reports.push(r),
-                Err(e) => {
-                    let mut rollback_errors = Vec::new();
-                    for (pa, pl) in pairs[..i].iter().rev() {
-                        if let Err(re) = pa.driver.restore_resource(ctx(domain, pa, pl), res).await
-                        {
-                            rollback_errors.push(re);
-                        }
-                    }
-                    return Err(Error::RolledBack {
-                        source: Box::new(e),
-                        rollback_errors,
-                    });
-                }
-            }
-        }
-        Ok(reports)
-    }
-
-    /// Restore one resource with every driver. Best effort.
-    pub async fn restore_resource(
-        &self,
-        domain: &Domain,
-        labels: &[LabelRecord],
-        res: &Resource,
-    ) -> Result<()> {
-        let mut errors = Vec::new();
-        for (a, l) in self.pairs(domain, labels)?.into_iter().rev() {
-            if let Err(e) = a.driver.restore_resource(ctx(domain, &a, l), res).await {
-                errors.push(e);
-            }
-        }
-        Error::from_all("restoring a resource", errors)
+    /// The position of `model` in the stack (primary first); unknown models sort last.
+    pub fn position(&self, model: &str) -> usize {
+        self.drivers
+            .iter()
+            .position(|d| d.model() == model)
+            .unwrap_or(self.drivers.len())
     }
 
     /// Prepare every driver's exec hook, ordered by phase (label, identity, confine).

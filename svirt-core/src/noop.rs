@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use crate::config::{BuildContext, DriverConfig};
 use crate::domain::{Domain, LabelType, SecLabel};
-use crate::driver::{DomainCtx, LabelRecord, Probe, ResourceReport, SecurityDriver};
+use crate::driver::{LabelRecord, Probe, SecurityDriver};
 use crate::error::Result;
 use std::sync::Arc;
 
@@ -34,14 +34,6 @@ impl SecurityDriver for NoopDriver {
             relabel: false,
             extra: Default::default(),
         })
-    }
-
-    async fn set_all(&self, _ctx: DomainCtx<'_>) -> Result<Vec<ResourceReport>> {
-        Ok(Vec::new())
-    }
-
-    async fn restore_all(&self, _ctx: DomainCtx<'_>) -> Result<()> {
-        Ok(())
     }
 }
 

@@ -15,3 +15,71 @@ where
         cmd.pre_exec(f);
     }
 }
+
+/// Room for the largest file handle the kernel hands out (`MAX_HANDLE_SZ`).
+const MAX_HANDLE_SZ: usize = 128;
+
+/// `name_to_handle_at(fd, "", AT_EMPTY_PATH)`: the file handle of the inode `fd` refers to,
+/// encoded as the handle type (4 bytes, little endian) followed by the handle bytes.
+pub(crate) fn handle_of(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    // u32 words keep the buffer aligned for `struct file_handle` (two 32-bit fields).
+    let mut buf = vec![0u32; 2 + MAX_HANDLE_SZ / 4];
+    buf[0] = MAX_HANDLE_SZ as u32;
+    let mut mount_id: libc::c_int = 0;
+    let empty = c"";
+    // SAFETY: `buf` is aligned for and at least as large as a `file_handle` header followed by
+    // MAX_HANDLE_SZ bytes, and its `handle_bytes` field says so; `empty` is a valid C string;
+    // `mount_id` is a valid out-pointer; the kernel writes only within those bounds.
+    let r = unsafe {
+        libc::name_to_handle_at(
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            buf.as_mut_ptr().cast::<libc::file_handle>(),
+            &mut mount_id,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let len = (buf[0] as usize).min(MAX_HANDLE_SZ);
+    let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let mut out = bytes[4..8].to_vec();
+    out.extend_from_slice(&bytes[8..8 + len]);
+    Ok(out)
+}
+
+/// `open_by_handle_at(mount, handle, O_PATH|O_NOFOLLOW|O_CLOEXEC)` for a handle encoded by
+/// [`handle_of`]. ESTALE when the inode no longer exists.
+pub(crate) fn open_by_handle(
+    mount: std::os::fd::BorrowedFd<'_>,
+    handle: &[u8],
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    if handle.len() < 4 || handle.len() - 4 > MAX_HANDLE_SZ {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut bytes = vec![0u8; 8 + MAX_HANDLE_SZ];
+    bytes[0..4].copy_from_slice(&((handle.len() - 4) as u32).to_ne_bytes());
+    bytes[4..8].copy_from_slice(&handle[0..4]);
+    bytes[8..8 + handle.len() - 4].copy_from_slice(&handle[4..]);
+    let mut buf: Vec<u32> = bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    // SAFETY: `buf` is aligned for `file_handle` and holds its header and `handle_bytes` bytes
+    // of handle; the kernel only reads it. `mount` is a valid fd for the call's duration.
+    let fd = unsafe {
+        libc::open_by_handle_at(
+            mount.as_raw_fd(),
+            buf.as_mut_ptr().cast::<libc::file_handle>(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}

@@ -33,6 +33,25 @@ pub fn walk(
     root: &Path,
     f: &mut dyn FnMut(&Path, &Node, &FileMeta) -> Result<()>,
 ) -> Result<()> {
+    walk_kinds(host, root, false, f)
+}
+
+/// Like [`walk`], and also every other entry (symlinks, FIFOs, sockets, device nodes), each
+/// opened `O_PATH|O_NOFOLLOW` (never for data, never followed): what a VM may have created.
+pub fn walk_all(
+    host: &dyn Host,
+    root: &Path,
+    f: &mut dyn FnMut(&Path, &Node, &FileMeta) -> Result<()>,
+) -> Result<()> {
+    walk_kinds(host, root, true, f)
+}
+
+fn walk_kinds(
+    host: &dyn Host,
+    root: &Path,
+    all: bool,
+    f: &mut dyn FnMut(&Path, &Node, &FileMeta) -> Result<()>,
+) -> Result<()> {
     let top = host
         .open_node(root)
         .map_err(|e| Error::host("open", root, e))?;
@@ -64,6 +83,20 @@ pub fn walk(
             },
         };
         if !matches!(kind, FileKind::File | FileKind::Dir) {
+            if all {
+                match host.open_child(&frame.dir, &name) {
+                    Ok(node) => {
+                        let meta = host
+                            .meta(&node)
+                            .map_err(|e| Error::host("inspect", node.path(), e))?;
+                        if !matches!(meta.kind, FileKind::File | FileKind::Dir) {
+                            f(&frame.rel.join(&name), &node, &meta)?;
+                        }
+                    }
+                    Err(e) if skippable(&e) => {}
+                    Err(e) => return Err(Error::host("open", frame.dir.path().join(&name), e)),
+                }
+            }
             continue;
         }
         let child = match host.open_child_data(&frame.dir, &name) {

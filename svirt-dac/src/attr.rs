@@ -2,12 +2,32 @@
 
 use std::io;
 
+use std::path::Path;
+
+use svirt_core::attr::FileAttr;
 use svirt_core::host::{FileKind, Host, Node};
-use svirt_core::relabel::FileAttr;
 
 /// Owner and permission bits. Directories get the execute bit wherever they get read.
 #[derive(Debug, Default)]
-pub struct DacAttr;
+pub struct DacAttr {
+    /// The VM uid pool (`lo`, `hi`) and the shared group: an owner in the pool (other than the
+    /// shared group) is a VM's.
+    pool: Option<(u32, u32, u32)>,
+}
+
+impl DacAttr {
+    /// The attribute of a driver whose VMs get uids `lo..=hi`, sharing group `shared_gid`.
+    pub fn for_pool(lo: u32, hi: u32, shared_gid: u32) -> Self {
+        DacAttr {
+            pool: Some((lo, hi, shared_gid)),
+        }
+    }
+
+    fn is_vm_id(&self, id: u32) -> bool {
+        self.pool
+            .is_some_and(|(lo, hi, shared)| (lo..=hi).contains(&id) && id != shared)
+    }
+}
 
 /// Format an owner and mode as the DAC attribute value.
 pub fn value(uid: u32, gid: u32, mode: u32) -> String {
@@ -41,6 +61,27 @@ impl FileAttr for DacAttr {
         }
         host.chown(node, uid, gid)?;
         host.chmod(node, mode)
+    }
+
+    fn reclaim(
+        &self,
+        current: Option<&str>,
+        root_original: Option<&str>,
+        _path: &Path,
+        _kind: FileKind,
+    ) -> Option<String> {
+        let (uid, gid, mode) = current.and_then(parse)?;
+        if !self.is_vm_id(uid) && !self.is_vm_id(gid) {
+            return None;
+        }
+        // The share root's original owner, never a VM's; no setuid or setgid bit.
+        let (ru, rg, _) = root_original.and_then(parse).unwrap_or((0, 0, 0));
+        Some(value(ru, rg, mode & 0o1777))
+    }
+
+    fn without_privileges(&self, original: &str) -> Option<String> {
+        let (uid, gid, mode) = parse(original)?;
+        (mode & 0o6000 != 0).then(|| value(uid, gid, mode & 0o1777))
     }
 
     fn matches(&self, current: Option<&str>, target: &str) -> bool {

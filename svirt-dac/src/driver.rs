@@ -7,9 +7,10 @@ use async_trait::async_trait;
 use svirt_core::config::BuildContext;
 use svirt_core::domain::{Access, Domain, LabelType, Resource, SecLabel};
 use svirt_core::driver::{
-    DomainCtx, ExecHook, ExecOptions, LabelRecord, Probe, ResourceReport, SecurityDriver,
+    DomainCtx, ExecHook, ExecOptions, FileAttr, LabelRecord, Plan, ProcessInfo, Probe,
+    SecurityDriver,
 };
-use svirt_core::relabel::{Plan, Relabeler};
+use svirt_core::host::Host;
 use svirt_core::store::LabelStore;
 use svirt_core::Result;
 
@@ -28,7 +29,8 @@ pub struct DacDriver {
     range: IdRange,
     shared_gid: u32,
     store: Arc<dyn LabelStore>,
-    relabeler: Relabeler,
+    host: Arc<dyn Host>,
+    attr: Arc<DacAttr>,
 }
 
 impl DacDriver {
@@ -39,7 +41,8 @@ impl DacDriver {
             range,
             shared_gid,
             store: ctx.store.clone(),
-            relabeler: ctx.relabeler(Arc::new(DacAttr)),
+            host: ctx.host.clone(),
+            attr: Arc::new(DacAttr::for_pool(range.lo, range.hi, shared_gid)),
         }
     }
 
@@ -74,7 +77,7 @@ impl DacDriver {
         (self.range.lo..=self.range.hi).contains(&id) && id != self.shared_gid
     }
 
-    fn plan(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<Plan> {
+    fn plan_resource(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<Plan> {
         if ctx.label.kind == LabelType::None || !ctx.label.relabel {
             return Ok(Plan::Skip("relabeling is off for this domain".into()));
         }
@@ -172,13 +175,38 @@ impl SecurityDriver for DacDriver {
         }
     }
 
-    async fn reconcile(&self, live: &[(Domain, LabelRecord)]) -> Result<()> {
+    async fn reconcile(&self, live: &[(Domain, LabelRecord)], procs: &[ProcessInfo]) -> Result<()> {
         let names: Vec<&str> = live.iter().map(|(d, _)| d.name.as_str()).collect();
+        let mut recorded = Vec::new();
+        for (d, l) in live {
+            if let Some(uid) = self.pooled_uid(DomainCtx {
+                domain: d,
+                seclabel: &svirt_core::domain::SecLabel::implicit("dac"),
+                label: l,
+            })? {
+                recorded.push((uid, d.name.clone()));
+            }
+        }
+        let shared = self.shared_gid;
         self.update_pool(&mut |p| {
             for holders in p.held.values_mut() {
                 holders.retain(|h| names.contains(&h.as_str()));
             }
             p.held.retain(|_, h| !h.is_empty());
+            // Rebuilt from the records: a lost pool never hands out a live domain's uid.
+            for (uid, name) in &recorded {
+                let holders = p.held.entry(*uid).or_default();
+                if !holders.contains(name) {
+                    holders.push(name.clone());
+                }
+            }
+            // And from the processes: a uid of the pool that a process runs as stays taken.
+            for pr in procs {
+                if (p.lo..=p.hi).contains(&pr.uid) && pr.uid != shared && !p.held.contains_key(&pr.uid) {
+                    tracing::info!(pid = pr.pid, uid = pr.uid, "reserved the uid of a running process no record explains");
+                    p.held.insert(pr.uid, vec![format!("process {}", pr.pid)]);
+                }
+            }
             Ok(())
         })
     }
@@ -193,25 +221,12 @@ impl SecurityDriver for DacDriver {
         }
     }
 
-    async fn set_all(&self, ctx: DomainCtx<'_>) -> Result<Vec<ResourceReport>> {
-        self.relabeler
-            .apply_planned(&ctx.domain.name, ctx.domain.resources(), |r| {
-                self.plan(ctx, r)
-            })
+    fn file_attr(&self) -> Option<Arc<dyn FileAttr>> {
+        Some(self.attr.clone())
     }
 
-    async fn restore_all(&self, ctx: DomainCtx<'_>) -> Result<()> {
-        self.relabeler
-            .restore_resources(&ctx.domain.name, &ctx.domain.resources())
-    }
-
-    async fn set_resource(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<ResourceReport> {
-        let p = self.plan(ctx, res)?;
-        self.relabeler.apply_one(&ctx.domain.name, res, &p)
-    }
-
-    async fn restore_resource(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<()> {
-        self.relabeler.restore_one(&ctx.domain.name, res)
+    fn plan(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<Plan> {
+        self.plan_resource(ctx, res)
     }
 
     fn prepare_exec(
@@ -238,7 +253,7 @@ impl SecurityDriver for DacDriver {
     }
 
     async fn process_label(&self, pid: u32) -> Result<Option<String>> {
-        let (uid, gid) = self.relabeler.host().pid_owner(pid).map_err(|e| {
+        let (uid, gid) = self.host.pid_owner(pid).map_err(|e| {
             svirt_core::Error::host("read the owner of process", format!("/proc/{pid}"), e)
         })?;
         Ok(Some(format!("+{uid}:+{gid}")))

@@ -201,6 +201,8 @@ impl SecurityDriver for LandlockDriver {
             String::new()
         } else {
             self.check_abi()?;
+            // Nothing on disk changes; fail at start if a resource cannot be put in the ruleset.
+            self.build_ruleset(domain)?;
             let rules = self.rules(domain);
             extra.insert("abi".to_owned(), json!(self.abi));
             extra.insert("rules".to_owned(), json!(rules.paths));
@@ -217,18 +219,6 @@ impl SecurityDriver for LandlockDriver {
             relabel: false,
             extra,
         })
-    }
-
-    async fn set_all(&self, ctx: DomainCtx<'_>) -> Result<Vec<ResourceReport>> {
-        if ctx.label.kind == LabelType::None {
-            return Ok(Vec::new());
-        }
-        // Nothing on disk changes; fail early if a resource cannot be put in the ruleset.
-        self.build_ruleset(ctx.domain).map(|_| Vec::new())
-    }
-
-    async fn restore_all(&self, _ctx: DomainCtx<'_>) -> Result<()> {
-        Ok(())
     }
 
     fn prepare_exec(

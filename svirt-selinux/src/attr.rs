@@ -3,9 +3,9 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use svirt_core::attr::{selinux_boolean_hint, FileAttr};
 use svirt_core::context::SecurityContext;
-use svirt_core::host::{get_label, Host, Node, SELINUX_XATTR};
-use svirt_core::relabel::{selinux_boolean_hint, FileAttr};
+use svirt_core::host::{get_label, FileKind, Host, Node, SELINUX_XATTR};
 use tracing::warn;
 
 /// A file's SELinux label.
@@ -24,9 +24,13 @@ impl SelinuxAttr {
     /// The default label of `path`: the policy's (selabel_lookup on file_contexts), else the
     /// content context.
     pub fn default_label(&self, path: &Path) -> Option<String> {
+        self.default_label_of(path, path.is_dir())
+    }
+
+    fn default_label_of(&self, path: &Path, dir: bool) -> Option<String> {
         self.file_contexts
             .as_deref()
-            .and_then(|fc| crate::defaults::policy_default(fc, path, path.is_dir()))
+            .and_then(|fc| crate::defaults::policy_default(fc, path, dir))
             .or_else(|| self.content.clone())
     }
 }
@@ -72,6 +76,26 @@ impl FileAttr for SelinuxAttr {
             "the file carries a VM image label that nothing remembers (a dead VM's?); remembering the policy default instead"
         );
         fallback.or(current)
+    }
+
+    fn reclaim(
+        &self,
+        current: Option<&str>,
+        root_original: Option<&str>,
+        path: &Path,
+        kind: FileKind,
+    ) -> Option<String> {
+        // A label with categories that nothing remembered is a VM's (its pair): the entry gets
+        // the policy default, else the share's own original.
+        let carries_pair = current
+            .and_then(|c| c.parse::<SecurityContext>().ok())
+            .and_then(|c| c.range)
+            .is_some_and(|r| !r.high.categories.is_empty());
+        if !carries_pair {
+            return None;
+        }
+        self.default_label_of(path, kind == FileKind::Dir)
+            .or_else(|| root_original.map(str::to_owned))
     }
 
     fn unsupported_hint(&self, fs_type: i64) -> Option<&'static str> {

@@ -8,10 +8,11 @@ use svirt_core::config::BuildContext;
 use svirt_core::context::{MlsRange, SecurityContext};
 use svirt_core::domain::{Access, Domain, LabelType, Resource, SecLabel};
 use svirt_core::driver::{
-    DomainCtx, ExecHook, ExecOptions, LabelRecord, Probe, ResourceReport, SecurityDriver,
+    DomainCtx, ExecHook, ExecOptions, FileAttr, LabelRecord, Plan, ProcessInfo, Probe,
+    SecurityDriver,
 };
+use svirt_core::host::Host;
 use svirt_core::mcs::{McsRange, McsState};
-use svirt_core::relabel::{Plan, Relabeler};
 use svirt_core::store::LabelStore;
 use svirt_core::Result;
 use tracing::info;
@@ -30,7 +31,8 @@ pub struct SelinuxDriver {
     range: McsRange,
     kernel: Arc<dyn Kernel>,
     store: Arc<dyn LabelStore>,
-    relabeler: Relabeler,
+    host: Arc<dyn Host>,
+    attr: Arc<SelinuxAttr>,
     /// In offline mode, the binary policy labels are checked against (through libsepol).
     policy_file: Option<std::path::PathBuf>,
 }
@@ -66,7 +68,8 @@ impl SelinuxDriver {
             range,
             kernel,
             store: ctx.store.clone(),
-            relabeler: ctx.relabeler(Arc::new(attr)),
+            host: ctx.host.clone(),
+            attr: Arc::new(attr),
             policy_file: None,
         })
     }
@@ -105,7 +108,7 @@ impl SelinuxDriver {
             })
     }
 
-    fn plan(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<Plan> {
+    fn plan_resource(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<Plan> {
         if ctx.label.kind == LabelType::None || !ctx.label.relabel {
             return Ok(Plan::Skip("relabeling is off for this domain".into()));
         }
@@ -220,7 +223,7 @@ impl SecurityDriver for SelinuxDriver {
             _ => self.range_of(ctx.label, &ctx.domain.name)?,
         };
         if let (Some(pid), false) = (pid, self.offline) {
-            let live = self.relabeler.host().pid_label(pid).map_err(|e| {
+            let live = self.host.pid_label(pid).map_err(|e| {
                 svirt_core::Error::host("read the label of process", format!("/proc/{pid}"), e)
             })?;
             if live != ctx.label.label {
@@ -247,7 +250,7 @@ impl SecurityDriver for SelinuxDriver {
         Ok(())
     }
 
-    async fn reconcile(&self, live: &[(Domain, LabelRecord)]) -> Result<()> {
+    async fn reconcile(&self, live: &[(Domain, LabelRecord)], procs: &[ProcessInfo]) -> Result<()> {
         let mut parsed = Vec::new();
         for (d, l) in live {
             if l.kind != LabelType::None {
@@ -270,6 +273,27 @@ impl SecurityDriver for SelinuxDriver {
                     _ => fresh.reserve_fixed(r, name, *shared)?,
                 }
             }
+            // A process carrying a pair of this range keeps it, recorded or not: a lost state
+            // must never hand out a running VM's pair.
+            for p in procs {
+                let Some(level) = p
+                    .label
+                    .as_deref()
+                    .and_then(|l| l.parse::<SecurityContext>().ok())
+                    .and_then(|c| c.range)
+                    .filter(|r| r.low == r.high)
+                    .map(|r| r.low)
+                else {
+                    continue;
+                };
+                if range.pair_of(&level).is_some() && !fresh.is_allocated(&level) {
+                    if let Err(e) = fresh.reserve_dynamic(&level) {
+                        tracing::warn!(pid = p.pid, level = %level, error = %e, "a process carries a pair a static label holds");
+                    } else {
+                        info!(pid = p.pid, level = %level, "reserved the pair of a running process no record explains");
+                    }
+                }
+            }
             *s = fresh;
             Ok(())
         })
@@ -284,25 +308,12 @@ impl SecurityDriver for SelinuxDriver {
         Ok(())
     }
 
-    async fn set_all(&self, ctx: DomainCtx<'_>) -> Result<Vec<ResourceReport>> {
-        self.relabeler
-            .apply_planned(&ctx.domain.name, ctx.domain.resources(), |r| {
-                self.plan(ctx, r)
-            })
+    fn file_attr(&self) -> Option<Arc<dyn FileAttr>> {
+        Some(self.attr.clone())
     }
 
-    async fn restore_all(&self, ctx: DomainCtx<'_>) -> Result<()> {
-        self.relabeler
-            .restore_resources(&ctx.domain.name, &ctx.domain.resources())
-    }
-
-    async fn set_resource(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<ResourceReport> {
-        let p = self.plan(ctx, res)?;
-        self.relabeler.apply_one(&ctx.domain.name, res, &p)
-    }
-
-    async fn restore_resource(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<()> {
-        self.relabeler.restore_one(&ctx.domain.name, res)
+    fn plan(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<Plan> {
+        self.plan_resource(ctx, res)
     }
 
     fn prepare_exec(
@@ -332,7 +343,7 @@ impl SecurityDriver for SelinuxDriver {
         if self.offline {
             return Ok(None);
         }
-        self.relabeler.host().pid_label(pid).map(Some).map_err(|e| {
+        self.host.pid_label(pid).map(Some).map_err(|e| {
             svirt_core::Error::host("read the label of process", format!("/proc/{pid}"), e)
         })
     }

@@ -34,6 +34,7 @@ struct Inner {
     swaps: Vec<(PathBuf, PathBuf)>,
     fs_types: BTreeMap<PathBuf, i64>,
     next_ino: u64,
+    clock: i64,
 }
 
 /// The recording fake host.
@@ -257,6 +258,57 @@ impl FakeHost {
             None => Err(errno(libc::ENOENT)),
         }
     }
+
+    /// Change an entry as a syscall would, moving its ctime.
+    fn change_entry(&self, path: &Path, f: impl FnOnce(&mut Entry)) -> io::Result<()> {
+        let mut g = self.lock();
+        g.clock += 1;
+        let now = g.clock;
+        match g.files.get_mut(&normalize(path)) {
+            Some(e) => {
+                f(e);
+                e.meta.ctime_ns = now;
+                Ok(())
+            }
+            None => Err(errno(libc::ENOENT)),
+        }
+    }
+
+    /// Rename `from` (and everything below it) to `to`, keeping inodes, as a guest would.
+    pub fn rename(&self, from: &str, to: &str) {
+        let (from, to) = (normalize(Path::new(from)), normalize(Path::new(to)));
+        let mut g = self.lock();
+        let moved: Vec<PathBuf> = g
+            .files
+            .keys()
+            .filter(|k| k.starts_with(&from))
+            .cloned()
+            .collect();
+        for old in moved {
+            if let (Some(e), Ok(rest)) = (g.files.remove(&old), old.strip_prefix(&from)) {
+                let new = if rest.as_os_str().is_empty() {
+                    to.clone()
+                } else {
+                    to.join(rest)
+                };
+                g.files.insert(new, e);
+            }
+        }
+    }
+
+    /// Remove a file (and everything below it).
+    pub fn remove(&self, path: &str) {
+        let p = normalize(Path::new(path));
+        self.lock().files.retain(|k, _| !k.starts_with(&p));
+    }
+
+    /// The inode number of a file.
+    pub fn ino(&self, path: &str) -> Option<u64> {
+        self.lock()
+            .files
+            .get(&normalize(Path::new(path)))
+            .map(|e| e.meta.ino)
+    }
 }
 
 fn entry(kind: FileKind, uid: u32, gid: u32, mode: u32, ino: u64) -> Entry {
@@ -268,6 +320,8 @@ fn entry(kind: FileKind, uid: u32, gid: u32, mode: u32, ino: u64) -> Entry {
             mode,
             dev: 1,
             ino,
+            nlink: 1,
+            ctime_ns: 0,
         },
         xattrs: BTreeMap::new(),
         target: None,
@@ -406,34 +460,30 @@ impl Host for FakeHost {
         let shown =
             String::from_utf8_lossy(value.strip_suffix(b"\0").unwrap_or(value)).into_owned();
         self.begin("set_xattr", node.path(), &format!(" {name}={shown}"))?;
-        self.with_entry(node.path(), |e| {
+        self.change_entry(node.path(), |e| {
             e.xattrs.insert(name.to_owned(), value.to_vec());
-            Ok(())
         })
     }
 
     fn remove_xattr(&self, node: &Node, name: &str) -> io::Result<()> {
         self.begin("remove_xattr", node.path(), &format!(" {name}"))?;
-        self.with_entry(node.path(), |e| {
+        self.change_entry(node.path(), |e| {
             e.xattrs.remove(name);
-            Ok(())
         })
     }
 
     fn chown(&self, node: &Node, uid: u32, gid: u32) -> io::Result<()> {
         self.begin("chown", node.path(), &format!(" {uid}:{gid}"))?;
-        self.with_entry(node.path(), |e| {
+        self.change_entry(node.path(), |e| {
             e.meta.uid = uid;
             e.meta.gid = gid;
-            Ok(())
         })
     }
 
     fn chmod(&self, node: &Node, mode: u32) -> io::Result<()> {
         self.begin("chmod", node.path(), &format!(" {mode:o}"))?;
-        self.with_entry(node.path(), |e| {
+        self.change_entry(node.path(), |e| {
             e.meta.mode = mode & 0o7777;
-            Ok(())
         })
     }
 
@@ -472,6 +522,33 @@ impl Host for FakeHost {
             .get(&pid)
             .map(|p| (p.1, p.2))
             .ok_or_else(|| errno(libc::ESRCH))
+    }
+
+    fn pids(&self) -> io::Result<Vec<u32>> {
+        Ok(self.lock().procs.keys().copied().collect())
+    }
+
+    fn handle(&self, node: &Node) -> io::Result<Option<Vec<u8>>> {
+        self.begin("handle", node.path(), "")?;
+        // Inode numbers are never reused by the fake, so the number itself is a handle.
+        self.with_entry(node.path(), |e| Ok(Some(e.meta.ino.to_le_bytes().to_vec())))
+    }
+
+    fn open_by_handle(&self, _mount: &Node, handle: &[u8]) -> io::Result<Node> {
+        self.begin("open_by_handle", Path::new(""), "")?;
+        let ino = <[u8; 8]>::try_from(handle)
+            .map(u64::from_le_bytes)
+            .map_err(|_| errno(libc::EINVAL))?;
+        let g = self.lock();
+        g.files
+            .iter()
+            .find(|(_, e)| e.meta.ino == ino)
+            .map(|(p, _)| Node::new(p.clone(), None))
+            .ok_or_else(|| errno(libc::ESTALE))
+    }
+
+    fn current_path(&self, node: &Node) -> io::Result<PathBuf> {
+        Ok(node.path().to_owned())
     }
 }
 

@@ -75,6 +75,12 @@ fn meta_of(st: &rfs::Stat) -> FileMeta {
         mode: st.st_mode & 0o7777,
         dev: st.st_dev,
         ino: st.st_ino,
+        #[allow(clippy::unnecessary_cast)]
+        nlink: st.st_nlink as u64,
+        #[allow(clippy::unnecessary_cast)]
+        ctime_ns: (st.st_ctime as i64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(st.st_ctime_nsec as i64),
     }
 }
 
@@ -311,5 +317,45 @@ impl Host for LinuxHost {
                 .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("no {key}")))
         };
         Ok((field("Uid:")?, field("Gid:")?))
+    }
+
+    fn pids(&self) -> io::Result<Vec<u32>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.proc)? {
+            if let Some(pid) = e?.file_name().to_str().and_then(|n| n.parse().ok()) {
+                out.push(pid);
+            }
+        }
+        Ok(out)
+    }
+
+    fn handle(&self, node: &Node) -> io::Result<Option<Vec<u8>>> {
+        let Some(fd) = node.fd() else {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        };
+        match crate::sys::handle_of(fd.as_fd()) {
+            Ok(h) => Ok(Some(h)),
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_by_handle(&self, mount: &Node, handle: &[u8]) -> io::Result<Node> {
+        let Some(m) = mount.fd() else {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        };
+        let fd = crate::sys::open_by_handle(m.as_fd(), handle)?;
+        let node = Node::new(PathBuf::new(), Some(fd));
+        let path = self.current_path(&node)?;
+        Ok(Node::new(path, node.into_fd()))
+    }
+
+    fn current_path(&self, node: &Node) -> io::Result<PathBuf> {
+        match node.fd() {
+            Some(_) => fs::read_link(self.fd_path(node)),
+            None => Ok(node.path().to_owned()),
+        }
     }
 }

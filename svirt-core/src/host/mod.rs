@@ -37,6 +37,11 @@ pub struct FileMeta {
     pub mode: u32,
     pub dev: u64,
     pub ino: u64,
+    /// Hard links to the inode.
+    pub nlink: u64,
+    /// The inode's change time in nanoseconds since the epoch; it moves on every write,
+    /// chown, chmod and xattr change, and no unprivileged process can set it back.
+    pub ctime_ns: i64,
 }
 
 /// A file opened without following symlinks (`O_PATH|O_NOFOLLOW`). The fake keeps only the path.
@@ -80,6 +85,11 @@ impl Node {
     /// The file descriptor, when the host opened one.
     pub fn fd(&self) -> Option<&OwnedFd> {
         self.fd.as_ref()
+    }
+
+    /// Give up the node, keeping its descriptor.
+    pub fn into_fd(self) -> Option<OwnedFd> {
+        self.fd
     }
 }
 
@@ -134,6 +144,16 @@ pub trait Host: Send + Sync + Debug {
     fn pid_label(&self, pid: u32) -> io::Result<String>;
     /// The real uid and gid of a process.
     fn pid_owner(&self, pid: u32) -> io::Result<(u32, u32)>;
+    /// Every live process id.
+    fn pids(&self) -> io::Result<Vec<u32>>;
+    /// The file handle of a node's inode (`name_to_handle_at`), which names the inode across
+    /// renames and is never reused for another one; `None` when the filesystem gives none.
+    fn handle(&self, node: &Node) -> io::Result<Option<Vec<u8>>>;
+    /// Open the inode a handle names (`open_by_handle_at`) on the filesystem `mount` lives on.
+    /// ESTALE when the inode is gone.
+    fn open_by_handle(&self, mount: &Node, handle: &[u8]) -> io::Result<Node>;
+    /// Where a node is now (`/proc/self/fd/N`), for reports after a rename.
+    fn current_path(&self, node: &Node) -> io::Result<PathBuf>;
 }
 
 /// Read a node's `security.selinux` label, without the trailing NUL.

@@ -1,0 +1,74 @@
+//! The file attribute a driver changes on a resource (an SELinux label, or an owner and mode).
+//! SELinux and DAC differ only in their [`FileAttr`]; remembering, applying and restoring are one
+//! implementation, the [`crate::engine`].
+
+use std::fmt::Debug;
+use std::io;
+use std::path::Path;
+
+use crate::host::{fs_magic, FileKind, Host, Node};
+
+/// One attribute of a file that a driver changes.
+pub trait FileAttr: Send + Sync + Debug {
+    /// The model name, used to key remembered originals.
+    fn model(&self) -> &str;
+    /// The current value; `None` when absent.
+    fn read(&self, host: &dyn Host, node: &Node) -> io::Result<Option<String>>;
+    /// Set the value; `None` removes it.
+    fn write(&self, host: &dyn Host, node: &Node, value: Option<&str>) -> io::Result<()>;
+    /// Whether the applied `target` already holds for `current` (so nothing needs doing).
+    fn matches(&self, current: Option<&str>, target: &str) -> bool {
+        current == Some(target)
+    }
+    /// The value to remember as `path`'s original when nothing remembered it before: normally
+    /// `current`. A driver can refuse a value it knows is a leftover of its own (a dead VM's
+    /// label after the state was lost) and name a default instead.
+    fn original_for(&self, _path: &Path, current: Option<String>) -> Option<String> {
+        current
+    }
+    /// What to tell the administrator when a filesystem refuses the attribute.
+    fn unsupported_hint(&self, _fs_type: i64) -> Option<&'static str> {
+        None
+    }
+    /// An entry of a directory share that svirt did not change (the VM created it, or replaced
+    /// what svirt changed): the value it gets at stop when it carries a VM's identity (a VM's
+    /// uid or MCS pair), given the share root's original; `None` leaves it as it is.
+    fn reclaim(
+        &self,
+        _current: Option<&str>,
+        _root_original: Option<&str>,
+        _path: &Path,
+        _kind: FileKind,
+    ) -> Option<String> {
+        None
+    }
+    /// The original without the privileges an inode may only get back if nobody changed it
+    /// while the VM held it (setuid and setgid bits); `None` when the original grants none.
+    fn without_privileges(&self, _original: &str) -> Option<String> {
+        None
+    }
+}
+
+/// True for errors that mean "this filesystem cannot hold this attribute or owner".
+pub use crate::host::is_unsupported;
+
+/// The SELinux boolean that governs a filesystem that cannot hold labels.
+pub fn selinux_boolean_hint(fs_type: i64) -> Option<&'static str> {
+    match fs_type {
+        fs_magic::NFS => Some("set the SELinux boolean virt_use_nfs to let VMs use NFS files"),
+        fs_magic::FUSE => Some("set the SELinux boolean virt_use_fusefs to let VMs use FUSE files"),
+        fs_magic::CIFS | fs_magic::SMB2 => {
+            Some("set the SELinux boolean virt_use_samba to let VMs use CIFS files")
+        }
+        _ => None,
+    }
+}
+
+/// What a driver does with one resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Leave it alone, for this reason.
+    Skip(String),
+    /// Set this value.
+    Set(String),
+}

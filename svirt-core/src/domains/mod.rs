@@ -1,0 +1,591 @@
+//! The lifecycle of domains: start, stop, attach, detach, recover, status and the VMM's pid,
+//! over a driver stack, the host seam and the state database. Every operation runs on tokio's
+//! blocking pool (file changes, fsyncs, database work), one at a time per state directory,
+//! in three steps: an intent transaction (the record, the labels and every original it is about
+//! to change), the changes, and a completion transaction — at most two fsyncs.
+
+mod record;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::runtime::Handle;
+use tracing::{info, warn};
+
+pub use record::{Record, Recovered, Status, StopReport};
+
+use crate::db::{Db, DomainRow, Item, Phase};
+use crate::domain::{Access, Disk, Domain, Resource, ResourceKind};
+use crate::driver::{ExecHook, ExecOptions, ProcessInfo, ResourceReport};
+use crate::engine::{Engine, ProgressFn, RestoreOptions, Restored};
+use crate::error::{Error, Result};
+use crate::fsutil::LockGuard;
+use crate::host::Host;
+use crate::manager::SecurityManager;
+
+struct Inner {
+    manager: SecurityManager,
+    host: Arc<dyn Host>,
+    db: Arc<Db>,
+    engine: Engine,
+    lock_file: PathBuf,
+    lock: tokio::sync::Mutex<()>,
+}
+
+/// The domains of one state directory.
+#[derive(Clone)]
+pub struct Domains {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Domains {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Domains")
+            .field("db", &self.inner.db.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Domains {
+    /// Domains over `manager`'s stack, the host, and the database of `state_dir` (whose store
+    /// the drivers were built with).
+    pub fn new(
+        manager: SecurityManager,
+        host: Arc<dyn Host>,
+        db: Arc<Db>,
+        state_dir: &Path,
+        progress: Option<ProgressFn>,
+    ) -> Self {
+        Domains {
+            inner: Arc::new(Inner {
+                engine: Engine::new(host.clone()).with_progress(progress),
+                manager,
+                host,
+                db,
+                lock_file: state_dir.join("svirt.lock"),
+                lock: tokio::sync::Mutex::new(()),
+            }),
+        }
+    }
+
+    /// The driver stack.
+    pub fn manager(&self) -> &SecurityManager {
+        &self.inner.manager
+    }
+
+    /// Run `op` on the blocking pool under the operation lock (in this process and across
+    /// processes).
+    async fn locked<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Inner, &Handle) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let _g = self.inner.lock.lock().await;
+        let inner = self.inner.clone();
+        let rt = Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let _flock = LockGuard::exclusive(&inner.lock_file)?;
+            op(&inner, &rt)
+        })
+        .await
+        .map_err(|e| Error::TaskFailed {
+            reason: e.to_string(),
+        })?
+    }
+
+    /// Start a domain: generate its labels and label every resource.
+    pub async fn start(&self, domain: Domain) -> Result<Record> {
+        self.locked(move |i, rt| i.start(domain, rt)).await
+    }
+
+    /// Stop a domain: restore every resource and release its labels. When anything cannot be
+    /// restored, the domain is held (its labels stay reserved) and the error names each file.
+    pub async fn stop(&self, name: &str) -> Result<StopReport> {
+        let name = name.to_owned();
+        self.locked(move |i, rt| i.stop(&name, rt)).await
+    }
+
+    /// Label one more disk of a running domain (hotplug).
+    pub async fn attach(
+        &self,
+        name: &str,
+        path: &Path,
+        access: Access,
+    ) -> Result<Vec<ResourceReport>> {
+        let (name, path) = (name.to_owned(), path.to_owned());
+        self.locked(move |i, rt| i.attach(&name, &path, access, rt))
+            .await
+    }
+
+    /// Restore one disk of a running domain (hot-unplug).
+    pub async fn detach(&self, name: &str, path: &Path) -> Result<StopReport> {
+        let (name, path) = (name.to_owned(), path.to_owned());
+        self.locked(move |i, rt| i.detach(&name, &path, rt)).await
+    }
+
+    /// Tear down every domain whose VMM is gone or whose start or stop was interrupted (also
+    /// after a reboot), put back every remembered original no domain holds, and rebuild the
+    /// reservations from the records and the live processes. Idempotent.
+    pub async fn recover(&self) -> Result<Recovered> {
+        self.locked(|i, rt| i.recover(rt)).await
+    }
+
+    /// Record the VMM's pid.
+    pub async fn set_pid(&self, name: &str, pid: u32) -> Result<Record> {
+        let name = name.to_owned();
+        self.locked(move |i, _| {
+            i.inner_write(|tx| {
+                let mut row = tx.domain(&name)?.ok_or_else(|| Error::NoSuchDomain {
+                    name: name.clone(),
+                })?;
+                row.pid = Some(pid);
+                tx.put_domain(&row)?;
+                Record::decode(&row, i.db.path())
+            })
+        })
+        .await
+    }
+
+    /// Every domain (or the one named), as recorded, with whether its VMM runs.
+    pub async fn status(&self, name: Option<&str>) -> Result<Vec<Status>> {
+        let inner = self.inner.clone();
+        let name = name.map(str::to_owned);
+        tokio::task::spawn_blocking(move || {
+            let rows = inner.db.read(|tx| tx.domains())?;
+            let mut out = Vec::new();
+            for row in rows {
+                if name.as_ref().is_some_and(|n| *n != row.name) {
+                    continue;
+                }
+                let rec = Record::decode(&row, inner.db.path())?;
+                out.push(Status {
+                    name: row.name.clone(),
+                    phase: row.phase,
+                    labels: rec.labels,
+                    pid: row.pid,
+                    alive: row.pid.map(|p| inner.host.pid_alive(p)),
+                    resources: rec.resources,
+                    held: row.held_reason.clone(),
+                });
+            }
+            if let (Some(n), true) = (&name, out.is_empty()) {
+                return Err(Error::NoSuchDomain { name: n.clone() });
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::TaskFailed {
+            reason: e.to_string(),
+        })?
+    }
+
+    /// The record of a domain.
+    pub async fn record(&self, name: &str) -> Result<Record> {
+        let inner = self.inner.clone();
+        let name = name.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let row = inner
+                .db
+                .read(|tx| tx.domain(&name))?
+                .ok_or(Error::NoSuchDomain { name })?;
+            Record::decode(&row, inner.db.path())
+        })
+        .await
+        .map_err(|e| Error::TaskFailed {
+            reason: e.to_string(),
+        })?
+    }
+
+    /// Every driver's exec hook for a domain, ordered by phase.
+    pub fn prepare_exec(&self, rec: &Record, opts: &ExecOptions) -> Result<Vec<Box<dyn ExecHook>>> {
+        self.inner
+            .manager
+            .prepare_exec(&rec.domain, &rec.labels, opts)
+    }
+}
+
+impl Inner {
+    fn inner_write<T>(&self, f: impl FnOnce(&crate::db::Tx<'_>) -> Result<T>) -> Result<T> {
+        self.db.write(f)
+    }
+
+    fn boot_id(&self) -> Result<String> {
+        self.host
+            .boot_id()
+            .map_err(|e| Error::host("read boot id", "/proc/sys/kernel/random/boot_id", e))
+    }
+
+    fn row(&self, phase: Phase, rec: &Record, pid: Option<u32>, boot: &str) -> Result<DomainRow> {
+        Ok(DomainRow {
+            name: rec.domain.name.clone(),
+            phase,
+            record: rec.encode(self.db.path())?,
+            pid,
+            boot_id: boot.to_owned(),
+            held_reason: None,
+        })
+    }
+
+    /// Items in restore order: the stack in reverse (so the driver that changed an inode last
+    /// puts it back first), keeping each driver's own order.
+    fn restore_order(&self, mut items: Vec<Item>) -> Vec<Item> {
+        items.sort_by_key(|i| std::cmp::Reverse(self.manager.position(&i.model)));
+        items
+    }
+
+    /// Restore `items` with the stack's own drivers, reclaiming share entries the VM created.
+    fn restore_items(&self, items: Vec<Item>) -> Result<Restored> {
+        let ids: HashSet<i64> = items.iter().map(|i| i.id).collect();
+        let managed: HashSet<(u64, u64)> = self
+            .db
+            .read(|tx| tx.all_items())?
+            .into_iter()
+            .filter(|i| !ids.contains(&i.id))
+            .map(|i| (i.ident.dev, i.ident.ino))
+            .collect();
+        let is_managed = move |dev: u64, ino: u64| managed.contains(&(dev, ino));
+        let items = self.restore_order(items);
+        Ok(self.engine.restore(
+            &items,
+            &|m: &str| self.manager.attr_for(m),
+            &RestoreOptions {
+                reclaim: true,
+                managed: Some(&is_managed),
+            },
+        ))
+    }
+
+    fn start(&self, domain: Domain, rt: &Handle) -> Result<Record> {
+        let boot = self.boot_id()?;
+        rt.block_on(self.manager.verify(&domain))?;
+        let name = domain.name.clone();
+        let (mut prepared, mut rec) = self.db.write(|tx| {
+            if tx.domain(&name)?.is_some() {
+                return Err(Error::DomainExists { name: name.clone() });
+            }
+            let labels = rt.block_on(self.manager.generate(&domain))?;
+            crate::failpoint::hit("state.labels-generated");
+            let changes = self
+                .manager
+                .changes(&domain, &labels, &domain.resources())?;
+            let prepared = self.engine.prepare(tx, &name, changes)?;
+            let rec = Record {
+                domain: domain.clone(),
+                labels,
+                resources: prepared.reports.clone(),
+            };
+            tx.put_domain(&self.row(Phase::Starting, &rec, None, &boot)?)?;
+            Ok((prepared, rec))
+        })?;
+        crate::failpoint::hit("state.record-written");
+        if let Err(e) = self.engine.apply(&mut prepared) {
+            self.drop_failed_start(&rec, rt);
+            return Err(e);
+        }
+        rec.resources = prepared.reports.clone();
+        let done = self.db.write(|tx| {
+            let (ids, ctimes) = prepared.applied_items();
+            tx.set_applied(&ids, &ctimes)?;
+            tx.delete_items(&prepared.unapplied_items())?;
+            tx.put_domain(&self.row(Phase::Running, &rec, None, &boot)?)
+        });
+        if let Err(e) = done {
+            // Put the files back: that needs no space on the state filesystem. The intent stays
+            // recorded for `recover` to clear.
+            let (ids, _) = prepared.applied_items();
+            let applied: Vec<Item> = prepared
+                .items
+                .iter()
+                .filter(|i| ids.contains(&i.id))
+                .cloned()
+                .collect();
+            let out = self.engine.restore(
+                &self.restore_order(applied),
+                &|m: &str| self.manager.attr_for(m),
+                &RestoreOptions::rollback(),
+            );
+            self.drop_failed_start(&rec, rt);
+            return Err(if out.failed.is_empty() {
+                e
+            } else {
+                Error::RolledBack {
+                    source: Box::new(e),
+                    rollback_errors: out.failed.into_iter().map(|(_, e)| e).collect(),
+                }
+            });
+        }
+        info!(vm = %name, "started");
+        Ok(rec)
+    }
+
+    /// Forget a start whose changes were put back: its items, holds, labels and record.
+    fn drop_failed_start(&self, rec: &Record, rt: &Handle) {
+        let name = &rec.domain.name;
+        let r = self.db.write(|tx| {
+            let mut mine = Vec::new();
+            for it in tx.items_of(name)? {
+                if tx.remove_holder(it.id, name)? == 0 {
+                    mine.push(it.id);
+                }
+            }
+            tx.delete_items(&mine)?;
+            rt.block_on(self.manager.release(&rec.domain, &rec.labels))?;
+            tx.delete_domain(name)
+        });
+        if let Err(e) = r {
+            warn!(vm = %name, error = %crate::display_chain(&e), "cannot clear the intent of a failed start; `svirt recover` will");
+        }
+    }
+
+    fn stop(&self, name: &str, rt: &Handle) -> Result<StopReport> {
+        let (mut row, items) = self.db.write(|tx| {
+            let mut row = tx.domain(name)?.ok_or_else(|| Error::NoSuchDomain {
+                name: name.to_owned(),
+            })?;
+            let mut last = Vec::new();
+            for it in tx.items_of(name)? {
+                if tx.remove_holder(it.id, name)? == 0 {
+                    last.push(it);
+                }
+            }
+            row.phase = Phase::Stopping;
+            tx.put_domain(&row)?;
+            Ok((row, last))
+        })?;
+        let rec = Record::decode(&row, self.db.path())?;
+        let out = self.restore_items(items)?;
+        crate::failpoint::hit("restore.released");
+        let report = StopReport {
+            moved: out.moved,
+            reclaimed: out.reclaimed,
+            left: out.left,
+            privileges_dropped: out.privileges_dropped,
+        };
+        let failures: Vec<Error> = self.db.write(|tx| {
+            tx.delete_items(&out.done)?;
+            for (it, _) in &out.failed {
+                // Still carried: the domain holds it, and its identities stay reserved.
+                tx.add_holder(it.id, name)?;
+            }
+            if out.failed.is_empty() {
+                rt.block_on(self.manager.release(&rec.domain, &rec.labels))?;
+                tx.delete_domain(name)?;
+            } else {
+                row.phase = Phase::Held;
+                row.held_reason = Some(
+                    out.failed
+                        .iter()
+                        .map(|(_, e)| crate::display_chain(e))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+                tx.put_domain(&row)?;
+            }
+            Ok(out.failed.into_iter().map(|(_, e)| e).collect())
+        })?;
+        if !failures.is_empty() {
+            return Err(Error::NotRestored {
+                domain: name.to_owned(),
+                failures,
+            });
+        }
+        info!(vm = %name, "stopped");
+        Ok(report)
+    }
+
+    fn attach(
+        &self,
+        name: &str,
+        path: &Path,
+        access: Access,
+        rt: &Handle,
+    ) -> Result<Vec<ResourceReport>> {
+        let _ = rt;
+        let res = Resource::new(path, ResourceKind::Disk, access);
+        let (mut prepared, mut row, mut rec) = self.db.write(|tx| {
+            let row = tx.domain(name)?.ok_or_else(|| Error::NoSuchDomain {
+                name: name.to_owned(),
+            })?;
+            let mut rec = Record::decode(&row, self.db.path())?;
+            rec.domain.disks.push(Disk::new(path, access));
+            rec.domain.validate()?;
+            let changes = self
+                .manager
+                .changes(&rec.domain, &rec.labels, std::slice::from_ref(&res))?;
+            let prepared = self.engine.prepare(tx, name, changes)?;
+            let mut row = row;
+            row.record = rec.encode(self.db.path())?;
+            tx.put_domain(&row)?;
+            Ok((prepared, row, rec))
+        })?;
+        if let Err(e) = self.engine.apply(&mut prepared) {
+            let ids: Vec<i64> = prepared.items.iter().map(|i| i.id).collect();
+            let r = self.db.write(|tx| {
+                tx.delete_items(&ids)?;
+                for it in tx.items_of(name)? {
+                    if it.root == res.path {
+                        tx.remove_holder(it.id, name)?;
+                    }
+                }
+                rec.domain.disks.retain(|d| d.path != path);
+                row.record = rec.encode(self.db.path())?;
+                tx.put_domain(&row)
+            });
+            if let Err(ce) = r {
+                warn!(vm = %name, error = %crate::display_chain(&ce), "cannot clear the intent of a failed attach; `svirt recover` will");
+            }
+            return Err(e);
+        }
+        rec.resources.extend(prepared.reports.clone());
+        self.db.write(|tx| {
+            let (ids, ctimes) = prepared.applied_items();
+            tx.set_applied(&ids, &ctimes)?;
+            tx.delete_items(&prepared.unapplied_items())?;
+            row.record = rec.encode(self.db.path())?;
+            tx.put_domain(&row)
+        })?;
+        Ok(prepared.reports)
+    }
+
+    fn detach(&self, name: &str, path: &Path, rt: &Handle) -> Result<StopReport> {
+        let _ = rt;
+        let resolved = self.host.canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        let (mut row, rec, items) = self.db.write(|tx| {
+            let row = tx.domain(name)?.ok_or_else(|| Error::NoSuchDomain {
+                name: name.to_owned(),
+            })?;
+            let mut rec = Record::decode(&row, self.db.path())?;
+            if !rec.domain.disks.iter().any(|d| d.path == path) {
+                return Err(Error::NoSuchResource {
+                    domain: name.to_owned(),
+                    path: path.to_owned(),
+                });
+            }
+            let mut last = Vec::new();
+            for it in tx.items_of(name)? {
+                if it.root == path || it.root == resolved {
+                    if tx.remove_holder(it.id, name)? == 0 {
+                        last.push(it);
+                    }
+                }
+            }
+            rec.domain.disks.retain(|d| d.path != path);
+            rec.resources.retain(|r| r.path != path && r.path != resolved);
+            Ok((row, rec, last))
+        })?;
+        let mut out = self.restore_items(items)?;
+        let failed = std::mem::take(&mut out.failed);
+        self.db.write(|tx| {
+            tx.delete_items(&out.done)?;
+            for (it, _) in &failed {
+                tx.add_holder(it.id, name)?;
+            }
+            row.record = rec.encode(self.db.path())?;
+            tx.put_domain(&row)
+        })?;
+        if !failed.is_empty() {
+            return Err(Error::NotRestored {
+                domain: name.to_owned(),
+                failures: failed.into_iter().map(|(_, e)| e).collect(),
+            });
+        }
+        Ok(StopReport {
+            moved: out.moved,
+            reclaimed: out.reclaimed,
+            left: out.left,
+            privileges_dropped: out.privileges_dropped,
+        })
+    }
+
+    fn recover(&self, rt: &Handle) -> Result<Recovered> {
+        let boot = self.boot_id()?;
+        let mut out = Recovered::default();
+        let mut errors = Vec::new();
+        for row in self.db.read(|tx| tx.domains())? {
+            let dead = row.boot_id != boot
+                || matches!(row.phase, Phase::Starting | Phase::Stopping | Phase::Held)
+                || row.pid.is_some_and(|p| !self.host.pid_alive(p));
+            if !dead {
+                continue;
+            }
+            match self.stop(&row.name, rt) {
+                Ok(r) => {
+                    out.domains.push(row.name.clone());
+                    out.report.moved.extend(r.moved);
+                    out.report.reclaimed.extend(r.reclaimed);
+                    out.report.left.extend(r.left);
+                    out.report.privileges_dropped.extend(r.privileges_dropped);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let orphans = self.db.read(|tx| tx.orphan_items())?;
+        if !orphans.is_empty() {
+            let names: Vec<String> = orphans
+                .iter()
+                .map(|i| format!("{} ({})", i.root.join(&i.rel).display(), i.model))
+                .collect();
+            let restored = self.restore_items(orphans)?;
+            self.db.write(|tx| tx.delete_items(&restored.done))?;
+            out.orphans = names;
+            errors.extend(restored.failed.into_iter().map(|(_, e)| e));
+        }
+        let live: Vec<(DomainRow, Record)> = self
+            .db
+            .read(|tx| tx.domains())?
+            .into_iter()
+            .map(|row| Record::decode(&row, self.db.path()).map(|r| (row, r)))
+            .collect::<Result<_>>()?;
+        for (row, rec) in &live {
+            if let Some(pid) = row.pid.filter(|p| self.host.pid_alive(*p)) {
+                if let Err(e) = rt.block_on(self.manager.reserve(&rec.domain, &rec.labels, Some(pid))) {
+                    errors.push(e);
+                }
+            }
+        }
+        let procs = self.processes()?;
+        self.db.write(|_tx| {
+            for d in self.manager.drivers() {
+                let mine: Vec<(Domain, crate::driver::LabelRecord)> = live
+                    .iter()
+                    .filter_map(|(_, r)| {
+                        r.labels
+                            .iter()
+                            .find(|l| l.model == d.model())
+                            .map(|l| (r.domain.clone(), l.clone()))
+                    })
+                    .collect();
+                rt.block_on(d.reconcile(&mine, &procs))?;
+            }
+            Ok(())
+        })?;
+        match errors.len() {
+            0 => Ok(out),
+            _ => Err(Error::Several {
+                operation: "recovering",
+                errors,
+            }),
+        }
+    }
+
+    /// Every process of the host, with its label (where the kernel has one) and owner. A
+    /// process that exits while being read is left out.
+    fn processes(&self) -> Result<Vec<ProcessInfo>> {
+        let pids = self
+            .host
+            .pids()
+            .map_err(|e| Error::host("list the processes in", "/proc", e))?;
+        Ok(pids
+            .into_iter()
+            .filter_map(|pid| {
+                let (uid, gid) = self.host.pid_owner(pid).ok()?;
+                Some(ProcessInfo {
+                    pid,
+                    label: self.host.pid_label(pid).ok(),
+                    uid,
+                    gid,
+                })
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,110 @@
+//! `trusted.svirt.*` marks: every inode svirt changes also carries its original, so
+//! `svirt recover --scan` can put it back when the state database is gone. Where the kernel
+//! refuses `trusted.*` (EPERM in containers, ENOTSUP) the database alone remembers.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tracing::{debug, warn};
+
+use crate::host::{is_unsupported, Host, Node};
+
+/// The xattr prefix svirt owns.
+pub const XATTR_PREFIX: &str = "trusted.svirt.";
+
+/// What a mark says about an inode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mark {
+    /// The original value; `None` when the attribute was absent.
+    pub original: Option<String>,
+}
+
+/// Reads and writes the marks, remembering when the kernel refuses them.
+#[derive(Debug, Default)]
+pub struct Marks {
+    refused: AtomicBool,
+}
+
+fn name(model: &str) -> String {
+    format!("{XATTR_PREFIX}{model}")
+}
+
+/// `=VALUE` for a value, `!` for an absent attribute.
+pub fn encode(v: Option<&str>) -> String {
+    match v {
+        Some(s) => format!("={s}"),
+        None => "!".into(),
+    }
+}
+
+/// The inverse of [`encode`]; `None` for text that is neither.
+pub fn decode(s: &str) -> Option<Option<String>> {
+    if s == "!" {
+        return Some(None);
+    }
+    s.strip_prefix('=').map(|v| Some(v.to_owned()))
+}
+
+impl Marks {
+    fn refused(&self, e: &std::io::Error, node: &Node) -> bool {
+        let refused = is_unsupported(e) || e.raw_os_error() == Some(libc::EPERM);
+        if refused && !self.refused.swap(true, Ordering::Relaxed) {
+            warn!(path = %node.path().display(), error = %e, "the kernel refuses trusted.* xattrs; originals are remembered in the state database only");
+        }
+        refused
+    }
+
+    /// The mark of `model` on a node, if any.
+    pub fn read(&self, host: &dyn Host, node: &Node, model: &str) -> Option<Mark> {
+        if self.refused.load(Ordering::Relaxed) {
+            return None;
+        }
+        let text = match host.get_xattr(node, &name(model)) {
+            Ok(v) => String::from_utf8_lossy(&v?).into_owned(),
+            Err(e) => {
+                self.refused(&e, node);
+                return None;
+            }
+        };
+        Some(Mark {
+            original: decode(&text)?,
+        })
+    }
+
+    /// Mark a node with its original before svirt changes it. Best effort: the database is the
+    /// record, the mark a second copy.
+    pub fn write(&self, host: &dyn Host, node: &Node, model: &str, original: Option<&str>) {
+        if self.refused.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = host.set_xattr(node, &name(model), encode(original).as_bytes()) {
+            if !self.refused(&e, node) {
+                debug!(path = %node.path().display(), error = %e, "cannot write svirt mark");
+            }
+        }
+    }
+
+    /// Remove `model`'s marks once the original is back.
+    pub fn remove(&self, host: &dyn Host, node: &Node, model: &str) {
+        if self.refused.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = host.remove_xattr(node, &name(model)) {
+            if !self.refused(&e, node) {
+                debug!(path = %node.path().display(), error = %e, "cannot remove svirt mark");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding_keeps_absent_apart_from_empty() {
+        for v in [None, Some(""), Some("system_u:object_r:etc_t:s0")] {
+            assert_eq!(decode(&encode(v)), Some(v.map(str::to_owned)));
+        }
+        assert_eq!(decode("garbage"), None);
+    }
+}

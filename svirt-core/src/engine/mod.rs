@@ -1,0 +1,457 @@
+//! Applying and restoring file attributes with remembered originals, per inode.
+//!
+//! An operation runs in three steps, each its own call, so the lifecycle can put the first and
+//! the last into one database transaction each:
+//! 1. [`Engine::prepare`] (inside the intent transaction): resolve and open every resource once,
+//!    read every original, refuse conflicts with other domains, and insert one [`Item`] per inode
+//!    it is about to change, with the inode's identity (device, inode number, file handle).
+//! 2. [`Engine::apply`]: change the files, each through the descriptor of what was checked; on
+//!    failure, put back what was changed (no database write is needed for that).
+//! 3. the completion transaction marks the items applied.
+//!
+//! Restoring ([`Engine::restore`]) acts on the inode svirt changed, never on whatever a path
+//! names now: an inode that moved is found by its file handle (or, inside a directory share, by
+//! walking the share), an inode replaced by another is never given the original, and an inode
+//! changed while the VM held it never gets setuid or setgid bits back.
+
+mod marks;
+mod restore;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+pub use marks::{Mark, Marks, XATTR_PREFIX};
+pub use restore::{Restored, RestoreOptions};
+
+use crate::attr::{FileAttr, Plan};
+use crate::db::{Ident, Item, ItemState, Tx};
+use crate::domain::{Access, Resource};
+use crate::driver::ResourceReport;
+use crate::error::{Error, Result};
+use crate::host::{is_unsupported, FileKind, FileMeta, Host, Node};
+use crate::safe::{self, Opened};
+use crate::tree;
+
+/// Progress of a long relabel: (items done, items in all).
+pub type ProgressFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// One planned change: a resource, one driver's attribute, and what the driver wants for it.
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub res: Resource,
+    pub attr: Arc<dyn FileAttr>,
+    pub plan: Plan,
+}
+
+/// Changes and restores file attributes through the host seam.
+#[derive(Clone)]
+pub struct Engine {
+    host: Arc<dyn Host>,
+    marks: Arc<Marks>,
+    progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One resource of an operation, between its intent and its completion.
+struct Step {
+    attr: Arc<dyn FileAttr>,
+    root: PathBuf,
+    node: Node,
+    value: String,
+    /// The root's item (an index into [`Prepared::items`]).
+    root_item: usize,
+    /// Entries below a directory root to change: relative path → item index.
+    entries: HashMap<PathBuf, usize>,
+    /// Index into [`Prepared::reports`].
+    report: usize,
+}
+
+/// An operation whose intent is recorded: the items it inserted and what it will change.
+pub struct Prepared {
+    /// One report per planned change, in order.
+    pub reports: Vec<ResourceReport>,
+    /// Every item the operation inserted, with its database id.
+    pub items: Vec<Item>,
+    steps: Vec<Step>,
+    /// Whether each item's change was made.
+    applied: Vec<bool>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("reports", &self.reports)
+            .field("items", &self.items.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// Ids and guard ctimes of the items whose change was made.
+    pub fn applied_items(&self) -> (Vec<i64>, Vec<Option<i64>>) {
+        self.items
+            .iter()
+            .zip(&self.applied)
+            .filter(|(_, a)| **a)
+            .map(|(i, _)| (i.id, i.ctime_ns))
+            .unzip()
+    }
+
+    /// Ids of the items whose change was not made (the file already changed under us, or
+    /// its filesystem cannot hold the attribute): they are dropped at completion.
+    pub fn unapplied_items(&self) -> Vec<i64> {
+        self.items
+            .iter()
+            .zip(&self.applied)
+            .filter(|(_, a)| !**a)
+            .map(|(i, _)| i.id)
+            .collect()
+    }
+}
+
+fn report(res: &Resource, model: &str, label: &str, skipped: Option<String>) -> ResourceReport {
+    ResourceReport {
+        path: res.path.clone(),
+        model: model.to_owned(),
+        label: label.to_owned(),
+        skipped: skipped.is_some(),
+        reason: skipped,
+    }
+}
+
+fn ident_of(host: &dyn Host, node: &Node, meta: &FileMeta) -> Result<Ident> {
+    let handle = host
+        .handle(node)
+        .map_err(|e| Error::host("read the file handle of", node.path(), e))?;
+    Ok(Ident {
+        dev: meta.dev,
+        ino: meta.ino,
+        handle,
+    })
+}
+
+impl Engine {
+    /// An engine over `host`.
+    pub fn new(host: Arc<dyn Host>) -> Self {
+        Engine {
+            host,
+            marks: Arc::new(Marks::default()),
+            progress: None,
+        }
+    }
+
+    /// Report progress of directory relabels.
+    pub fn with_progress(mut self, progress: Option<ProgressFn>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// The host.
+    pub fn host(&self) -> &Arc<dyn Host> {
+        &self.host
+    }
+
+    /// The `trusted.svirt.*` marks.
+    pub fn marks(&self) -> &Marks {
+        &self.marks
+    }
+
+    fn read(&self, attr: &dyn FileAttr, node: &Node) -> Result<Option<String>> {
+        attr.read(self.host.as_ref(), node)
+            .or_else(|e| if is_unsupported(&e) { Ok(None) } else { Err(e) })
+            .map_err(|e| Error::host("read the attribute of", node.path(), e))
+    }
+
+    /// Record the intent of `changes` for `holder` in `tx`: open every resource, read the
+    /// originals, check other domains' claims, and insert the items. Nothing on disk changes.
+    pub fn prepare(&self, tx: &Tx<'_>, holder: &str, changes: Vec<Change>) -> Result<Prepared> {
+        let mut p = Prepared {
+            reports: Vec::new(),
+            items: Vec::new(),
+            steps: Vec::new(),
+            applied: Vec::new(),
+        };
+        for c in changes {
+            let model = c.attr.model().to_owned();
+            let value = match &c.plan {
+                Plan::Skip(reason) => {
+                    p.reports
+                        .push(report(&c.res, &model, "", Some(reason.clone())));
+                    continue;
+                }
+                Plan::Set(v) => v.clone(),
+            };
+            let Opened { path, node, meta } =
+                safe::open_resource(self.host.as_ref(), &c.res.path, c.res.is_tree())?;
+            let current = self.read(c.attr.as_ref(), &node)?;
+            let ident = ident_of(self.host.as_ref(), &node, &meta)?;
+            let exclusive = c.res.access == Access::Private;
+            let original = match tx.item_by_inode(&model, ident.dev, ident.ino)? {
+                Some(it) if !it.holders.is_empty() => {
+                    let other = it.holders.iter().find(|h| *h != holder);
+                    match other {
+                        Some(other) if exclusive || it.applied != value => {
+                            return Err(Error::ResourceConflict {
+                                path,
+                                model,
+                                domain: holder.to_owned(),
+                                other: other.clone(),
+                                label: it.applied,
+                                hint: if exclusive {
+                                    " (declare it shareable in both domains to share it)"
+                                } else {
+                                    ""
+                                },
+                            });
+                        }
+                        _ => {}
+                    }
+                    // Another domain applied the same value: share it, change nothing.
+                    if !it.holders.iter().any(|h| h == holder) {
+                        tx.add_holder(it.id, holder)?;
+                    }
+                    let mut r = report(&c.res, &model, &value, None);
+                    r.path = path;
+                    p.reports.push(r);
+                    continue;
+                }
+                // Left by a domain that is gone: the recorded original stays the original.
+                Some(it) => {
+                    tx.delete_items(&[it.id])?;
+                    it.original
+                }
+                None => match self.marks.read(self.host.as_ref(), &node, &model) {
+                    Some(m) => {
+                        warn!(path = %path.display(), model, "svirt marks without a database entry (the state was lost?); keeping their original");
+                        m.original
+                    }
+                    None => c.attr.original_for(&path, current.clone()),
+                },
+            };
+            let mut entries = HashMap::new();
+            if c.res.is_tree() && meta.kind == FileKind::Dir {
+                self.prepare_tree(tx, holder, &c, &path, &value, &mut p, &mut entries)?;
+            }
+            let root_item = p.items.len();
+            p.items.push(Item {
+                id: 0,
+                model: model.clone(),
+                ident,
+                root: path.clone(),
+                rel: PathBuf::new(),
+                original,
+                applied: value.clone(),
+                ctime_ns: None,
+                state: ItemState::Intent,
+                holders: vec![holder.to_owned()],
+            });
+            let mut r = report(&c.res, &model, &value, None);
+            r.path = path.clone();
+            p.reports.push(r);
+            p.steps.push(Step {
+                attr: c.attr.clone(),
+                root: path,
+                node,
+                value,
+                root_item,
+                entries,
+                report: p.reports.len() - 1,
+            });
+        }
+        let ids = tx.insert_items(&p.items)?;
+        for (item, id) in p.items.iter_mut().zip(ids) {
+            item.id = id;
+        }
+        p.applied = vec![false; p.items.len()];
+        Ok(p)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn prepare_tree(
+        &self,
+        tx: &Tx<'_>,
+        holder: &str,
+        c: &Change,
+        root: &Path,
+        value: &str,
+        p: &mut Prepared,
+        entries: &mut HashMap<PathBuf, usize>,
+    ) -> Result<()> {
+        let model = c.attr.model();
+        tree::walk(self.host.as_ref(), root, &mut |rel, node, meta| {
+            let current = self.read(c.attr.as_ref(), node)?;
+            let original = match tx.item_by_inode(model, meta.dev, meta.ino)? {
+                // A hard link to an inode svirt manages for another resource: never changed
+                // through the share.
+                Some(it) if !it.holders.is_empty() => {
+                    warn!(path = %node.path().display(), model, other = %it.root.display(), "entry is a hard link to an inode svirt manages for another resource; leaving it alone");
+                    return Ok(());
+                }
+                Some(it) => {
+                    tx.delete_items(&[it.id])?;
+                    it.original
+                }
+                None if c.attr.matches(current.as_deref(), value) => return Ok(()),
+                None => c.attr.original_for(node.path(), current),
+            };
+            entries.insert(rel.to_owned(), p.items.len());
+            p.items.push(Item {
+                id: 0,
+                model: model.to_owned(),
+                ident: ident_of(self.host.as_ref(), node, meta)?,
+                root: root.to_owned(),
+                rel: rel.to_owned(),
+                original,
+                applied: value.to_owned(),
+                ctime_ns: None,
+                state: ItemState::Intent,
+                holders: vec![holder.to_owned()],
+            });
+            Ok(())
+        })
+    }
+
+    /// Make the changes. On failure, every change made is put back (through the same
+    /// identities) before the error is returned; the items stay as recorded for the caller to
+    /// drop.
+    pub fn apply(&self, p: &mut Prepared) -> Result<()> {
+        let total: u64 = p.items.len() as u64;
+        let mut done = 0u64;
+        for s in 0..p.steps.len() {
+            if let Err(e) = self.apply_step(p, s, &mut done, total) {
+                let applied: Vec<Item> = p
+                    .items
+                    .iter()
+                    .zip(&p.applied)
+                    .filter(|(_, a)| **a)
+                    .map(|(i, _)| i.clone())
+                    .collect();
+                let attrs: Vec<Arc<dyn FileAttr>> =
+                    p.steps.iter().map(|s| s.attr.clone()).collect();
+                let out = self.restore(
+                    &applied,
+                    &|m: &str| attrs.iter().find(|a| a.model() == m).cloned(),
+                    &RestoreOptions::rollback(),
+                );
+                if out.failed.is_empty() {
+                    return Err(e);
+                }
+                return Err(Error::RolledBack {
+                    source: Box::new(e),
+                    rollback_errors: out.failed.into_iter().map(|(_, e)| e).collect(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_step(&self, p: &mut Prepared, s: usize, done: &mut u64, total: u64) -> Result<()> {
+        let host = self.host.as_ref();
+        let step = &p.steps[s];
+        let attr = step.attr.clone();
+        let model = attr.model().to_owned();
+        if !step.entries.is_empty() {
+            let entries = &step.entries;
+            let items = &mut p.items;
+            let applied = &mut p.applied;
+            tree::walk(host, &step.root, &mut |rel, node, meta| {
+                let Some(&i) = entries.get(rel) else {
+                    return Ok(());
+                };
+                if (items[i].ident.dev, items[i].ident.ino) != (meta.dev, meta.ino) {
+                    // Replaced since the intent was recorded: not ours to change.
+                    return Ok(());
+                }
+                self.change(attr.as_ref(), node, &mut items[i])?;
+                applied[i] = true;
+                *done += 1;
+                if let Some(pr) = &self.progress {
+                    if done.is_multiple_of(256) {
+                        pr(*done, total);
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        let i = step.root_item;
+        let node = &p.steps[s].node;
+        match self.change(attr.as_ref(), node, &mut p.items[i]) {
+            Ok(()) => p.applied[i] = true,
+            Err(e) if e.errno().is_some_and(|n| is_unsupported(&std::io::Error::from_raw_os_error(n))) => {
+                // The filesystem cannot hold the attribute: leave the resource as it is.
+                let fs = host.fs_type(node).unwrap_or(0);
+                let hint = attr.unsupported_hint(fs).unwrap_or("");
+                let root = p.steps[s].root.clone();
+                warn!(path = %root.display(), model, hint, "filesystem cannot hold the attribute; resource left as it is");
+                let entries: Vec<usize> = p.steps[s].entries.values().copied().collect();
+                let changed: Vec<Item> = entries
+                    .iter()
+                    .filter(|&&i| p.applied[i])
+                    .map(|&i| p.items[i].clone())
+                    .collect();
+                let out = self.restore(
+                    &changed,
+                    &|m: &str| (m == model).then(|| attr.clone()),
+                    &RestoreOptions::rollback(),
+                );
+                for i in entries {
+                    p.applied[i] = false;
+                }
+                if let Some((_, e)) = out.failed.into_iter().next() {
+                    return Err(e);
+                }
+                let r = &mut p.reports[p.steps[s].report];
+                r.skipped = true;
+                r.reason = Some(format!(
+                    "{}{}{hint}",
+                    crate::display_chain(&e),
+                    if hint.is_empty() { "" } else { "; " }
+                ));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        }
+        crate::failpoint::hit("relabel.applied");
+        if let Some(pr) = &self.progress {
+            *done += 1;
+            pr(*done, total);
+        }
+        info!(path = %p.steps[s].root.display(), model, value = %p.steps[s].value, "applied");
+        Ok(())
+    }
+
+    /// Change one inode: mark it with its original, write the applied value, and record the
+    /// ctime that guards its privileges (in the database only: a mark that could hold it would
+    /// itself move it, so `recover --scan` never gives setuid or setgid bits back).
+    fn change(&self, attr: &dyn FileAttr, node: &Node, item: &mut Item) -> Result<()> {
+        let host = self.host.as_ref();
+        let model = attr.model();
+        self.marks
+            .write(host, node, model, item.original.as_deref());
+        crate::failpoint::hit("relabel.journaled");
+        attr.write(host, node, Some(&item.applied))
+            .map_err(|e| Error::host("set the attribute of", node.path(), e))?;
+        if item
+            .original
+            .as_deref()
+            .is_some_and(|o| attr.without_privileges(o).is_some())
+        {
+            item.ctime_ns = Some(
+                host.meta(node)
+                    .map_err(|e| Error::host("inspect", node.path(), e))?
+                    .ctime_ns,
+            );
+        }
+        Ok(())
+    }
+}

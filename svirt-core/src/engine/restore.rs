@@ -1,0 +1,339 @@
+//! Putting originals back on the inodes svirt changed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::Engine;
+use crate::attr::FileAttr;
+use crate::db::{Item, ItemState};
+use crate::error::{Error, Result};
+use crate::host::{is_unsupported, FileKind, FileMeta, Node};
+use crate::safe;
+use crate::tree;
+
+/// How a restore treats what it finds.
+pub struct RestoreOptions<'a> {
+    /// Directory shares: entries svirt did not change but that carry a VM's identity (the VM
+    /// created or replaced them) get the share root's original owner and the default label.
+    pub reclaim: bool,
+    /// Whether an inode (device, inode number) is one svirt manages for another resource; such
+    /// an entry found in a share (a hard link) is never changed through the share.
+    pub managed: Option<&'a (dyn Fn(u64, u64) -> bool + Sync)>,
+}
+
+impl RestoreOptions<'_> {
+    /// Undoing a failed apply: the VM never ran.
+    pub fn rollback() -> Self {
+        RestoreOptions {
+            reclaim: false,
+            managed: None,
+        }
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Items whose original is back, or whose inode no longer exists: to forget.
+    pub done: Vec<i64>,
+    /// Items that could not be put back, with why.
+    pub failed: Vec<(Item, Error)>,
+    /// Inodes found somewhere other than where svirt changed them: (then, now).
+    pub moved: Vec<(PathBuf, PathBuf)>,
+    /// Share entries the VM created or replaced, given the share's original owner or label.
+    pub reclaimed: Vec<PathBuf>,
+    /// Entries left alone, and why.
+    pub left: Vec<(PathBuf, String)>,
+    /// Inodes changed while the VM held them, whose setuid/setgid bits were not given back.
+    pub privileges_dropped: Vec<PathBuf>,
+}
+
+fn full_path(item: &Item) -> PathBuf {
+    if item.rel.as_os_str().is_empty() {
+        item.root.clone()
+    } else {
+        item.root.join(&item.rel)
+    }
+}
+
+/// Where an item's inode is.
+enum Located {
+    Here(Node),
+    Moved(Node, PathBuf),
+    Gone,
+}
+
+impl Engine {
+    fn same_inode(&self, node: &Node, meta: &FileMeta, item: &Item) -> bool {
+        if (meta.dev, meta.ino) != (item.ident.dev, item.ident.ino) {
+            return false;
+        }
+        match &item.ident.handle {
+            // The inode number may have been reused by a new file; the handle (which carries
+            // the generation) may not.
+            Some(h) => self.host.handle(node).ok().flatten().as_ref() == Some(h),
+            None => true,
+        }
+    }
+
+    /// A node on the filesystem `dev` near `path`, for `open_by_handle_at`.
+    fn mount_near(&self, path: &Path, dev: u64) -> Option<Node> {
+        for a in path.ancestors() {
+            if let Ok(n) = self.host.open_node(a) {
+                if self.host.meta(&n).is_ok_and(|m| m.dev == dev) {
+                    return Some(n);
+                }
+            }
+        }
+        None
+    }
+
+    fn by_handle(&self, item: &Item, near: &Path) -> Result<Located> {
+        let path = full_path(item);
+        let Some(h) = &item.ident.handle else {
+            return Err(Error::InodeLost {
+                path,
+                reason: "the path now names another inode, and this filesystem gives no file handles to find the one svirt changed",
+            });
+        };
+        let Some(mount) = self.mount_near(near, item.ident.dev) else {
+            return Err(Error::InodeLost {
+                path,
+                reason: "its filesystem is no longer reachable",
+            });
+        };
+        match self.host.open_by_handle(&mount, h) {
+            Ok(node) => {
+                let meta = self
+                    .host
+                    .meta(&node)
+                    .map_err(|e| Error::host("inspect", node.path(), e))?;
+                if (meta.dev, meta.ino) != (item.ident.dev, item.ident.ino) {
+                    return Err(Error::InodeLost {
+                        path,
+                        reason: "its file handle opens another inode",
+                    });
+                }
+                let now = self
+                    .host
+                    .current_path(&node)
+                    .unwrap_or_else(|_| node.path().to_owned());
+                Ok(Located::Moved(node, now))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ESTALE) => Ok(Located::Gone),
+            Err(e) => Err(Error::host("open by file handle", path, e)),
+        }
+    }
+
+    fn locate(&self, item: &Item) -> Result<Located> {
+        let path = full_path(item);
+        match safe::open_resource(self.host.as_ref(), &path, true) {
+            Ok(o) if self.same_inode(&o.node, &o.meta, item) => Ok(Located::Here(o.node)),
+            Ok(_) => self.by_handle(item, &path),
+            Err(e) if e.errno() == Some(libc::ENOENT) => match self.by_handle(item, &path) {
+                // Without a handle, a path that is gone is an inode that is gone only if the
+                // inode is not found anywhere; we cannot know, so say so.
+                Err(Error::InodeLost { .. }) if item.ident.handle.is_none() => {
+                    warn!(path = %path.display(), "resource is gone; forgetting its original");
+                    Ok(Located::Gone)
+                }
+                other => other,
+            },
+            // Refused (a symlink to a system file, a directory where a file was): the inode
+            // svirt changed is elsewhere, if anywhere.
+            Err(_) => self.by_handle(item, &path),
+        }
+    }
+
+    /// Put `item`'s original back on `node`, which is the item's inode.
+    fn put_back(&self, attr: &dyn FileAttr, node: &Node, item: &Item, out: &mut Restored) -> Result<()> {
+        let host = self.host.as_ref();
+        let mut value = item.original.clone();
+        if let Some(safe) = item
+            .original
+            .as_deref()
+            .and_then(|o| attr.without_privileges(o))
+        {
+            let meta = host
+                .meta(node)
+                .map_err(|e| Error::host("inspect", node.path(), e))?;
+            // Exposed to the VM and changed since svirt's change (a write, a chmod, a new
+            // xattr): the inode's content is not what it was, so no setuid/setgid bit.
+            if item.state == ItemState::Applied && item.ctime_ns != Some(meta.ctime_ns) {
+                warn!(path = %node.path().display(), "the file changed while the VM held it; its setuid/setgid bits are not given back");
+                out.privileges_dropped.push(node.path().to_owned());
+                value = Some(safe);
+            }
+        }
+        match attr.write(host, node, value.as_deref()) {
+            Ok(()) => {}
+            Err(e) if is_unsupported(&e) => {}
+            Err(e) => return Err(Error::host("restore the attribute of", node.path(), e)),
+        }
+        self.marks.remove(host, node, attr.model());
+        crate::failpoint::hit("restore.put-back");
+        info!(path = %node.path().display(), model = attr.model(), original = ?item.original, "restored");
+        Ok(())
+    }
+
+    fn restore_one(&self, attr: &dyn FileAttr, item: &Item, out: &mut Restored) -> Result<()> {
+        match self.locate(item)? {
+            Located::Gone => Ok(()),
+            Located::Here(node) => self.put_back(attr, &node, item, out),
+            Located::Moved(node, now) => {
+                info!(then = %full_path(item).display(), now = %now.display(), "restoring an inode that moved");
+                out.moved.push((full_path(item), now));
+                self.put_back(attr, &node, item, out)
+            }
+        }
+    }
+
+    /// Restore `items` (in the order given, group by group: a directory share's entries before
+    /// its root). Best effort: every failure is returned with its item.
+    pub fn restore(
+        &self,
+        items: &[Item],
+        attr_for: &dyn Fn(&str) -> Option<Arc<dyn FileAttr>>,
+        opts: &RestoreOptions<'_>,
+    ) -> Restored {
+        let mut out = Restored::default();
+        let mut groups: Vec<((String, PathBuf), Vec<&Item>)> = Vec::new();
+        for it in items {
+            let key = (it.model.clone(), it.root.clone());
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, g)) => g.push(it),
+                None => groups.push((key, vec![it])),
+            }
+        }
+        for ((model, root), group) in groups {
+            let Some(attr) = attr_for(&model) else {
+                for it in group {
+                    out.failed.push((
+                        it.clone(),
+                        Error::ModelNotInStack {
+                            path: full_path(it),
+                            model: model.clone(),
+                        },
+                    ));
+                }
+                continue;
+            };
+            let root_item = group.iter().find(|i| i.rel.as_os_str().is_empty()).copied();
+            let entries: Vec<&Item> = group
+                .iter()
+                .filter(|i| !i.rel.as_os_str().is_empty())
+                .copied()
+                .collect();
+            if !entries.is_empty() || (opts.reclaim && root_item.is_some()) {
+                self.restore_tree(attr.as_ref(), &root, root_item, &entries, opts, &mut out);
+            }
+            if let Some(it) = root_item {
+                match self.restore_one(attr.as_ref(), it, &mut out) {
+                    Ok(()) => out.done.push(it.id),
+                    Err(e) => out.failed.push((it.clone(), e)),
+                }
+            }
+        }
+        out
+    }
+
+    /// Walk a share: remembered inodes go back to their originals wherever they moved inside
+    /// the tree; entries the VM created or replaced are reclaimed; remembered inodes not found
+    /// are looked up by handle.
+    fn restore_tree(
+        &self,
+        attr: &dyn FileAttr,
+        root: &Path,
+        root_item: Option<&Item>,
+        entries: &[&Item],
+        opts: &RestoreOptions<'_>,
+        out: &mut Restored,
+    ) {
+        let mut by_inode: HashMap<(u64, u64), &Item> = entries
+            .iter()
+            .map(|i| ((i.ident.dev, i.ident.ino), *i))
+            .collect();
+        let is_dir = self
+            .host
+            .lstat(root)
+            .is_ok_and(|m| m.kind == FileKind::Dir);
+        let root_is_ours = root_item.is_none_or(|ri| {
+            self.host
+                .open_node(root)
+                .ok()
+                .and_then(|n| self.host.meta(&n).ok().map(|m| (n, m)))
+                .is_some_and(|(n, m)| self.same_inode(&n, &m, ri))
+        });
+        if is_dir && root_is_ours {
+            let root_original = root_item.and_then(|r| r.original.clone());
+            let walked = tree::walk_all(self.host.as_ref(), root, &mut |rel, node, meta| {
+                let key = (meta.dev, meta.ino);
+                if let Some(item) = by_inode.get(&key).copied() {
+                    if self.same_inode(node, meta, item) {
+                        by_inode.remove(&key);
+                        if item.rel != rel {
+                            out.moved.push((root.join(&item.rel), root.join(rel)));
+                        }
+                        match self.put_back(attr, node, item, out) {
+                            Ok(()) => out.done.push(item.id),
+                            Err(e) => out.failed.push((item.clone(), e)),
+                        }
+                        return Ok(());
+                    }
+                }
+                if !opts.reclaim {
+                    return Ok(());
+                }
+                if meta.nlink > 1
+                    && meta.kind != FileKind::Dir
+                    && opts.managed.is_some_and(|m| m(meta.dev, meta.ino))
+                {
+                    out.left.push((
+                        node.path().to_owned(),
+                        "a hard link to an inode svirt manages for another resource".into(),
+                    ));
+                    return Ok(());
+                }
+                let current = attr.read(self.host.as_ref(), node).unwrap_or(None);
+                if let Some(v) =
+                    attr.reclaim(current.as_deref(), root_original.as_deref(), node.path(), meta.kind)
+                {
+                    if !attr.matches(current.as_deref(), &v) {
+                        match attr.write(self.host.as_ref(), node, Some(&v)) {
+                            Ok(()) => out.reclaimed.push(node.path().to_owned()),
+                            Err(e) if is_unsupported(&e) => {}
+                            Err(e) => out.left.push((
+                                node.path().to_owned(),
+                                format!("cannot take it back from the VM: {e}"),
+                            )),
+                        }
+                    }
+                }
+                Ok(())
+            });
+            if let Err(e) = walked {
+                warn!(path = %root.display(), error = %crate::display_chain(&e), "walking the share failed; looking remembered entries up by handle");
+            }
+        }
+        for item in by_inode.into_values() {
+            match self.locate(item) {
+                Ok(Located::Gone) => out.done.push(item.id),
+                Ok(Located::Here(node)) => match self.put_back(attr, &node, item, out) {
+                    Ok(()) => out.done.push(item.id),
+                    Err(e) => out.failed.push((item.clone(), e)),
+                },
+                Ok(Located::Moved(node, now)) => {
+                    out.moved.push((full_path(item), now));
+                    match self.put_back(attr, &node, item, out) {
+                        Ok(()) => out.done.push(item.id),
+                        Err(e) => out.failed.push((item.clone(), e)),
+                    }
+                }
+                Err(e) => out.failed.push((item.clone(), e)),
+            }
+        }
+    }
+}
