@@ -5,12 +5,14 @@
 //! - [`domain`]: the domain model, from svirt TOML or libvirt XML, with libvirt's rules.
 //! - [`context`]: security contexts, MLS levels and ranges.
 //! - [`mcs`] and [`store`]: the bounded MCS allocator and where its reservations live.
+//! - [`db`]: the one transactional state database (records, reservations, originals).
 //! - [`host`]: the seam every syscall goes through, with a recording fake (`test-util`).
 //! - [`remember`] and [`relabel`]: remembered originals and safe, recoverable relabeling.
 //! - [`noop`]: the `none` driver.
 
 pub mod config;
 pub mod context;
+pub mod db;
 pub mod domain;
 pub mod driver;
 pub mod error;
