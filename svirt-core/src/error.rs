@@ -44,6 +44,15 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// The state database refused an operation (locked past the busy timeout, disk full, I/O).
+    #[error("cannot {operation} state database {path}")]
+    Database {
+        operation: &'static str,
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+
     /// A state file exists but cannot be understood.
     #[error("state file {path} is corrupt: {reason}")]
     StateCorrupt { path: PathBuf, reason: String },

@@ -5,6 +5,7 @@
 //! - [`domain`]: the domain model, from svirt TOML or libvirt XML, with libvirt's rules.
 //! - [`context`]: security contexts, MLS levels and ranges.
 //! - [`mcs`] and [`store`]: the bounded MCS allocator and where its reservations live.
+//! - [`db`]: the one transactional state database (records, reservations, originals).
 //! - [`host`]: the seam every syscall goes through, with a recording fake (`test-util`).
 //! - [`domains`]: the lifecycle (start, stop, attach, detach, recover, status) over the stack.
 //! - [`db`]: the one transactional state database (records, reservations, originals).

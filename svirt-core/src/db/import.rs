@@ -1,0 +1,335 @@
+//! The one-time import of an old JSON state dir (`domains/NAME.json`, `mcs.state`,
+//! `ids-POOL.json`, `remember.json`) into the database.
+//!
+//! Every file is parsed before anything is written; a file that does not parse is
+//! [`Error::StateCorrupt`] naming it, and nothing is imported. Everything is written in one
+//! transaction, which also records each file's fingerprint in `meta`; then each file is renamed
+//! to `NAME.imported`. A crash between the commit and a rename leaves a file whose fingerprint is
+//! recorded: the next open only renames it.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::OptionalExtension;
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use super::{Db, DomainRow, Ident, Item, ItemState, Phase, Tx};
+use crate::error::{Error, Result};
+use crate::fsutil::read_optional;
+use crate::ids::IdPool;
+use crate::mcs::McsState;
+use crate::remember::Entry;
+use crate::store::LabelStore;
+
+/// What the old CLI's `Record` holds that the row needs; the bytes are kept as they are.
+#[derive(Deserialize)]
+struct OldRecord {
+    domain: OldDomain,
+    phase: Phase,
+    pid: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct OldDomain {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct OldJournal {
+    entries: BTreeMap<String, Entry>,
+}
+
+enum Parsed {
+    Domain(DomainRow),
+    Space(McsState),
+    Ids(String, IdPool),
+    Journal(Vec<Entry>),
+}
+
+struct Found {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    parsed: Parsed,
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
+    Error::StateCorrupt {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// FNV-1a: a stable fingerprint of an imported file's bytes.
+fn fingerprint(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:016x}:{}", h, bytes.len())
+}
+
+/// The old files in `dir`, parsed.
+fn find(dir: &Path, boot: &dyn Fn() -> Result<String>) -> Result<Vec<Found>> {
+    let mut out = Vec::new();
+    let domains = dir.join("domains");
+    let mut names = list(&domains)?;
+    names.retain(|n| n.ends_with(".json"));
+    for name in names {
+        let path = domains.join(&name);
+        let Some(bytes) = read_optional(&path)? else {
+            continue;
+        };
+        let rec: OldRecord =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, e.to_string()))?;
+        crate::domain::validate_name(&rec.domain.name)
+            .map_err(|e| corrupt(&path, e.to_string()))?;
+        if name.strip_suffix(".json") != Some(rec.domain.name.as_str()) {
+            return Err(corrupt(
+                &path,
+                format!("holds the record of domain {}", rec.domain.name),
+            ));
+        }
+        let row = DomainRow {
+            name: rec.domain.name,
+            phase: rec.phase,
+            record: bytes.clone(),
+            pid: rec.pid,
+            boot_id: boot()?,
+            held_reason: None,
+        };
+        out.push(Found {
+            path,
+            bytes,
+            parsed: Parsed::Domain(row),
+        });
+    }
+    let path = dir.join("mcs.state");
+    if let Some(bytes) = read_optional(&path)? {
+        let s = McsState::from_bytes(&bytes).map_err(|r| corrupt(&path, r))?;
+        out.push(Found {
+            path,
+            bytes,
+            parsed: Parsed::Space(s),
+        });
+    }
+    for name in list(dir)? {
+        let Some(pool) = name
+            .strip_prefix("ids-")
+            .and_then(|n| n.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        let path = dir.join(&name);
+        let Some(bytes) = read_optional(&path)? else {
+            continue;
+        };
+        let p: IdPool =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, e.to_string()))?;
+        out.push(Found {
+            path,
+            bytes,
+            parsed: Parsed::Ids(pool.to_owned(), p),
+        });
+    }
+    let path = dir.join("remember.json");
+    if let Some(bytes) = read_optional(&path)? {
+        let j: OldJournal =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, e.to_string()))?;
+        out.push(Found {
+            path,
+            bytes,
+            parsed: Parsed::Journal(j.entries.into_values().collect()),
+        });
+    }
+    Ok(out)
+}
+
+/// The file names in `dir`, sorted; none when it does not exist.
+fn list(dir: &Path) -> Result<Vec<String>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::state("list", dir, e)),
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.map_err(|e| Error::state("list", dir, e))?;
+        if let Ok(name) = e.file_name().into_string() {
+            out.push(name);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The inode at `path` now; `0, 0` when the file is gone, so `recover` reports it.
+fn ident(path: &Path) -> Ident {
+    match fs::symlink_metadata(path) {
+        Ok(m) => Ident {
+            dev: m.dev(),
+            ino: m.ino(),
+            handle: None,
+        },
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "a remembered file is gone; importing it for recover to report");
+            Ident {
+                dev: 0,
+                ino: 0,
+                handle: None,
+            }
+        }
+    }
+}
+
+/// The items of one old journal entry: the resource itself, then its tree.
+fn entry_items(e: &Entry, boot: &str) -> Vec<Item> {
+    // Holders of another boot are gone; their originals are orphans for recover.
+    let holders = if e.boot_id == boot {
+        e.holders.clone()
+    } else {
+        Vec::new()
+    };
+    let item = |rel: &Path, original: &Option<String>| Item {
+        id: 0,
+        model: e.model.clone(),
+        ident: ident(&if rel.as_os_str().is_empty() {
+            e.path.clone()
+        } else {
+            e.path.join(rel)
+        }),
+        root: e.path.clone(),
+        rel: rel.to_owned(),
+        original: original.clone(),
+        applied: e.applied.clone(),
+        ctime_ns: None,
+        state: ItemState::Applied,
+        holders: holders.clone(),
+    };
+    let mut out = vec![item(Path::new(""), &e.original)];
+    out.extend(e.tree.iter().map(|t| item(&t.rel, &t.original)));
+    out
+}
+
+impl Tx<'_> {
+    fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.sql("read meta from", |c| {
+            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.sql("write meta to", |c| {
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+            .map(drop)
+        })
+    }
+}
+
+fn store(db: &Db, tx: &Tx<'_>, f: &Found, boot: &str) -> Result<()> {
+    let refuse = |what: String| {
+        corrupt(
+            &f.path,
+            format!("{what}; not imported (move the file away once checked)"),
+        )
+    };
+    match &f.parsed {
+        Parsed::Domain(row) => {
+            if tx.domain(&row.name)?.is_some() {
+                return Err(refuse(format!(
+                    "the database already holds domain {}",
+                    row.name
+                )));
+            }
+            tx.put_domain(row)
+        }
+        Parsed::Space(s) => db.update(s.range(), &mut |cur| {
+            if cur.allocated() != 0 || !cur.fixed().is_empty() {
+                return Err(refuse(format!(
+                    "the database already holds labels of {}",
+                    s.range()
+                )));
+            }
+            *cur = s.clone();
+            Ok(())
+        }),
+        Parsed::Ids(pool, p) => db.update_ids(pool, p.lo, p.hi, &mut |cur| {
+            if !cur.held.is_empty() {
+                return Err(refuse(format!("the database already holds ids of {pool}")));
+            }
+            *cur = p.clone();
+            Ok(())
+        }),
+        Parsed::Journal(entries) => {
+            for e in entries {
+                for item in entry_items(e, boot) {
+                    let known = if item.ident.ino == 0 {
+                        None
+                    } else {
+                        tx.item_by_inode(&item.model, item.ident.dev, item.ident.ino)?
+                    };
+                    match known {
+                        // Two paths of one inode (a hard link, a symlinked path): one item.
+                        Some(k) => {
+                            for h in &item.holders {
+                                tx.add_holder(k.id, h)?;
+                            }
+                        }
+                        None => {
+                            tx.insert_item(&item)?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Import the old JSON files of `dir` once.
+pub(super) fn import(db: &Db, dir: &Path, boot_id_file: &Path) -> Result<()> {
+    let boot_cell = std::cell::OnceCell::new();
+    let boot = || -> Result<String> {
+        if let Some(b) = boot_cell.get() {
+            return Ok(String::clone(b));
+        }
+        let b = fs::read_to_string(boot_id_file)
+            .map_err(|e| Error::host("read boot id", boot_id_file, e))?
+            .trim()
+            .to_owned();
+        Ok(boot_cell.get_or_init(|| b).clone())
+    };
+    let found = find(dir, &boot)?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    let boot = boot()?;
+    db.write(|tx| {
+        for f in &found {
+            let key = format!("imported {}", f.path.display());
+            let print = fingerprint(&f.bytes);
+            if tx.meta(&key)?.as_deref() == Some(print.as_str()) {
+                continue;
+            }
+            store(db, tx, f, &boot)?;
+            tx.set_meta(&key, &print)?;
+        }
+        Ok(())
+    })?;
+    for f in &found {
+        let mut to = f.path.clone().into_os_string();
+        to.push(".imported");
+        fs::rename(&f.path, &to).map_err(|e| Error::state("rename imported", &f.path, e))?;
+        info!(from = %f.path.display(), to = %PathBuf::from(&to).display(), "imported old state file");
+    }
+    Ok(())
+}

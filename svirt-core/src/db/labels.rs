@@ -1,0 +1,155 @@
+//! The database as a [`LabelStore`]: MCS label spaces as blobs, id pools as rows. Both join a
+//! write transaction open on the same [`Db`], so labels drawn while an intent is recorded commit
+//! (or roll back) with it.
+
+use std::collections::BTreeSet;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::Db;
+use crate::error::{Error, Result};
+use crate::ids::IdPool;
+use crate::mcs::{McsRange, McsState};
+use crate::store::LabelStore;
+
+impl Db {
+    fn load_space(&self, c: &Connection, range: McsRange) -> Result<(McsState, Vec<String>)> {
+        let rows = c
+            .prepare_cached("SELECT range, state FROM label_spaces")
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(self.err("read the label space from"))?;
+        let mut state = None;
+        let mut stale = Vec::new();
+        for (key, bytes) in rows {
+            let s = McsState::from_bytes(&bytes)
+                .map_err(|reason| self.corrupt(format!("label space {key}: {reason}")))?;
+            if s.range() == range {
+                state = Some(s);
+            } else if s.allocated() == 0 && s.fixed().is_empty() {
+                stale.push(key);
+            } else {
+                return Err(Error::StoreRangeMismatch {
+                    path: self.path.clone(),
+                    stored: s.range().to_string(),
+                    wanted: range.to_string(),
+                });
+            }
+        }
+        Ok((state.unwrap_or_else(|| McsState::new(range)), stale))
+    }
+
+    fn load_pool(&self, c: &Connection, pool: &str, lo: u32, hi: u32) -> Result<IdPool> {
+        let err = self.err("read an id pool from");
+        let bounds: Option<(i64, i64)> = c
+            .prepare_cached("SELECT lo, hi FROM id_pools WHERE pool = ?1")
+            .and_then(|mut s| {
+                s.query_row([pool], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(&err)?;
+        let rows: Vec<(i64, String)> = c
+            .prepare_cached("SELECT id, holder FROM ids WHERE pool = ?1 ORDER BY id, rowid")
+            .and_then(|mut s| {
+                s.query_map([pool], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(&err)?;
+        let as_id = |v: i64| {
+            u32::try_from(v).map_err(|_| self.corrupt(format!("id pool {pool} holds id {v}")))
+        };
+        let mut p = match bounds {
+            Some((l, h)) => IdPool::new(as_id(l)?, as_id(h)?),
+            None => IdPool::new(lo, hi),
+        };
+        for (id, holder) in rows {
+            p.held.entry(as_id(id)?).or_default().push(holder);
+        }
+        if p.held.is_empty() {
+            return Ok(IdPool::new(lo, hi));
+        }
+        if (p.lo, p.hi) != (lo, hi) {
+            return Err(Error::StoreRangeMismatch {
+                path: self.path.clone(),
+                stored: format!("{}-{}", p.lo, p.hi),
+                wanted: format!("{lo}-{hi}"),
+            });
+        }
+        Ok(p)
+    }
+}
+
+fn pairs(p: &IdPool) -> BTreeSet<(u32, &str)> {
+    p.held
+        .iter()
+        .flat_map(|(id, hs)| hs.iter().map(move |h| (*id, h.as_str())))
+        .collect()
+}
+
+impl LabelStore for Db {
+    fn update(
+        &self,
+        range: McsRange,
+        f: &mut dyn FnMut(&mut McsState) -> Result<()>,
+    ) -> Result<()> {
+        self.join_or_write(|c| {
+            let (mut state, stale) = self.load_space(c, range)?;
+            f(&mut state)?;
+            let err = self.err("write the label space to");
+            for key in stale {
+                c.prepare_cached("DELETE FROM label_spaces WHERE range = ?1")
+                    .and_then(|mut s| s.execute([key]))
+                    .map_err(&err)?;
+            }
+            c.prepare_cached(
+                "INSERT INTO label_spaces(range, state) VALUES (?1, ?2)
+                 ON CONFLICT(range) DO UPDATE SET state = excluded.state",
+            )
+            .and_then(|mut s| s.execute(params![range.to_string(), state.to_bytes()]))
+            .map_err(&err)?;
+            Ok(())
+        })
+    }
+
+    fn update_ids(
+        &self,
+        pool: &str,
+        lo: u32,
+        hi: u32,
+        f: &mut dyn FnMut(&mut IdPool) -> Result<()>,
+    ) -> Result<()> {
+        self.join_or_write(|c| {
+            let before = self.load_pool(c, pool, lo, hi)?;
+            let mut after = before.clone();
+            f(&mut after)?;
+            let err = self.err("write an id pool to");
+            c.prepare_cached(
+                "INSERT INTO id_pools(pool, lo, hi) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(pool) DO UPDATE SET lo = excluded.lo, hi = excluded.hi",
+            )
+            .and_then(|mut s| s.execute(params![pool, after.lo, after.hi]))
+            .map_err(&err)?;
+            let (old, new) = (pairs(&before), pairs(&after));
+            for (id, holder) in old.difference(&new) {
+                c.prepare_cached("DELETE FROM ids WHERE pool = ?1 AND id = ?2 AND holder = ?3")
+                    .and_then(|mut s| s.execute(params![pool, id, holder]))
+                    .map_err(&err)?;
+            }
+            // In the pool's order, so shared holders keep theirs.
+            for (id, hs) in &after.held {
+                for h in hs {
+                    if !old.contains(&(*id, h.as_str())) {
+                        c.prepare_cached("INSERT INTO ids(pool, id, holder) VALUES (?1, ?2, ?3)")
+                            .and_then(|mut s| s.execute(params![pool, id, h]))
+                            .map_err(&err)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
