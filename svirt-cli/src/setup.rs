@@ -1,6 +1,6 @@
 //! Building the driver stack from the configuration, or by probing when there is none.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -22,8 +22,6 @@ pub const DEFAULT_CONFIG: &str = "/etc/svirt/svirt.toml";
 /// Everything a command needs.
 pub struct Env {
     pub domains: Domains,
-    pub host: Arc<dyn Host>,
-    pub state_dir: PathBuf,
 }
 
 /// Load the configuration (or probe), apply `--state-dir`, and build every driver.
@@ -64,16 +62,12 @@ pub async fn load(config: Option<&Path>, state_dir: Option<&Path>) -> Result<Env
     let manager = SecurityManager::new(drivers, cfg.require_confined)?;
     let domains = Domains::new(
         manager,
-        host.clone(),
+        host,
         db,
         &cfg.state_dir,
         crate::progress::terminal_bar(),
     );
-    Ok(Env {
-        state_dir: cfg.state_dir.clone(),
-        domains,
-        host,
-    })
+    Ok(Env { domains })
 }
 
 /// Without a configuration: SELinux when the kernel runs it, DAC when running as root, otherwise

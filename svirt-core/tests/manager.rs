@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use svirt_core::domain::{Domain, LabelType, SecLabel};
 use svirt_core::driver::{
-    DomainCtx, ExecHook, ExecOptions, ExecPhase, LabelRecord, Probe, ResourceReport, SecurityDriver,
+    DomainCtx, ExecHook, ExecOptions, ExecPhase, LabelRecord, Probe, SecurityDriver,
 };
 use svirt_core::manager::SecurityManager;
 use svirt_core::{Error, Result};
@@ -84,12 +84,6 @@ impl SecurityDriver for Recording {
     async fn release_label(&self, _ctx: DomainCtx<'_>) -> Result<()> {
         self.call("release")
     }
-    async fn set_all(&self, _ctx: DomainCtx<'_>) -> Result<Vec<ResourceReport>> {
-        self.call("set_all").map(|_| Vec::new())
-    }
-    async fn restore_all(&self, _ctx: DomainCtx<'_>) -> Result<()> {
-        self.call("restore_all")
-    }
     fn prepare_exec(
         &self,
         _ctx: DomainCtx<'_>,
@@ -105,36 +99,6 @@ fn domain(extra: &str) -> Domain {
 
 fn log() -> Log {
     Arc::new(Mutex::new(Vec::new()))
-}
-
-#[tokio::test]
-async fn a_failing_second_driver_rolls_the_first_back() {
-    let l = log();
-    let m = SecurityManager::new(
-        vec![
-            Recording::driver("a", &l, &[]),
-            Recording::driver("b", &l, &["set_all"]),
-        ],
-        false,
-    )
-    .unwrap();
-    let d = domain("");
-    let labels = m.generate(&d).await.unwrap();
-    let e = m.set_all(&d, &labels).await.unwrap_err();
-    assert!(
-        matches!(e, Error::RolledBack { ref rollback_errors, .. } if rollback_errors.is_empty()),
-        "{e}"
-    );
-    assert_eq!(
-        *l.lock().unwrap(),
-        [
-            "a.generate",
-            "b.generate",
-            "a.set_all",
-            "b.set_all",
-            "a.restore_all"
-        ]
-    );
 }
 
 #[tokio::test]
@@ -159,31 +123,6 @@ async fn a_failing_generate_releases_the_labels_already_made() {
             "b.release",
             "a.release"
         ]
-    );
-}
-
-#[tokio::test]
-async fn restore_keeps_going_and_returns_every_failure() {
-    let l = log();
-    let m = SecurityManager::new(
-        vec![
-            Recording::driver("a", &l, &["restore_all"]),
-            Recording::driver("b", &l, &["restore_all"]),
-            Recording::driver("c", &l, &[]),
-        ],
-        false,
-    )
-    .unwrap();
-    let d = domain("");
-    let labels = m.generate(&d).await.unwrap();
-    l.lock().unwrap().clear();
-    match m.restore_all(&d, &labels).await {
-        Err(Error::Several { errors, .. }) => assert_eq!(errors.len(), 2),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(
-        *l.lock().unwrap(),
-        ["c.restore_all", "b.restore_all", "a.restore_all"]
     );
 }
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use svirt_core::config::BuildContext;
 use svirt_core::domain::{Access, Domain, LabelType, Resource, SecLabel};
 use svirt_core::driver::{
-    DomainCtx, ExecHook, ExecOptions, FileAttr, LabelRecord, Plan, ProcessInfo, Probe,
+    DomainCtx, ExecHook, ExecOptions, FileAttr, LabelRecord, Plan, Probe, ProcessInfo,
     SecurityDriver,
 };
 use svirt_core::host::Host;
@@ -202,8 +202,15 @@ impl SecurityDriver for DacDriver {
             }
             // And from the processes: a uid of the pool that a process runs as stays taken.
             for pr in procs {
-                if (p.lo..=p.hi).contains(&pr.uid) && pr.uid != shared && !p.held.contains_key(&pr.uid) {
-                    tracing::info!(pid = pr.pid, uid = pr.uid, "reserved the uid of a running process no record explains");
+                if (p.lo..=p.hi).contains(&pr.uid)
+                    && pr.uid != shared
+                    && !p.held.contains_key(&pr.uid)
+                {
+                    tracing::info!(
+                        pid = pr.pid,
+                        uid = pr.uid,
+                        "reserved the uid of a running process no record explains"
+                    );
                     p.held.insert(pr.uid, vec![format!("process {}", pr.pid)]);
                 }
             }

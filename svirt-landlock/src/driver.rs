@@ -11,7 +11,7 @@ use landlock::{
 use serde_json::json;
 use svirt_core::domain::{Domain, LabelType, SecLabel};
 use svirt_core::driver::{
-    DomainCtx, ExecHook, ExecOptions, ExecPhase, LabelRecord, Probe, ResourceReport, SecurityDriver,
+    DomainCtx, ExecHook, ExecOptions, ExecPhase, LabelRecord, Probe, SecurityDriver,
 };
 use svirt_core::Result;
 

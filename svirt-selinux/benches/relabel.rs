@@ -11,11 +11,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use svirt_core::domain::Access;
-use svirt_core::host::LinuxHost;
-use svirt_core::relabel::Relabeler;
-use svirt_core::remember::Journal;
-use svirt_selinux::SelinuxAttr;
+use svirt_core::config::BuildContext;
+use svirt_core::db::Db;
+use svirt_core::domain::Domain;
+use svirt_core::domains::Domains;
+use svirt_core::host::{Host, LinuxHost};
+use svirt_core::manager::SecurityManager;
+use svirt_selinux::{Contexts, LibSelinux, SelinuxDriver};
 
 const LABEL: &str = "system_u:object_r:svirt_image_t:s0:c1,c2";
 
@@ -36,16 +38,39 @@ fn clear(dir: &Path) {
     let _ = rustix::fs::lremovexattr(dir, "security.selinux");
 }
 
+/// A start of a domain with `dir` as its share (offline SELinux, pair c1,c2), timed.
 fn ours(root: &Path, dir: &Path, run: u32) -> f64 {
     let state = root.join(format!("state{run}"));
-    let host = Arc::new(LinuxHost::default());
-    let r = Relabeler::new(
-        host.clone(),
-        Journal::new(host, &state),
-        Arc::new(SelinuxAttr::default()),
-    );
+    let host: Arc<dyn Host> = Arc::new(LinuxHost::default());
+    let db = Arc::new(Db::open(&state).unwrap());
+    let ctx = BuildContext::new(state.clone(), host.clone(), db.clone());
+    let contexts = Contexts {
+        manager: "system_u:system_r:virtd_t:s0-s0:c0.c1023".parse().unwrap(),
+        domain: "system_u:system_r:svirt_t:s0".parse().unwrap(),
+        tcg: None,
+        image: "system_u:object_r:svirt_image_t:s0".parse().unwrap(),
+        content: "system_u:object_r:virt_content_t:s0".parse().unwrap(),
+    };
+    let driver =
+        SelinuxDriver::with_file_contexts(true, contexts, Arc::new(LibSelinux), &ctx, None)
+            .unwrap();
+    let manager = SecurityManager::new(vec![Arc::new(driver)], false).unwrap();
+    let domains = Domains::new(manager, host, db, &state, None);
+    let domain = Domain::from_toml(
+        &format!(
+            "name = 'bench'\n[[seclabel]]\nmodel = 'selinux'\ntype = 'static'\nrelabel = true\n\
+             label = 'system_u:system_r:svirt_t:s0:c1,c2'\n[[filesystem]]\npath = '{}'\n",
+            dir.display()
+        ),
+        "bench",
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let t = Instant::now();
-    r.apply(dir, LABEL, "bench", Access::Private, true).unwrap();
+    rt.block_on(domains.start(domain)).unwrap();
     t.elapsed().as_secs_f64()
 }
 

@@ -8,7 +8,7 @@ use svirt_core::config::BuildContext;
 use svirt_core::context::{MlsRange, SecurityContext};
 use svirt_core::domain::{Access, Domain, LabelType, Resource, SecLabel};
 use svirt_core::driver::{
-    DomainCtx, ExecHook, ExecOptions, FileAttr, LabelRecord, Plan, ProcessInfo, Probe,
+    DomainCtx, ExecHook, ExecOptions, FileAttr, LabelRecord, Plan, Probe, ProcessInfo,
     SecurityDriver,
 };
 use svirt_core::host::Host;

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use svirt_core::config::BuildContext;
+use svirt_core::db::Db;
 use svirt_core::domain::Domain;
-use svirt_core::driver::LabelRecord;
+use svirt_core::domains::{Domains, Record};
 use svirt_core::host::fake::FakeHost;
 use svirt_core::host::{fs_magic, FileKind};
 use svirt_core::manager::SecurityManager;
-use svirt_core::store::MemoryStore;
 use svirt_core::Error;
 use svirt_selinux::{Contexts, Kernel, SelinuxDriver};
 
@@ -38,7 +38,7 @@ fn libc_einval() -> i32 {
 
 struct Rig {
     host: Arc<FakeHost>,
-    manager: SecurityManager,
+    domains: Domains,
     _dir: tempfile::TempDir,
 }
 
@@ -67,18 +67,16 @@ fn rig_driver(
         image: SHARED.parse().unwrap(),
         content: CONTENT.parse().unwrap(),
     };
-    let ctx = BuildContext::new(
-        dir.path().to_owned(),
-        host.clone(),
-        Arc::new(MemoryStore::default()),
-    );
+    let db = Arc::new(Db::open(dir.path()).unwrap());
+    let ctx = BuildContext::new(dir.path().to_owned(), host.clone(), db.clone());
     let offline = kernel.is_none();
     let kernel = kernel.unwrap_or_else(|| Arc::new(NoKernel));
     let driver =
         SelinuxDriver::with_file_contexts(offline, contexts, kernel, &ctx, file_contexts).unwrap();
+    let manager = SecurityManager::new(vec![Arc::new(driver)], false).unwrap();
     Rig {
+        domains: Domains::new(manager, host.clone(), db, dir.path(), None),
         host,
-        manager: SecurityManager::new(vec![Arc::new(driver)], false).unwrap(),
         _dir: dir,
     }
 }
@@ -93,20 +91,12 @@ impl Rig {
         self.host
             .put_xattr(p, "security.selinux", format!("{ORIG}\0").as_bytes());
     }
-    async fn start(&self, toml: &str) -> Result<(Domain, Vec<LabelRecord>), Error> {
+    async fn start(&self, toml: &str) -> Result<Record, Error> {
         let d = Domain::from_toml(toml, "t")?;
-        let labels = self.manager.generate(&d).await?;
-        match self.manager.set_all(&d, &labels).await {
-            Ok(_) => Ok((d, labels)),
-            Err(e) => {
-                self.manager.release(&d, &labels).await?;
-                Err(e)
-            }
-        }
+        self.domains.start(d).await
     }
-    async fn stop(&self, (d, l): &(Domain, Vec<LabelRecord>)) {
-        self.manager.restore_all(d, l).await.unwrap();
-        self.manager.release(d, l).await.unwrap();
+    async fn stop(&self, rec: &Record) {
+        self.domains.stop(&rec.domain.name).await.unwrap();
     }
     fn label(&self, p: &str) -> String {
         self.host.label(p).unwrap_or_default()
@@ -165,12 +155,14 @@ async fn every_row_of_the_resource_table() {
         )
         .await
         .unwrap();
-    let image = vm.1[0].imagelabel.clone().unwrap();
+    let image = vm.labels[0].imagelabel.clone().unwrap();
     assert!(
         image.starts_with("system_u:object_r:svirt_image_t:s0:c"),
         "{image}"
     );
-    assert!(vm.1[0].label.starts_with("system_u:system_r:svirt_t:s0:c"));
+    assert!(vm.labels[0]
+        .label
+        .starts_with("system_u:system_r:svirt_t:s0:c"));
     for (p, want) in [
         ("/img/top.qcow2", image.as_str()),
         ("/img/base.qcow2", CONTENT),
@@ -231,12 +223,15 @@ async fn a_shared_file_is_restored_only_when_its_last_user_stops() {
     }
     let a = r.start("name='a'\n[[disk]]\npath='/img/a.img'\n[[disk]]\npath='/img/shared.img'\nshareable=true\n").await.unwrap();
     let b = r.start("name='b'\n[[disk]]\npath='/img/b.img'\n[[disk]]\npath='/img/shared.img'\nshareable=true\n").await.unwrap();
+    // One mark holds the original for both; the holders are counted in the state database.
     assert_eq!(
         r.host
-            .xattr("/img/shared.img", "trusted.svirt.ref_selinux")
+            .xattr("/img/shared.img", "trusted.svirt.selinux")
             .as_deref(),
-        Some(&b"2"[..])
+        Some(format!("={ORIG}\0").as_bytes().strip_suffix(b"\0").unwrap())
     );
+    let held = r.domains.status(None).await.unwrap();
+    assert_eq!(held.len(), 2);
     r.stop(&a).await;
     assert_eq!(r.label("/img/shared.img"), SHARED, "b still uses it");
     assert_eq!(r.label("/img/a.img"), ORIG);
@@ -392,9 +387,11 @@ async fn an_nfs_file_is_skipped_with_the_boolean_named_and_left_untouched() {
     r.host.add_file("/nfs/vm.img");
     r.host.set_fs_type("/nfs", fs_magic::NFS);
     r.host.fail("set_xattr", "/nfs", 95, None); // EOPNOTSUPP
-    let d = Domain::from_toml("name='n'\n[[disk]]\npath='/nfs/vm.img'\n", "t").unwrap();
-    let labels = r.manager.generate(&d).await.unwrap();
-    let reports = r.manager.set_all(&d, &labels).await.unwrap();
+    let vm = r
+        .start("name='n'\n[[disk]]\npath='/nfs/vm.img'\n")
+        .await
+        .unwrap();
+    let reports = &vm.resources;
     assert!(reports[0].skipped, "{reports:?}");
     assert!(
         reports[0]
@@ -405,7 +402,7 @@ async fn an_nfs_file_is_skipped_with_the_boolean_named_and_left_untouched() {
         "{reports:?}"
     );
     assert_eq!(r.label("/nfs/vm.img"), "");
-    r.manager.restore_all(&d, &labels).await.unwrap();
+    r.stop(&vm).await;
     assert!(r.svirt_xattrs("/").is_empty());
 }
 
@@ -477,7 +474,7 @@ async fn static_labels_are_reserved_untouched_by_default_and_validated() {
         .start("name='mls'\n[[seclabel]]\nmodel='selinux'\ntype='static'\nlabel='system_u:system_r:svirt_t:s0:c0,c1'\n[[disk]]\npath='/img/s.img'\n")
         .await
         .unwrap();
-    assert_eq!(st.1[0].label, "system_u:system_r:svirt_t:s0:c0,c1");
+    assert_eq!(st.labels[0].label, "system_u:system_r:svirt_t:s0:c0,c1");
     assert_eq!(
         r.label("/img/s.img"),
         ORIG,
@@ -486,7 +483,7 @@ async fn static_labels_are_reserved_untouched_by_default_and_validated() {
     let mut seen = Vec::new();
     for i in 0..27 {
         let d = r.start(&format!("name='d{i}'\n")).await.unwrap();
-        assert_ne!(d.1[0].label, "system_u:system_r:svirt_t:s0:c0,c1");
+        assert_ne!(d.labels[0].label, "system_u:system_r:svirt_t:s0:c0,c1");
         seen.push(d);
     }
     assert!(matches!(
@@ -502,7 +499,7 @@ async fn static_labels_are_reserved_untouched_by_default_and_validated() {
     r.stop(&st).await;
     let back = r.start("name='after'\n").await.unwrap();
     assert_eq!(
-        back.1[0].label, "system_u:system_r:svirt_t:s0:c0,c1",
+        back.labels[0].label, "system_u:system_r:svirt_t:s0:c0,c1",
         "released static pair is the only free one"
     );
 }
@@ -586,9 +583,13 @@ async fn reserve_after_a_restart_checks_the_live_process_label() {
         .start("name='live'\n[[disk]]\npath='/img/a.img'\n")
         .await
         .unwrap();
-    let label = vm.1[0].label.clone();
+    let label = vm.labels[0].label.clone();
     r.host.add_process(4242, &label, 0, 0);
-    r.manager.reserve(&vm.0, &vm.1, Some(4242)).await.unwrap();
+    r.domains
+        .manager()
+        .reserve(&vm.domain, &vm.labels, Some(4242))
+        .await
+        .unwrap();
     // A live label that is surely not the recorded one (the pair is drawn at random).
     let other = if label.ends_with(":c6,c7") {
         "system_u:system_r:svirt_t:s0:c5,c7"
@@ -599,8 +600,9 @@ async fn reserve_after_a_restart_checks_the_live_process_label() {
     // The offline rig does not read process labels; a kernel-mode driver does.
     let kernel = rig_kernel(r.host.clone());
     let e = kernel
-        .manager
-        .reserve(&vm.0, &vm.1, Some(4343))
+        .domains
+        .manager()
+        .reserve(&vm.domain, &vm.labels, Some(4343))
         .await
         .unwrap_err();
     assert!(
@@ -608,8 +610,9 @@ async fn reserve_after_a_restart_checks_the_live_process_label() {
         "{e}"
     );
     kernel
-        .manager
-        .reserve(&vm.0, &vm.1, Some(4242))
+        .domains
+        .manager()
+        .reserve(&vm.domain, &vm.labels, Some(4242))
         .await
         .unwrap();
 }

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use svirt_core::config::BuildContext;
+use svirt_core::db::Db;
 use svirt_core::domain::Domain;
-use svirt_core::driver::LabelRecord;
+use svirt_core::domains::{Domains, Record};
 use svirt_core::host::{FileKind, FileMeta, Host, LinuxHost, Node};
 use svirt_core::manager::SecurityManager;
-use svirt_core::store::FileStore;
 use svirt_selinux::{Contexts, LibSelinux, SelinuxDriver};
 use svirt_tests::*;
 
@@ -19,7 +19,7 @@ const ORIG: &str = "system_u:object_r:default_t:s0";
 const CONTENT: &str = "system_u:object_r:virt_content_t:s0";
 const SHARED: &str = "system_u:object_r:svirt_image_t:s0";
 
-fn manager(host: Arc<dyn Host>, state: &Path) -> SecurityManager {
+fn manager(host: Arc<dyn Host>, state: &Path) -> Domains {
     let contexts = Contexts {
         manager: "system_u:system_r:virtd_t:s0-s0:c0.c1023".parse().unwrap(),
         domain: "system_u:system_r:svirt_t:s0".parse().unwrap(),
@@ -27,25 +27,20 @@ fn manager(host: Arc<dyn Host>, state: &Path) -> SecurityManager {
         image: SHARED.parse().unwrap(),
         content: CONTENT.parse().unwrap(),
     };
-    let ctx = BuildContext::new(state.to_owned(), host, Arc::new(FileStore::new(state)));
+    let db = Arc::new(Db::open(state).unwrap());
+    let ctx = BuildContext::new(state.to_owned(), host.clone(), db.clone());
     let d = SelinuxDriver::with_file_contexts(true, contexts, Arc::new(LibSelinux), &ctx, None)
         .unwrap();
-    SecurityManager::new(vec![Arc::new(d)], false).unwrap()
+    let m = SecurityManager::new(vec![Arc::new(d)], false).unwrap();
+    Domains::new(m, host, db, state, None)
 }
 
-async fn start(m: &SecurityManager, toml: &str) -> svirt_core::Result<(Domain, Vec<LabelRecord>)> {
-    let d = Domain::from_toml(toml, "t")?;
-    let l = m.generate(&d).await?;
-    if let Err(e) = m.set_all(&d, &l).await {
-        m.release(&d, &l).await?;
-        return Err(e);
-    }
-    Ok((d, l))
+async fn start(m: &Domains, toml: &str) -> svirt_core::Result<Record> {
+    m.start(Domain::from_toml(toml, "t")?).await
 }
 
-async fn stop(m: &SecurityManager, (d, l): &(Domain, Vec<LabelRecord>)) {
-    m.restore_all(d, l).await.unwrap();
-    m.release(d, l).await.unwrap();
+async fn stop(m: &Domains, rec: &Record) {
+    m.stop(&rec.domain.name).await.unwrap();
 }
 
 fn orig(p: &Path) {
@@ -137,7 +132,7 @@ async fn every_row_of_the_resource_table_on_real_files() {
     )
     .await
     .unwrap();
-    let image = vm.1[0].imagelabel.clone().unwrap();
+    let image = vm.labels[0].imagelabel.clone().unwrap();
     for (f, want) in [
         ("top.qcow2", image.as_str()),
         ("base.qcow2", CONTENT),
@@ -185,8 +180,10 @@ async fn a_real_shared_file_is_restored_when_its_last_user_stops() {
     };
     let a = start(&m, &dom("a")).await.unwrap();
     let b = start(&m, &dom("b")).await.unwrap();
-    assert!(
-        svirt_xattrs(&s).contains("trusted.svirt.ref_selinux=\"2\""),
+    // One mark holds the original for both users; the holders are counted in the database.
+    assert_eq!(
+        svirt_xattrs(&s),
+        format!("trusted.svirt.selinux=\"={ORIG}\""),
         "{}",
         svirt_xattrs(&s)
     );
@@ -350,6 +347,18 @@ impl Host for Swapping {
     }
     fn pid_owner(&self, p: u32) -> io::Result<(u32, u32)> {
         self.real.pid_owner(p)
+    }
+    fn pids(&self) -> io::Result<Vec<u32>> {
+        self.real.pids()
+    }
+    fn handle(&self, n: &Node) -> io::Result<Option<Vec<u8>>> {
+        self.real.handle(n)
+    }
+    fn open_by_handle(&self, m: &Node, h: &[u8]) -> io::Result<Node> {
+        self.real.open_by_handle(m, h)
+    }
+    fn current_path(&self, n: &Node) -> io::Result<PathBuf> {
+        self.real.current_path(n)
     }
 }
 

@@ -22,7 +22,6 @@ use crate::error::{Error, Result};
 use crate::fsutil::read_optional;
 use crate::ids::IdPool;
 use crate::mcs::McsState;
-use crate::remember::Entry;
 use crate::store::LabelStore;
 
 /// What the old CLI's `Record` holds that the row needs; the bytes are kept as they are.
@@ -41,6 +40,27 @@ struct OldDomain {
 #[derive(Deserialize)]
 struct OldJournal {
     entries: BTreeMap<String, Entry>,
+}
+
+/// One item below a directory root in the old journal.
+#[derive(Debug, Deserialize)]
+struct TreeItem {
+    rel: PathBuf,
+    original: Option<String>,
+}
+
+/// A remembered original in the old journal (`remember.json`).
+#[derive(Debug, Deserialize)]
+struct Entry {
+    path: PathBuf,
+    model: String,
+    original: Option<String>,
+    applied: String,
+    holders: Vec<String>,
+    #[allow(dead_code)]
+    boot_id: String,
+    #[serde(default)]
+    tree: Vec<TreeItem>,
 }
 
 enum Parsed {

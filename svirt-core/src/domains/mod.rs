@@ -135,9 +135,9 @@ impl Domains {
         let name = name.to_owned();
         self.locked(move |i, _| {
             i.inner_write(|tx| {
-                let mut row = tx.domain(&name)?.ok_or_else(|| Error::NoSuchDomain {
-                    name: name.clone(),
-                })?;
+                let mut row = tx
+                    .domain(&name)?
+                    .ok_or_else(|| Error::NoSuchDomain { name: name.clone() })?;
                 row.pid = Some(pid);
                 tx.put_domain(&row)?;
                 Record::decode(&row, i.db.path())
@@ -226,6 +226,16 @@ impl Inner {
         })
     }
 
+    /// Domains recorded in an earlier boot: their VMMs are gone, whatever their records say.
+    fn dead_holders(&self, tx: &crate::db::Tx<'_>, boot: &str) -> Result<HashSet<String>> {
+        Ok(tx
+            .domains()?
+            .into_iter()
+            .filter(|r| r.boot_id != boot)
+            .map(|r| r.name)
+            .collect())
+    }
+
     /// Items in restore order: the stack in reverse (so the driver that changed an inode last
     /// puts it back first), keeping each driver's own order.
     fn restore_order(&self, mut items: Vec<Item>) -> Vec<Item> {
@@ -268,7 +278,10 @@ impl Inner {
             let changes = self
                 .manager
                 .changes(&domain, &labels, &domain.resources())?;
-            let prepared = self.engine.prepare(tx, &name, changes)?;
+            let dead = self.dead_holders(tx, &boot)?;
+            let prepared = self
+                .engine
+                .prepare(tx, &name, changes, &|h: &str| dead.contains(h))?;
             let rec = Record {
                 domain: domain.clone(),
                 labels,
@@ -409,10 +422,14 @@ impl Inner {
             let mut rec = Record::decode(&row, self.db.path())?;
             rec.domain.disks.push(Disk::new(path, access));
             rec.domain.validate()?;
-            let changes = self
-                .manager
-                .changes(&rec.domain, &rec.labels, std::slice::from_ref(&res))?;
-            let prepared = self.engine.prepare(tx, name, changes)?;
+            let changes =
+                self.manager
+                    .changes(&rec.domain, &rec.labels, std::slice::from_ref(&res))?;
+            let boot = self.boot_id()?;
+            let dead = self.dead_holders(tx, &boot)?;
+            let prepared = self
+                .engine
+                .prepare(tx, name, changes, &|h: &str| dead.contains(h))?;
             let mut row = row;
             row.record = rec.encode(self.db.path())?;
             tx.put_domain(&row)?;
@@ -449,7 +466,10 @@ impl Inner {
 
     fn detach(&self, name: &str, path: &Path, rt: &Handle) -> Result<StopReport> {
         let _ = rt;
-        let resolved = self.host.canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        let resolved = self
+            .host
+            .canonicalize(path)
+            .unwrap_or_else(|_| path.to_owned());
         let (mut row, rec, items) = self.db.write(|tx| {
             let row = tx.domain(name)?.ok_or_else(|| Error::NoSuchDomain {
                 name: name.to_owned(),
@@ -470,7 +490,8 @@ impl Inner {
                 }
             }
             rec.domain.disks.retain(|d| d.path != path);
-            rec.resources.retain(|r| r.path != path && r.path != resolved);
+            rec.resources
+                .retain(|r| r.path != path && r.path != resolved);
             Ok((row, rec, last))
         })?;
         let mut out = self.restore_items(items)?;
@@ -538,7 +559,9 @@ impl Inner {
             .collect::<Result<_>>()?;
         for (row, rec) in &live {
             if let Some(pid) = row.pid.filter(|p| self.host.pid_alive(*p)) {
-                if let Err(e) = rt.block_on(self.manager.reserve(&rec.domain, &rec.labels, Some(pid))) {
+                if let Err(e) =
+                    rt.block_on(self.manager.reserve(&rec.domain, &rec.labels, Some(pid)))
+                {
                     errors.push(e);
                 }
             }

@@ -23,7 +23,10 @@ impl Record {
     pub fn encode(&self, db: &std::path::Path) -> Result<Vec<u8>> {
         serde_json::to_vec(self).map_err(|e| Error::StateCorrupt {
             path: db.to_owned(),
-            reason: format!("cannot encode the record of domain {}: {e}", self.domain.name),
+            reason: format!(
+                "cannot encode the record of domain {}: {e}",
+                self.domain.name
+            ),
         })
     }
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 pub use marks::{Mark, Marks, XATTR_PREFIX};
-pub use restore::{Restored, RestoreOptions};
+pub use restore::{RestoreOptions, Restored};
 
 use crate::attr::{FileAttr, Plan};
 use crate::db::{Ident, Item, ItemState, Tx};
@@ -174,7 +174,14 @@ impl Engine {
 
     /// Record the intent of `changes` for `holder` in `tx`: open every resource, read the
     /// originals, check other domains' claims, and insert the items. Nothing on disk changes.
-    pub fn prepare(&self, tx: &Tx<'_>, holder: &str, changes: Vec<Change>) -> Result<Prepared> {
+    /// Holders for which `dead` is true (domains of an earlier boot) no longer count.
+    pub fn prepare(
+        &self,
+        tx: &Tx<'_>,
+        holder: &str,
+        changes: Vec<Change>,
+        dead: &dyn Fn(&str) -> bool,
+    ) -> Result<Prepared> {
         let mut p = Prepared {
             reports: Vec::new(),
             items: Vec::new(),
@@ -197,8 +204,8 @@ impl Engine {
             let ident = ident_of(self.host.as_ref(), &node, &meta)?;
             let exclusive = c.res.access == Access::Private;
             let original = match tx.item_by_inode(&model, ident.dev, ident.ino)? {
-                Some(it) if !it.holders.is_empty() => {
-                    let other = it.holders.iter().find(|h| *h != holder);
+                Some(it) if it.holders.iter().any(|h| !dead(h)) => {
+                    let other = it.holders.iter().find(|h| *h != holder && !dead(h));
                     match other {
                         Some(other) if exclusive || it.applied != value => {
                             return Err(Error::ResourceConflict {
@@ -225,7 +232,8 @@ impl Engine {
                     p.reports.push(r);
                     continue;
                 }
-                // Left by a domain that is gone: the recorded original stays the original.
+                // Left by a domain that is gone (an earlier boot's): the recorded original stays
+                // the original.
                 Some(it) => {
                     tx.delete_items(&[it.id])?;
                     it.original
@@ -240,7 +248,7 @@ impl Engine {
             };
             let mut entries = HashMap::new();
             if c.res.is_tree() && meta.kind == FileKind::Dir {
-                self.prepare_tree(tx, holder, &c, &path, &value, &mut p, &mut entries)?;
+                self.prepare_tree(tx, holder, &c, &path, &value, &mut p, &mut entries, dead)?;
             }
             let root_item = p.items.len();
             p.items.push(Item {
@@ -286,6 +294,7 @@ impl Engine {
         value: &str,
         p: &mut Prepared,
         entries: &mut HashMap<PathBuf, usize>,
+        dead: &dyn Fn(&str) -> bool,
     ) -> Result<()> {
         let model = c.attr.model();
         tree::walk(self.host.as_ref(), root, &mut |rel, node, meta| {
@@ -293,7 +302,7 @@ impl Engine {
             let original = match tx.item_by_inode(model, meta.dev, meta.ino)? {
                 // A hard link to an inode svirt manages for another resource: never changed
                 // through the share.
-                Some(it) if !it.holders.is_empty() => {
+                Some(it) if it.holders.iter().any(|h| !dead(h)) => {
                     warn!(path = %node.path().display(), model, other = %it.root.display(), "entry is a hard link to an inode svirt manages for another resource; leaving it alone");
                     return Ok(());
                 }
@@ -387,7 +396,10 @@ impl Engine {
         let node = &p.steps[s].node;
         match self.change(attr.as_ref(), node, &mut p.items[i]) {
             Ok(()) => p.applied[i] = true,
-            Err(e) if e.errno().is_some_and(|n| is_unsupported(&std::io::Error::from_raw_os_error(n))) => {
+            Err(e)
+                if e.errno()
+                    .is_some_and(|n| is_unsupported(&std::io::Error::from_raw_os_error(n))) =>
+            {
                 // The filesystem cannot hold the attribute: leave the resource as it is.
                 let fs = host.fs_type(node).unwrap_or(0);
                 let hint = attr.unsupported_hint(fs).unwrap_or("");

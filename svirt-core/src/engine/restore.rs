@@ -24,6 +24,15 @@ pub struct RestoreOptions<'a> {
     pub managed: Option<&'a (dyn Fn(u64, u64) -> bool + Sync)>,
 }
 
+impl std::fmt::Debug for RestoreOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestoreOptions")
+            .field("reclaim", &self.reclaim)
+            .field("managed", &self.managed.is_some())
+            .finish()
+    }
+}
+
 impl RestoreOptions<'_> {
     /// Undoing a failed apply: the VM never ran.
     pub fn rollback() -> Self {
@@ -149,7 +158,13 @@ impl Engine {
     }
 
     /// Put `item`'s original back on `node`, which is the item's inode.
-    fn put_back(&self, attr: &dyn FileAttr, node: &Node, item: &Item, out: &mut Restored) -> Result<()> {
+    fn put_back(
+        &self,
+        attr: &dyn FileAttr,
+        node: &Node,
+        item: &Item,
+        out: &mut Restored,
+    ) -> Result<()> {
         let host = self.host.as_ref();
         let mut value = item.original.clone();
         if let Some(safe) = item
@@ -256,10 +271,7 @@ impl Engine {
             .iter()
             .map(|i| ((i.ident.dev, i.ident.ino), *i))
             .collect();
-        let is_dir = self
-            .host
-            .lstat(root)
-            .is_ok_and(|m| m.kind == FileKind::Dir);
+        let is_dir = self.host.lstat(root).is_ok_and(|m| m.kind == FileKind::Dir);
         let root_is_ours = root_item.is_none_or(|ri| {
             self.host
                 .open_node(root)
@@ -298,9 +310,12 @@ impl Engine {
                     return Ok(());
                 }
                 let current = attr.read(self.host.as_ref(), node).unwrap_or(None);
-                if let Some(v) =
-                    attr.reclaim(current.as_deref(), root_original.as_deref(), node.path(), meta.kind)
-                {
+                if let Some(v) = attr.reclaim(
+                    current.as_deref(),
+                    root_original.as_deref(),
+                    node.path(),
+                    meta.kind,
+                ) {
                     if !attr.matches(current.as_deref(), &v) {
                         match attr.write(self.host.as_ref(), node, Some(&v)) {
                             Ok(()) => out.reclaimed.push(node.path().to_owned()),

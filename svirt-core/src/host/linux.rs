@@ -335,9 +335,7 @@ impl Host for LinuxHost {
         };
         match crate::sys::handle_of(fd.as_fd()) {
             Ok(h) => Ok(Some(h)),
-            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-                Ok(None)
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(None),
             Err(e) => Err(e),
         }
     }
