@@ -78,7 +78,12 @@ pub enum Command {
     /// Show running domains, their labels, pids and resources.
     Status { name: Option<String> },
     /// Restore and release every domain whose process is gone or whose start/stop was interrupted.
-    Recover,
+    Recover {
+        /// Also restore, from their `trusted.svirt.*` marks, the files under DIR that no
+        /// recorded domain holds (when the state database was lost). Repeatable.
+        #[arg(long, value_name = "DIR")]
+        scan: Vec<PathBuf>,
+    },
     /// Label one more disk of a running domain (hotplug).
     Attach {
         name: String,
@@ -186,11 +191,26 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 crate::output::print_status(&domains);
             }
         }
-        Command::Recover => {
-            let r = env.domains.recover().await?;
-            if json_out {
-                print_json(&serde_json::to_value(&r)?);
+        Command::Recover { scan } => {
+            let r = env.domains.recover().await;
+            let mut dirs = Vec::new();
+            for d in scan {
+                dirs.push(absolute(d)?);
+            }
+            let scanned = if dirs.is_empty() {
+                Vec::new()
             } else {
+                env.domains.scan(dirs).await?
+            };
+            let r = r?;
+            if json_out {
+                let mut v = serde_json::to_value(&r)?;
+                v["scanned"] = json!(scanned);
+                print_json(&v);
+            } else {
+                for p in &scanned {
+                    out(&format!("  restored from its mark: {}", p.display()));
+                }
                 out(&format!(
                     "recovered {} domain(s), {} orphaned file(s)",
                     r.domains.len(),

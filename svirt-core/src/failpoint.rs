@@ -10,6 +10,7 @@ pub const POINTS: &[&str] = &[
     "restore.put-back",
     "state.labels-generated",
     "state.record-written",
+    "dac.owner-changed",
 ];
 
 /// Pass through a named point.

@@ -60,6 +60,7 @@ impl FileAttr for DacAttr {
             mode |= (mode & 0o444) >> 2;
         }
         host.chown(node, uid, gid)?;
+        svirt_core::failpoint::hit("dac.owner-changed");
         host.chmod(node, mode)
     }
 

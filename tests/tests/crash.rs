@@ -34,10 +34,12 @@ fn case() -> Case {
         .iter()
         .map(|f| d.path().join(f))
         .collect();
-    for (i, f) in files.iter().enumerate() {
+    // Setuid and setgid bits too: a chown clears them, so a kill between owner and mode must
+    // not lose them.
+    for (i, (f, mode)) in files.iter().zip([0o4750, 0o2750, 0o640]).enumerate() {
         labeled_file(f, "x", "system_u:object_r:default_t:s0");
-        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o640)).unwrap();
         std::os::unix::fs::chown(f, Some(100 + i as u32), Some(200 + i as u32)).unwrap();
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(mode)).unwrap();
     }
     let dom = d.path().join("k.toml");
     std::fs::write(

@@ -130,6 +130,13 @@ impl Domains {
         self.locked(|i, rt| i.recover(rt)).await
     }
 
+    /// Put back, from the `trusted.svirt.*` marks, every file under `dirs` that svirt changed
+    /// and no recorded domain holds (the state database was lost). Setuid and setgid bits are
+    /// never given back from a mark alone: nothing proves the file unchanged.
+    pub async fn scan(&self, dirs: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
+        self.locked(move |i, _| i.scan(&dirs)).await
+    }
+
     /// Record the VMM's pid.
     pub async fn set_pid(&self, name: &str, pid: u32) -> Result<Record> {
         let name = name.to_owned();
@@ -589,6 +596,62 @@ impl Inner {
                 errors,
             }),
         }
+    }
+
+    fn scan(&self, dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        let host = self.host.as_ref();
+        let mut restored = Vec::new();
+        let mut errors = Vec::new();
+        let attrs: Vec<_> = self
+            .manager
+            .drivers()
+            .iter()
+            .rev()
+            .filter_map(|d| d.file_attr())
+            .collect();
+        for dir in dirs {
+            let root = crate::safe::open_resource(host, dir, true)?;
+            let mut visit = |node: &crate::host::Node,
+                             meta: &crate::host::FileMeta|
+             -> Result<()> {
+                for attr in &attrs {
+                    let model = attr.model();
+                    let Some(mark) = self.engine.marks().read(host, node, model) else {
+                        continue;
+                    };
+                    let held = self
+                        .db
+                        .read(|tx| tx.item_by_inode(model, meta.dev, meta.ino))?
+                        .is_some_and(|it| !it.holders.is_empty());
+                    if held {
+                        continue;
+                    }
+                    let current = attr.read(host, node).unwrap_or(None);
+                    let value = match mark.original.as_deref() {
+                        Some(o) if attr.matches(current.as_deref(), o) => Some(o.to_owned()),
+                        Some(o) => Some(attr.without_privileges(o).unwrap_or_else(|| o.to_owned())),
+                        None => None,
+                    };
+                    match attr.write(host, node, value.as_deref()) {
+                        Ok(()) => {
+                            self.engine.marks().remove(host, node, model);
+                            info!(path = %node.path().display(), model, "restored from its mark");
+                            restored.push(node.path().to_owned());
+                        }
+                        Err(e) => {
+                            errors.push(Error::host("restore the attribute of", node.path(), e))
+                        }
+                    }
+                }
+                Ok(())
+            };
+            if root.meta.kind == crate::host::FileKind::Dir {
+                crate::tree::walk_all(host, &root.path, &mut |_, node, meta| visit(node, meta))?;
+            }
+            visit(&root.node, &root.meta)?;
+        }
+        Error::from_all("restoring from marks", errors)?;
+        Ok(restored)
     }
 
     /// Every process of the host, with its label (where the kernel has one) and owner. A

@@ -88,11 +88,15 @@ impl Engine {
         }
     }
 
-    /// A node on the filesystem `dev` near `path`, for `open_by_handle_at`.
+    /// A directory on the filesystem `dev` near `path`, for `open_by_handle_at`.
     fn mount_near(&self, path: &Path, dev: u64) -> Option<Node> {
         for a in path.ancestors() {
             if let Ok(n) = self.host.open_node(a) {
-                if self.host.meta(&n).is_ok_and(|m| m.dev == dev) {
+                if self
+                    .host
+                    .meta(&n)
+                    .is_ok_and(|m| m.dev == dev && m.kind == FileKind::Dir)
+                {
                     return Some(n);
                 }
             }

@@ -344,7 +344,15 @@ impl Host for LinuxHost {
         let Some(m) = mount.fd() else {
             return Err(io::Error::from_raw_os_error(libc::EBADF));
         };
-        let fd = crate::sys::open_by_handle(m.as_fd(), handle)?;
+        // open_by_handle_at refuses O_PATH descriptors as its mount: reopen the directory.
+        let dir = rfs::openat(
+            m.as_fd(),
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_err)?;
+        let fd = crate::sys::open_by_handle(dir.as_fd(), handle)?;
         let node = Node::new(PathBuf::new(), Some(fd));
         let path = self.current_path(&node)?;
         Ok(Node::new(path, node.into_fd()))

@@ -149,8 +149,8 @@ pub trait Host: Send + Sync + Debug {
     /// The file handle of a node's inode (`name_to_handle_at`), which names the inode across
     /// renames and is never reused for another one; `None` when the filesystem gives none.
     fn handle(&self, node: &Node) -> io::Result<Option<Vec<u8>>>;
-    /// Open the inode a handle names (`open_by_handle_at`) on the filesystem `mount` lives on.
-    /// ESTALE when the inode is gone.
+    /// Open the inode a handle names (`open_by_handle_at`) on the filesystem of the directory
+    /// `mount`. ESTALE when the inode is gone.
     fn open_by_handle(&self, mount: &Node, handle: &[u8]) -> io::Result<Node>;
     /// Where a node is now (`/proc/self/fd/N`), for reports after a rename.
     fn current_path(&self, node: &Node) -> io::Result<PathBuf>;

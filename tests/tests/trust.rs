@@ -1,0 +1,435 @@
+//! Restore you can trust, on real files as root with SELinux (offline) and DAC stacked: a guest
+//! that renames, replaces, chmods and plants files in what it was given, a disk swapped for a
+//! symlink, a restore that cannot finish, a lost state database, and a full state filesystem.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use svirt_tests::*;
+
+const ORIG: &str = "system_u:object_r:default_t:s0";
+const UIDS: std::ops::RangeInclusive<u32> = 64000..=64999;
+
+struct Host {
+    dir: tempfile::TempDir,
+    cfg: PathBuf,
+}
+
+impl Host {
+    fn new() -> Self {
+        let dir = tmp();
+        let cfg = dir.path().join("svirt.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "state_dir = \"{}/state\"\n[[driver]]\ndriver = \"selinux\"\noffline = true\n\
+                 manager_context = \"system_u:system_r:virtd_t:s0-s0:c0.c1023\"\n\
+                 [[driver]]\ndriver = \"dac\"\nuid_range = \"64000-64999\"\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        Host { dir, cfg }
+    }
+    fn p(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    /// A file with content, owner, mode and the original label.
+    fn file(&self, rel: &str, uid: u32, mode: u32) -> PathBuf {
+        let p = self.p(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        labeled_file(&p, rel, ORIG);
+        std::os::unix::fs::chown(&p, Some(uid), Some(uid)).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+    fn domain(&self, name: &str, body: &str) -> PathBuf {
+        let p = self.p(&format!("{name}.toml"));
+        std::fs::write(&p, format!("name = \"{name}\"\n{body}")).unwrap();
+        p
+    }
+    fn svirt(&self, args: &[&str]) -> Output {
+        run(&self.cfg, args)
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.svirt(args);
+        assert!(
+            o.status.success(),
+            "svirt {args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+    /// The uid svirt gave a running domain.
+    fn uid_of(&self, name: &str) -> u32 {
+        let o = self.ok(&["--json", "status", name]);
+        let j: serde_json::Value = serde_json::from_str(&o).unwrap();
+        let label = j["domains"][0]["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["model"] == "dac")
+            .unwrap()["label"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        label
+            .trim_start_matches('+')
+            .split(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+/// Run a shell command as the guest would: the VM's uid and gid, no other groups.
+fn as_guest(uid: u32, script: &str) {
+    let st = Command::new("setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            "sh",
+            "-c",
+            script,
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "guest script failed: {script}");
+}
+
+/// Every entry under `root` (root included) that still carries a VM's uid or an MCS pair.
+fn vm_leftovers(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let l = label(&p);
+        if UIDS.contains(&m.uid()) || UIDS.contains(&m.gid()) || l.contains(":c") {
+            out.push(format!("{} {} {l}", p.display(), owner(&p)));
+        }
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+    out
+}
+
+fn setuid_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(root).unwrap() {
+        let p = e.unwrap().path();
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        if m.is_dir() {
+            out.extend(setuid_files(&p));
+        } else if m.mode() & 0o6000 != 0 {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_setuid_binary_planted_through_a_share_never_comes_back_setuid() {
+    if !root_or_skip("a_setuid_binary_planted_through_a_share_never_comes_back_setuid") {
+        return;
+    }
+    let h = Host::new();
+    let tool = h.file("share/bin/tool", 0, 0o4755);
+    let share = h.p("share");
+    let dom = h.domain(
+        "g",
+        &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
+    );
+    h.ok(&["start", dom.to_str().unwrap()]);
+    let uid = h.uid_of("g");
+    // The guest owns its share while it runs: it moves the setuid binary aside and puts its
+    // own program in its place.
+    as_guest(
+        uid,
+        &format!(
+            "cd {} && mv tool tool.orig && cp /usr/bin/id tool && chmod 700 tool",
+            tool.parent().unwrap().display()
+        ),
+    );
+    let out = h.ok(&["stop", "g"]);
+    // The guest's file is the share owner's now, and not setuid.
+    let planted = std::fs::symlink_metadata(&tool).unwrap();
+    assert_eq!(planted.uid(), 0, "{out}");
+    assert_eq!(planted.mode() & 0o6000, 0, "{}: {out}", owner(&tool));
+    // The original binary was renamed: it is found by inode and gets its owner back, but its
+    // setuid bit only if nobody touched it; a rename moves its ctime, so it stays off.
+    let orig = h.p("share/bin/tool.orig");
+    assert_eq!(owner(&orig), "0:0 755", "{out}");
+    assert_eq!(label(&orig), ORIG);
+    assert!(out.contains("tool.orig"), "the move is reported: {out}");
+    assert!(setuid_files(&share).is_empty());
+    assert!(
+        vm_leftovers(&share).is_empty(),
+        "{:?}",
+        vm_leftovers(&share)
+    );
+    // Run as nobody, the planted file gives no euid 0.
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&tool)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("euid=0"));
+}
+
+#[test]
+fn an_untouched_setuid_file_gets_its_setuid_bit_back() {
+    if !root_or_skip("an_untouched_setuid_file_gets_its_setuid_bit_back") {
+        return;
+    }
+    let h = Host::new();
+    let tool = h.file("share/bin/tool", 0, 0o4755);
+    let gtool = h.file("share/bin/gtool", 0, 0o2755);
+    let dom = h.domain(
+        "u",
+        &format!("[[filesystem]]\npath = \"{}\"\n", h.p("share").display()),
+    );
+    h.ok(&["start", dom.to_str().unwrap()]);
+    assert_ne!(owner(&tool), "0:0 4755");
+    h.ok(&["stop", "u"]);
+    assert_eq!(owner(&tool), "0:0 4755");
+    assert_eq!(owner(&gtool), "0:0 2755");
+    assert_eq!(svirt_xattrs(&tool), "");
+}
+
+#[test]
+fn renamed_replaced_created_and_chmodded_share_entries_leave_nothing_to_the_vm() {
+    if !root_or_skip("renamed_replaced_created_and_chmodded_share_entries_leave_nothing_to_the_vm")
+    {
+        return;
+    }
+    let h = Host::new();
+    let share = h.p("share");
+    let a = h.file("share/a", 1000, 0o640);
+    let b = h.file("share/b", 1001, 0o644);
+    let c = h.file("share/sub/c", 1002, 0o600);
+    std::os::unix::fs::chown(&share, Some(1234), Some(1235)).unwrap();
+    let dom = h.domain(
+        "r",
+        &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
+    );
+    h.ok(&["start", dom.to_str().unwrap()]);
+    let uid = h.uid_of("r");
+    as_guest(
+        uid,
+        &format!(
+            "cd {} && mv a sub/a-moved && rm b && echo mine > b && chmod 777 sub/c \
+             && mkdir new && echo x > new/file && ln -s /etc/shadow link && mkfifo fifo",
+            share.display()
+        ),
+    );
+    let out = h.ok(&["stop", "r"]);
+    // The renamed file gets its original back where it went.
+    let moved = h.p("share/sub/a-moved");
+    assert_eq!(owner(&moved), "1000:1000 640", "{out}");
+    assert_eq!(label(&moved), ORIG);
+    // The chmodded one gets its whole original back.
+    assert_eq!(owner(&c), "1002:1002 600");
+    // The replacement and everything the VM created go to the share root's original owner.
+    for p in [
+        b.clone(),
+        h.p("share/new"),
+        h.p("share/new/file"),
+        h.p("share/fifo"),
+    ] {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        assert_eq!((m.uid(), m.gid()), (1234, 1235), "{}", p.display());
+    }
+    let link = std::fs::symlink_metadata(h.p("share/link")).unwrap();
+    assert_eq!((link.uid(), link.gid()), (1234, 1235));
+    assert!(
+        vm_leftovers(&share).is_empty(),
+        "{:?}",
+        vm_leftovers(&share)
+    );
+    let _ = a;
+    // /etc/shadow, a symlink's target, was never touched.
+    assert_eq!(std::fs::symlink_metadata("/etc/shadow").unwrap().uid(), 0);
+}
+
+#[test]
+fn a_disk_swapped_for_a_symlink_before_stop_is_restored_where_it_went() {
+    if !root_or_skip("a_disk_swapped_for_a_symlink_before_stop_is_restored_where_it_went") {
+        return;
+    }
+    let h = Host::new();
+    let disk = h.file("disk.img", 1000, 0o644);
+    let other = h.file("other.img", 1001, 0o644);
+    let dom = h.domain("s", &format!("[[disk]]\npath = \"{}\"\n", disk.display()));
+    h.ok(&["start", dom.to_str().unwrap()]);
+    let real = h.p("disk.real");
+    std::fs::rename(&disk, &real).unwrap();
+    std::os::unix::fs::symlink(&other, &disk).unwrap();
+    let out = h.ok(&["stop", "s"]);
+    assert_eq!(owner(&real), "1000:1000 644", "{out}");
+    assert_eq!(label(&real), ORIG);
+    assert_eq!(svirt_xattrs(&real), "");
+    assert_eq!(
+        owner(&other),
+        "1001:1001 644",
+        "the symlink's target is not ours"
+    );
+    assert!(out.contains("disk.real"), "{out}");
+}
+
+#[test]
+fn a_stop_that_cannot_restore_exits_1_names_the_file_and_keeps_the_uid_reserved() {
+    if !root_or_skip("a_stop_that_cannot_restore_exits_1_names_the_file_and_keeps_the_uid_reserved")
+    {
+        return;
+    }
+    let h = Host::new();
+    let disk = h.file("stuck.img", 1000, 0o644);
+    let dom = h.domain("h", &format!("[[disk]]\npath = \"{}\"\n", disk.display()));
+    h.ok(&["start", dom.to_str().unwrap()]);
+    let uid = h.uid_of("h");
+    // An immutable file refuses chown: the restore cannot happen.
+    let chattr = |flag: &str| Command::new("chattr").arg(flag).arg(&disk).status();
+    if !chattr("+i").is_ok_and(|s| s.success()) {
+        skip(
+            "a_stop_that_cannot_restore_exits_1_names_the_file_and_keeps_the_uid_reserved",
+            "this filesystem has no immutable flag (chattr +i)",
+        );
+        return;
+    }
+    let o = h.svirt(&["stop", "h"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("stuck.img"), "{err}");
+    let st = h.ok(&["status", "h"]);
+    assert!(st.contains("held"), "{st}");
+    // The uid stays taken while the file still carries it.
+    let other = h.domain("next", "");
+    h.ok(&["start", other.to_str().unwrap()]);
+    assert_ne!(h.uid_of("next"), uid);
+    chattr("-i").unwrap();
+    h.ok(&["recover"]);
+    assert_eq!(owner(&disk), "1000:1000 644");
+    assert!(h.svirt(&["status", "h"]).status.code() == Some(1));
+}
+
+#[test]
+fn a_lost_state_database_never_hands_out_a_running_vms_uid_and_scan_restores_its_files() {
+    if !root_or_skip(
+        "a_lost_state_database_never_hands_out_a_running_vms_uid_and_scan_restores_its_files",
+    ) {
+        return;
+    }
+    for lost in ["svirt.db", "svirt.db-wal"] {
+        let h = Host::new();
+        let share = h.p("share");
+        h.file("share/f", 1000, 0o640);
+        let disk = h.file("disk.img", 1001, 0o644);
+        let dom = h.domain(
+            "a",
+            &format!(
+                "[[disk]]\npath = \"{}\"\n[[filesystem]]\npath = \"{}\"\n",
+                disk.display(),
+                share.display()
+            ),
+        );
+        h.ok(&["start", dom.to_str().unwrap()]);
+        let uid = h.uid_of("a");
+        // The VM runs as its uid.
+        let mut vmm = Command::new("setpriv")
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={uid}"),
+                "--clear-groups",
+                "sleep",
+                "60",
+            ])
+            .spawn()
+            .unwrap();
+        for f in ["svirt.db", "svirt.db-wal", "svirt.db-shm"] {
+            if f == lost || lost == "svirt.db" {
+                let _ = std::fs::remove_file(h.p("state").join(f));
+            }
+        }
+        h.ok(&["recover"]);
+        // New domains never get the running VM's uid.
+        for i in 0..3 {
+            let d = h.domain(&format!("n{i}"), "");
+            h.ok(&["start", d.to_str().unwrap()]);
+            assert_ne!(h.uid_of(&format!("n{i}")), uid, "{lost} lost");
+        }
+        vmm.kill().unwrap();
+        vmm.wait().unwrap();
+        if lost == "svirt.db" {
+            // The files still carry their originals in their marks.
+            h.ok(&[
+                "recover",
+                "--scan",
+                share.to_str().unwrap(),
+                "--scan",
+                disk.to_str().unwrap(),
+            ]);
+            assert_eq!(owner(&disk), "1001:1001 644");
+            assert_eq!(owner(&h.p("share/f")), "1000:1000 640");
+            assert_eq!(label(&h.p("share/f")), ORIG);
+            assert!(
+                vm_leftovers(&share).is_empty(),
+                "{:?}",
+                vm_leftovers(&share)
+            );
+            assert_eq!(svirt_xattrs(&disk), "");
+        }
+    }
+}
+
+#[test]
+fn a_full_state_filesystem_never_leaves_files_labeled() {
+    if !root_or_skip("a_full_state_filesystem_never_leaves_files_labeled") {
+        return;
+    }
+    let h = Host::new();
+    let share = h.p("share");
+    for i in 0..1500 {
+        h.file(&format!("share/d{}/f{i}", i % 10), 1000, 0o644);
+    }
+    let dom = h.domain(
+        "full",
+        &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
+    );
+    // The state directory on a small tmpfs, mounted in a private mount namespace of a child
+    // shell so the host never sees it.
+    let state = h.p("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut outcomes = Vec::new();
+    for fill_kib in [0u32, 64, 128, 192, 256, 320, 384, 448] {
+        let script = format!(
+            "set -e; mount -t tmpfs -o size=512k tmpfs {state}; \
+             dd if=/dev/zero of={state}/ballast bs=1k count={fill_kib} 2>/dev/null || true; \
+             {svirt} --config {cfg} start {dom} >/dev/null 2>&1 && echo started || echo refused; \
+             {svirt} --config {cfg} stop full >/dev/null 2>&1 || true; \
+             umount {state}",
+            state = state.display(),
+            svirt = svirt().display(),
+            cfg = h.cfg.display(),
+            dom = dom.display(),
+        );
+        let o = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .output()
+            .unwrap();
+        outcomes.push(String::from_utf8_lossy(&o.stdout).trim().to_owned());
+        assert!(
+            vm_leftovers(&share).is_empty(),
+            "fill {fill_kib} KiB: {:?}",
+            vm_leftovers(&share)[..3.min(vm_leftovers(&share).len())].to_vec()
+        );
+    }
+    // The range of fills covers both outcomes, or the test proves less than it says.
+    assert!(outcomes.iter().any(|o| o == "refused"), "{outcomes:?}");
+}
