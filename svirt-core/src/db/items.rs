@@ -251,6 +251,18 @@ impl Tx<'_> {
         })
     }
 
+    /// Replace an item's original and guard ctime (a stop found the inode changed, or
+    /// verified it unchanged, before restoring it).
+    pub fn set_original(&self, id: i64, original: Option<&str>, ctime_ns: Option<i64>) -> Result<()> {
+        self.writable("change an original through a read transaction on")?;
+        self.with(|c| {
+            c.prepare_cached("UPDATE items SET original = ?2, ctime_ns = ?3 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![id, original, ctime_ns]))
+                .map(drop)
+                .map_err(self.db.err("change an original in"))
+        })
+    }
+
     /// The item's inode now sits at `root`/`rel`.
     pub fn update_item_path(&self, id: i64, root: &Path, rel: &Path) -> Result<()> {
         self.writable("move an original through a read transaction on")?;

@@ -243,6 +243,18 @@ impl Inner {
             .collect())
     }
 
+    /// Decide the privileges of guarded items and record the verdicts in `tx`, before anything
+    /// is restored.
+    fn decide_guards(&self, tx: &crate::db::Tx<'_>, items: &mut [Item]) -> Result<Vec<PathBuf>> {
+        let (decided, dropped) = self
+            .engine
+            .verify_guards(items, &|m: &str| self.manager.attr_for(m));
+        for it in &decided {
+            tx.set_original(it.id, it.original.as_deref(), it.ctime_ns)?;
+        }
+        Ok(dropped)
+    }
+
     /// Items in restore order: the stack in reverse (so the driver that changed an inode last
     /// puts it back first), keeping each driver's own order.
     fn restore_order(&self, mut items: Vec<Item>) -> Vec<Item> {
@@ -368,19 +380,22 @@ impl Inner {
                     last.push(it);
                 }
             }
+            let dropped = self.decide_guards(tx, &mut last)?;
             row.phase = Phase::Stopping;
             tx.put_domain(&row)?;
-            Ok((row, last))
+            Ok((row, (last, dropped)))
         })?;
+        let (items, dropped) = items;
         let rec = Record::decode(&row, self.db.path())?;
-        let out = self.restore_items(items)?;
         crate::failpoint::hit("restore.released");
-        let report = StopReport {
+        let out = self.restore_items(items)?;
+        let mut report = StopReport {
             moved: out.moved,
             reclaimed: out.reclaimed,
             left: out.left,
             privileges_dropped: out.privileges_dropped,
         };
+        report.privileges_dropped.extend(dropped);
         let failures: Vec<Error> = self.db.write(|tx| {
             tx.delete_items(&out.done)?;
             for (it, _) in &out.failed {
@@ -490,12 +505,11 @@ impl Inner {
             }
             let mut last = Vec::new();
             for it in tx.items_of(name)? {
-                if it.root == path || it.root == resolved {
-                    if tx.remove_holder(it.id, name)? == 0 {
-                        last.push(it);
-                    }
+                if (it.root == path || it.root == resolved) && tx.remove_holder(it.id, name)? == 0 {
+                    last.push(it);
                 }
             }
+            self.decide_guards(tx, &mut last)?;
             rec.domain.disks.retain(|d| d.path != path);
             rec.resources
                 .retain(|r| r.path != path && r.path != resolved);

@@ -161,6 +161,51 @@ impl Engine {
         }
     }
 
+    /// Decide, before anything is restored, whether each guarded item (an original with setuid
+    /// or setgid bits, exposed to a VM) may get its privileges back: its inode's ctime must be
+    /// the one recorded right after svirt's change. Items found changed get the original
+    /// without privileges; items found unchanged are cleared of their guard. Returns the items
+    /// so decided (for the caller to record before restoring, so a crash mid-restore cannot
+    /// turn svirt's own restore into "a change") and the paths whose privileges were dropped.
+    pub fn verify_guards(
+        &self,
+        items: &mut [Item],
+        attr_for: &dyn Fn(&str) -> Option<Arc<dyn FileAttr>>,
+    ) -> (Vec<Item>, Vec<PathBuf>) {
+        let mut decided = Vec::new();
+        let mut dropped = Vec::new();
+        for item in items.iter_mut() {
+            let (Some(recorded), ItemState::Applied) = (item.ctime_ns, item.state) else {
+                continue;
+            };
+            let Some(attr) = attr_for(&item.model) else {
+                continue;
+            };
+            let Some(safe) = item
+                .original
+                .as_deref()
+                .and_then(|o| attr.without_privileges(o))
+            else {
+                continue;
+            };
+            let node = match self.locate(item) {
+                Ok(Located::Here(n)) | Ok(Located::Moved(n, _)) => n,
+                _ => continue,
+            };
+            let Ok(meta) = self.host.meta(&node) else {
+                continue;
+            };
+            if meta.ctime_ns != recorded {
+                warn!(path = %node.path().display(), "the file changed while the VM held it; its setuid/setgid bits are not given back");
+                dropped.push(node.path().to_owned());
+                item.original = Some(safe);
+            }
+            item.ctime_ns = None;
+            decided.push(item.clone());
+        }
+        (decided, dropped)
+    }
+
     /// Put `item`'s original back on `node`, which is the item's inode.
     fn put_back(
         &self,
@@ -170,6 +215,12 @@ impl Engine {
         out: &mut Restored,
     ) -> Result<()> {
         let host = self.host.as_ref();
+        let current = attr.read(host, node).unwrap_or(None);
+        if item.original.is_some() && current == item.original {
+            // Already back (an earlier restore that was cut short).
+            self.marks.remove(host, node, attr.model());
+            return Ok(());
+        }
         let mut value = item.original.clone();
         if let Some(safe) = item
             .original
