@@ -143,3 +143,82 @@ fn processes_creating_the_database_at_once_all_succeed() {
         assert!(c.wait().unwrap().success());
     }
 }
+
+fn names(db: &Db) -> Vec<String> {
+    db.read(|tx| tx.domains())
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect()
+}
+
+fn row(name: &str) -> svirt_core::db::DomainRow {
+    svirt_core::db::DomainRow {
+        name: name.into(),
+        phase: svirt_core::db::Phase::Starting,
+        record: vec![b'x'; 3000],
+        pid: None,
+        boot_id: "boot".into(),
+        held_reason: None,
+    }
+}
+
+/// The child of `a_full_filesystem_fails_the_write_and_rollback_needs_no_space`: runs with
+/// RLIMIT_FSIZE at the state files' current size, so any new byte of state fails (EFBIG).
+#[test]
+#[ignore = "run as a child process by a_full_filesystem_fails_the_write_and_rollback_needs_no_space"]
+fn db_full_child_entry() {
+    let dir = std::env::var_os("SVIRT_DB_FULL").expect("run by the parent test");
+    let db = Db::open(Path::new(&dir)).unwrap();
+    // A change too big for the page cache spills into the WAL and fails mid-transaction...
+    let big = db.write(|tx| {
+        for i in 0..3000 {
+            tx.put_domain(&row(&format!("big{i}")))?;
+        }
+        Ok(())
+    });
+    assert!(big.is_err(), "a spilling write on a full filesystem failed");
+    // ... and a small one fails at commit.
+    let small = db.write(|tx| tx.put_domain(&row("small")));
+    assert!(small.is_err(), "a commit on a full filesystem failed");
+    // Both rolled back without new space: the database is as it was, and usable.
+    assert_eq!(names(&db), ["base"]);
+    std::fs::write(Path::new(&dir).join("child-ok"), b"").unwrap();
+}
+
+#[test]
+fn a_full_filesystem_fails_the_write_and_rollback_needs_no_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    db.write(|tx| tx.put_domain(&row("base"))).unwrap();
+    drop(db);
+    let size = |n: &str| std::fs::metadata(dir.path().join(n)).map_or(0, |m| m.len());
+    let blocks = ["svirt.db", "svirt.db-wal"]
+        .into_iter()
+        .map(size)
+        .max()
+        .unwrap()
+        .div_ceil(512);
+    let exe = std::env::current_exe().unwrap();
+    // SIGXFSZ ignored (inherited through exec), so writes past the limit fail with EFBIG.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" --exact db_full_child_entry --ignored --test-threads=1 -q"
+        ))
+        .arg(&exe)
+        .env("SVIRT_DB_FULL", dir.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // An empty marker needs no space past the limit.
+    assert!(
+        dir.path().join("child-ok").exists(),
+        "the child ran its checks"
+    );
+    let db = Db::open(dir.path()).unwrap();
+    assert_eq!(names(&db), ["base"]);
+    db.write(|tx| tx.put_domain(&row("after"))).unwrap();
+    assert_eq!(names(&db), ["after", "base"]);
+}
