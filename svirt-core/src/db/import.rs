@@ -353,3 +353,219 @@ pub(super) fn import(db: &Db, dir: &Path, boot_id_file: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mcs::McsRange;
+    use crate::remember::TreeItem;
+
+    struct Old {
+        _dir: tempfile::TempDir,
+        state: PathBuf,
+        boot: PathBuf,
+        files: PathBuf,
+    }
+
+    fn write(p: &Path, b: &[u8]) {
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, b).unwrap();
+    }
+
+    /// An old-style state dir: two domain records, an MCS state with one pair, a uid pool,
+    /// and a journal with a disk, a share tree (one file gone) and a stale-boot entry.
+    fn old_state() -> Old {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let files = dir.path().join("files");
+        let boot = dir.path().join("boot_id");
+        fs::write(&boot, "boot-now\n").unwrap();
+        for (name, phase) in [("vm1", "running"), ("vm2", "stopping")] {
+            write(
+                &state.join(format!("domains/{name}.json")),
+                format!(
+                    r#"{{"domain":{{"name":"{name}","other":1}},"phase":"{phase}","labels":[],"resources":[],"pid":77}}"#
+                )
+                .as_bytes(),
+            );
+        }
+        let mut s = McsState::new(McsRange::DEFAULT);
+        s.reserve_dynamic(&"s0:c1,c2".parse().unwrap()).unwrap();
+        write(&state.join("mcs.state"), &s.to_bytes());
+        let mut p = IdPool::new(100, 200);
+        p.reserve(100, "vm1", false).unwrap();
+        write(
+            &state.join("ids-uids.json"),
+            &serde_json::to_vec(&p).unwrap(),
+        );
+        write(&files.join("disk"), b"d");
+        write(&files.join("share/a"), b"a");
+        write(&files.join("old"), b"o");
+        let entry = |path: PathBuf, boot: &str, tree: Vec<TreeItem>| Entry {
+            path,
+            model: "dac".into(),
+            original: Some("0:0".into()),
+            applied: "107:107".into(),
+            holders: vec!["vm1".into()],
+            boot_id: boot.into(),
+            tree,
+        };
+        let tree = vec![
+            TreeItem {
+                rel: "a".into(),
+                original: Some("5:5".into()),
+            },
+            TreeItem {
+                rel: "gone".into(),
+                original: None,
+            },
+        ];
+        let mut entries = BTreeMap::new();
+        for e in [
+            entry(files.join("disk"), "boot-now", vec![]),
+            entry(files.join("share"), "boot-now", tree),
+            entry(files.join("old"), "boot-before", vec![]),
+        ] {
+            entries.insert(format!("dac:{}", e.path.display()), e);
+        }
+        let j = serde_json::json!({ "entries": entries });
+        write(
+            &state.join("remember.json"),
+            &serde_json::to_vec(&j).unwrap(),
+        );
+        Old {
+            _dir: dir,
+            state,
+            boot,
+            files,
+        }
+    }
+
+    fn ino(p: &Path) -> (u64, u64) {
+        let m = fs::symlink_metadata(p).unwrap();
+        (m.dev(), m.ino())
+    }
+
+    #[test]
+    fn an_old_json_state_dir_is_imported_once_and_its_files_renamed() {
+        let old = old_state();
+        let record = fs::read(old.state.join("domains/vm1.json")).unwrap();
+        let db = Db::open_with(&old.state, &old.boot).unwrap();
+        let rows = db.read(|tx| tx.domains()).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].name, "vm1");
+        assert_eq!(rows[0].phase, Phase::Running);
+        assert_eq!(
+            rows[0].record, record,
+            "the record bytes are kept as they were"
+        );
+        assert_eq!(rows[0].pid, Some(77));
+        assert_eq!(rows[0].boot_id, "boot-now");
+        assert_eq!(rows[1].phase, Phase::Stopping);
+
+        let mut pairs = 0;
+        db.update(McsRange::DEFAULT, &mut |s| {
+            pairs = s.allocated();
+            assert!(s.is_allocated(&"s0:c1,c2".parse().unwrap()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(pairs, 1);
+        db.update_ids("uids", 100, 200, &mut |p| {
+            assert_eq!(p.held[&100], ["vm1"]);
+            Ok(())
+        })
+        .unwrap();
+
+        let items = db.read(|tx| tx.all_items()).unwrap();
+        assert_eq!(items.len(), 5);
+        let by = |root: &str, rel: &str| {
+            items
+                .iter()
+                .find(|i| i.root == old.files.join(root) && i.rel == Path::new(rel))
+                .unwrap()
+        };
+        let disk = by("disk", "");
+        assert_eq!(
+            (disk.ident.dev, disk.ident.ino),
+            ino(&old.files.join("disk"))
+        );
+        assert_eq!(disk.original.as_deref(), Some("0:0"));
+        assert_eq!(disk.applied, "107:107");
+        assert_eq!(disk.state, ItemState::Applied);
+        assert_eq!(disk.holders, ["vm1"]);
+        let a = by("share", "a");
+        assert_eq!((a.ident.dev, a.ident.ino), ino(&old.files.join("share/a")));
+        assert_eq!(a.original.as_deref(), Some("5:5"));
+        assert_eq!(a.applied, "107:107");
+        let gone = by("share", "gone");
+        assert_eq!((gone.ident.dev, gone.ident.ino), (0, 0));
+        assert_eq!(gone.original, None);
+        assert!(
+            by("old", "").holders.is_empty(),
+            "holders of an earlier boot are gone"
+        );
+
+        for f in [
+            "domains/vm1.json",
+            "domains/vm2.json",
+            "mcs.state",
+            "ids-uids.json",
+            "remember.json",
+        ] {
+            assert!(!old.state.join(f).exists(), "{f} still there");
+            assert!(old.state.join(format!("{f}.imported")).exists(), "{f}");
+        }
+
+        drop(db);
+        let db = Db::open_with(&old.state, &old.boot).unwrap();
+        assert_eq!(db.read(|tx| tx.all_items()).unwrap().len(), 5);
+        assert_eq!(db.read(|tx| tx.domains()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_file_left_behind_by_a_crash_after_the_import_is_only_renamed() {
+        let old = old_state();
+        let saved = fs::read(old.state.join("remember.json")).unwrap();
+        drop(Db::open_with(&old.state, &old.boot).unwrap());
+        // As if the process died between the commit and the rename.
+        fs::write(old.state.join("remember.json"), &saved).unwrap();
+        let db = Db::open_with(&old.state, &old.boot).unwrap();
+        assert_eq!(db.read(|tx| tx.all_items()).unwrap().len(), 5);
+        assert!(!old.state.join("remember.json").exists());
+    }
+
+    #[test]
+    fn a_corrupt_json_file_is_named_and_nothing_is_imported() {
+        let old = old_state();
+        let bad = old.state.join("ids-uids.json");
+        fs::write(&bad, b"{not json").unwrap();
+        let err = Db::open_with(&old.state, &old.boot).unwrap_err();
+        assert!(
+            matches!(err, Error::StateCorrupt { ref path, .. } if *path == bad),
+            "{err:?}"
+        );
+        assert!(old.state.join("remember.json").exists());
+        assert!(old.state.join("domains/vm1.json").exists());
+        let conn = rusqlite::Connection::open(old.state.join(super::super::DB_FILE)).unwrap();
+        for table in ["domains", "items", "label_spaces", "ids"] {
+            let n: i64 = conn
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 0, "{table}");
+        }
+    }
+
+    #[test]
+    fn a_record_under_another_domains_name_is_refused() {
+        let old = old_state();
+        fs::rename(
+            old.state.join("domains/vm2.json"),
+            old.state.join("domains/vm3.json"),
+        )
+        .unwrap();
+        let err = Db::open_with(&old.state, &old.boot).unwrap_err();
+        assert!(matches!(err, Error::StateCorrupt { .. }), "{err:?}");
+        assert!(old.state.join("domains/vm1.json").exists());
+    }
+}

@@ -423,14 +423,27 @@ pub(super) mod tests {
         let lookup = t.elapsed();
         assert_eq!(found.rel, Path::new("f76543"));
         assert_eq!(found.holders, ["vm"]);
-        // Printed for the record (`--nocapture`); generous bounds, since debug builds are slow.
-        tracing::info!(?insert, ?lookup, "100,000 items");
+        // Printed for the record (`--nocapture`); a benchmark, not a timed test.
         std::io::Write::write_all(
             &mut std::io::stderr(),
             format!("100000 items: insert {insert:?}, lookup {lookup:?}\n").as_bytes(),
         )
         .unwrap();
-        assert!(insert < std::time::Duration::from_secs(10), "{insert:?}");
-        assert!(lookup < std::time::Duration::from_millis(50), "{lookup:?}");
+        // The lookup is an index search, not a scan.
+        let conn = rusqlite::Connection::open(db.path()).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                select("i.model = ?1 AND i.dev = ?2 AND i.ino = ?3")
+            ))
+            .unwrap()
+            .query_map(params!["dac", 66, 76_543], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("SEARCH i USING INDEX")),
+            "{plan:?}"
+        );
     }
 }

@@ -153,3 +153,127 @@ impl LabelStore for Db {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const R: McsRange = McsRange {
+        sensitivity: 0,
+        cat_min: 0,
+        cat_max: 7,
+    };
+
+    #[test]
+    fn labels_persist_between_instances_until_exhausted_and_a_changed_range_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let store: &dyn LabelStore = &db;
+        let a = store.allocate(R).unwrap();
+        drop(db);
+        let again = Db::open(dir.path()).unwrap();
+        let again: &dyn LabelStore = &again;
+        for _ in 0..27 {
+            assert_ne!(again.allocate(R).unwrap(), a);
+        }
+        assert!(matches!(
+            again.allocate(R),
+            Err(Error::LabelsExhausted { .. })
+        ));
+        let wider = McsRange { cat_max: 9, ..R };
+        assert!(matches!(
+            again.allocate(wider),
+            Err(Error::StoreRangeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn an_empty_label_space_of_another_range_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let store: &dyn LabelStore = &db;
+        store.allocate(R).unwrap();
+        // Free every pair: the space is empty, so another range may take over.
+        store
+            .update(R, &mut |s| {
+                *s = McsState::new(R);
+                Ok(())
+            })
+            .unwrap();
+        let wider = McsRange { cat_max: 9, ..R };
+        store.allocate(wider).unwrap();
+        let rows: i64 = rusqlite::Connection::open(db.path())
+            .unwrap()
+            .query_row("SELECT count(*) FROM label_spaces", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
+
+    #[test]
+    fn a_failed_update_keeps_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let res = db.update(R, &mut |s| {
+            s.allocate(&mut rand::rng())?;
+            Err(Error::Config {
+                reason: "injected".into(),
+            })
+        });
+        assert!(res.is_err());
+        let res = db.update_ids("uids", 10, 20, &mut |p| {
+            p.allocate("a", &|_| false)?;
+            Err(Error::Config {
+                reason: "injected".into(),
+            })
+        });
+        assert!(res.is_err());
+        let conn = rusqlite::Connection::open(db.path()).unwrap();
+        for table in ["label_spaces", "ids", "id_pools"] {
+            let n: i64 = conn
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 0, "{table}");
+        }
+    }
+
+    #[test]
+    fn id_pools_persist_keep_shared_holders_in_order_and_refuse_a_changed_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        db.update_ids("uids", 10, 12, &mut |p| {
+            p.allocate("a", &|_| false)?;
+            p.reserve(11, "z", false)?;
+            p.reserve(11, "b", true)
+        })
+        .unwrap();
+        drop(db);
+        let db = Db::open(dir.path()).unwrap();
+        let mut seen = None;
+        let r = db.update_ids("uids", 10, 12, &mut |p| {
+            seen = Some(p.clone());
+            assert_eq!(p.allocate("c", &|_| false)?, 12);
+            p.allocate("d", &|_| false).map(drop)
+        });
+        assert!(matches!(r, Err(Error::LabelsExhausted { .. })), "{r:?}");
+        let seen = seen.unwrap();
+        assert_eq!(seen.held[&10], ["a"]);
+        assert_eq!(seen.held[&11], ["z", "b"], "holders keep their order");
+        assert!(matches!(
+            db.update_ids("uids", 10, 20, &mut |_| Ok(())),
+            Err(Error::StoreRangeMismatch { .. })
+        ));
+        db.update_ids("uids", 10, 12, &mut |p| {
+            assert!(p.release(10, "a"));
+            assert!(p.release(11, "z"));
+            assert!(p.release(11, "b"));
+            assert!(p.held.is_empty(), "the failed allocation of c was not kept");
+            Ok(())
+        })
+        .unwrap();
+        db.update_ids("uids", 10, 20, &mut |p| {
+            assert_eq!((p.lo, p.hi), (10, 20), "an empty pool takes the new range");
+            Ok(())
+        })
+        .unwrap();
+    }
+}
