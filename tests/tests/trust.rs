@@ -153,7 +153,8 @@ fn a_setuid_binary_planted_through_a_share_never_comes_back_setuid() {
     as_guest(
         uid,
         &format!(
-            "cd {} && mv tool tool.orig && cp /usr/bin/id tool && chmod 700 tool",
+            "cd {} && mv tool tool.orig && cp /usr/bin/id tool && chmod 700 tool \
+             && cat /usr/bin/id > other",
             tool.parent().unwrap().display()
         ),
     );
@@ -168,6 +169,8 @@ fn a_setuid_binary_planted_through_a_share_never_comes_back_setuid() {
     assert_eq!(owner(&orig), "0:0 755", "{out}");
     assert_eq!(label(&orig), ORIG);
     assert!(out.contains("tool.orig"), "the move is reported: {out}");
+    // The other one was overwritten in place: same inode, new content; owner back, no setuid.
+    assert_eq!(owner(&other), "0:0 755", "{out}");
     assert!(setuid_files(&share).is_empty());
     assert!(
         vm_leftovers(&share).is_empty(),

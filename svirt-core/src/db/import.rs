@@ -44,6 +44,7 @@ struct OldJournal {
 
 /// One item below a directory root in the old journal.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct TreeItem {
     rel: PathBuf,
     original: Option<String>,
@@ -51,6 +52,7 @@ struct TreeItem {
 
 /// A remembered original in the old journal (`remember.json`).
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct Entry {
     path: PathBuf,
     model: String,
@@ -358,7 +360,6 @@ pub(super) fn import(db: &Db, dir: &Path, boot_id_file: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use crate::mcs::McsRange;
-    use crate::remember::TreeItem;
 
     struct Old {
         _dir: tempfile::TempDir,

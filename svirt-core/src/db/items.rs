@@ -253,7 +253,12 @@ impl Tx<'_> {
 
     /// Replace an item's original and guard ctime (a stop found the inode changed, or
     /// verified it unchanged, before restoring it).
-    pub fn set_original(&self, id: i64, original: Option<&str>, ctime_ns: Option<i64>) -> Result<()> {
+    pub fn set_original(
+        &self,
+        id: i64,
+        original: Option<&str>,
+        ctime_ns: Option<i64>,
+    ) -> Result<()> {
         self.writable("change an original through a read transaction on")?;
         self.with(|c| {
             c.prepare_cached("UPDATE items SET original = ?2, ctime_ns = ?3 WHERE id = ?1")

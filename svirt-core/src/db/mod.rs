@@ -154,7 +154,8 @@ impl Db {
     /// Open or create the database: WAL, `synchronous=FULL`, `foreign_keys=ON`, a 30 s busy
     /// timeout; the state dir is created 0700 and the file 0600. The schema is created or
     /// migrated; a newer schema than this build knows, a file that is not an SQLite database or
-    /// one that fails `PRAGMA quick_check` is [`Error::StateCorrupt`] naming the file. An old
+    /// one that SQLite finds damaged is [`Error::StateCorrupt`] naming the file (a full
+    /// `PRAGMA quick_check` is [`Db::check`], which `recover` runs). An old
     /// JSON state dir is imported once, its holders stamped with the boot id read from
     /// `boot_id_file`.
     pub fn open_with(state_dir: &Path, boot_id_file: &Path) -> Result<Db> {
@@ -169,10 +170,19 @@ impl Db {
             .custom_flags(libc::O_CLOEXEC)
             .open(&path)
             .map_err(|e| Error::state("create", &path, e))?;
+        let wal = state_dir.join(format!("{DB_FILE}-wal"));
+        let wal_existed = wal.exists();
         let conn = Connection::open(&path).map_err(|e| map_err("open", &path, e))?;
         schema::configure(&conn, &path)?;
-        schema::check(&conn, &path)?;
         schema::migrate(&conn, &path)?;
+        if !wal_existed && wal.exists() {
+            // SQLite is built without its per-process directory fsync (SQLITE_DISABLE_DIRSYNC,
+            // .cargo/config.toml) so an operation costs its two commits only; the directory
+            // entries of a new database and WAL are made durable here, once.
+            std::fs::File::open(state_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::state("sync", state_dir, e))?;
+        }
         let db = Db {
             inner: Mutex::new(Inner { conn, open: None }),
             idle: Condvar::new(),
@@ -183,6 +193,14 @@ impl Db {
     }
 
     /// The database file.
+    /// Check every page of the database (`PRAGMA quick_check`); damage is
+    /// [`Error::StateCorrupt`] naming the file. Its cost grows with the database, so `open`
+    /// leaves it to `recover`.
+    pub fn check(&self) -> Result<()> {
+        let inner = self.lock();
+        schema::check(&inner.conn, &self.path)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -274,7 +274,7 @@ mod tests {
             *b = 0xa5;
         }
         std::fs::write(&path, bytes).unwrap();
-        let err = Db::open(dir.path()).unwrap_err();
+        let err = Db::open(dir.path()).and_then(|db| db.check()).unwrap_err();
         assert!(
             matches!(err, Error::StateCorrupt { path: ref p, .. } if *p == path),
             "{err:?}"

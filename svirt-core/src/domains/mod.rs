@@ -540,6 +540,7 @@ impl Inner {
     }
 
     fn recover(&self, rt: &Handle) -> Result<Recovered> {
+        self.db.check()?;
         let boot = self.boot_id()?;
         let mut out = Recovered::default();
         let mut errors = Vec::new();

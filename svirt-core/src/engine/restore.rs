@@ -231,8 +231,10 @@ impl Engine {
                 .meta(node)
                 .map_err(|e| Error::host("inspect", node.path(), e))?;
             // Exposed to the VM and changed since svirt's change (a write, a chmod, a new
-            // xattr): the inode's content is not what it was, so no setuid/setgid bit.
-            if item.state == ItemState::Applied && item.ctime_ns != Some(meta.ctime_ns) {
+            // xattr): the inode's content is not what it was, so no setuid/setgid bit. (An item
+            // without a guard ctime was verified before the restore began, or never exposed.)
+            if item.state == ItemState::Applied && item.ctime_ns.is_some_and(|t| t != meta.ctime_ns)
+            {
                 warn!(path = %node.path().display(), "the file changed while the VM held it; its setuid/setgid bits are not given back");
                 out.privileges_dropped.push(node.path().to_owned());
                 value = Some(safe);
