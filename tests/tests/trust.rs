@@ -141,6 +141,7 @@ fn a_setuid_binary_planted_through_a_share_never_comes_back_setuid() {
     }
     let h = Host::new();
     let tool = h.file("share/bin/tool", 0, 0o4755);
+    let other = h.file("share/bin/other", 0, 0o4755);
     let share = h.p("share");
     let dom = h.domain(
         "g",
