@@ -110,6 +110,13 @@ pub trait SecurityDriver: Send + Sync + Debug {
     /// Whether the driver can work on this host.
     async fn probe(&self) -> Probe;
 
+    /// Whether this driver confines anything. A driver that does not (`none`) gets every
+    /// domain's seclabel as type `none` without relabeling, and a domain may always name its
+    /// model, as libvirt allows `model='none'`.
+    fn confines(&self) -> bool {
+        true
+    }
+
     /// Check a domain's seclabel and resources against this driver. Changes nothing.
     async fn verify(&self, _domain: &Domain, _seclabel: &SecLabel) -> Result<()> {
         Ok(())

@@ -13,6 +13,7 @@ use crate::attr::FileAttr;
 use crate::domain::{Domain, LabelType, Resource, SecLabel};
 use crate::driver::{DomainCtx, ExecHook, ExecOptions, LabelRecord, Probe, SecurityDriver};
 use crate::engine::Change;
+use crate::noop;
 use crate::error::{Error, Result};
 
 /// An ordered driver stack.
@@ -72,7 +73,7 @@ impl SecurityManager {
         domain.validate()?;
         let primary = self.drivers[0].model();
         let provided =
-            |m: &str| m.is_empty() || m == "none" || self.drivers.iter().any(|d| d.model() == m);
+            |m: &str| m.is_empty() || m == noop::MODEL || self.drivers.iter().any(|d| d.model() == m);
         for s in &domain.seclabels {
             if !provided(&s.model) {
                 return Err(Error::ModelUnavailable {
@@ -101,7 +102,7 @@ impl SecurityManager {
             });
             let mut seclabel = explicit.cloned().unwrap_or_else(|| SecLabel::implicit(m));
             seclabel.model = m.to_owned();
-            if m == "none" {
+            if !d.confines() {
                 seclabel.kind = Some(LabelType::None);
                 seclabel.relabel = Some(false);
             }

@@ -8,6 +8,9 @@ use crate::driver::{LabelRecord, Probe, SecurityDriver};
 use crate::error::Result;
 use std::sync::Arc;
 
+/// The model name of the no-op driver, which a domain may always name (libvirt's `none`).
+pub const MODEL: &str = "none";
+
 /// A driver that confines nothing and changes nothing.
 #[derive(Debug, Default)]
 pub struct NoopDriver;
@@ -15,7 +18,11 @@ pub struct NoopDriver;
 #[async_trait]
 impl SecurityDriver for NoopDriver {
     fn model(&self) -> &str {
-        "none"
+        MODEL
+    }
+
+    fn confines(&self) -> bool {
+        false
     }
 
     async fn probe(&self) -> Probe {
@@ -27,7 +34,7 @@ impl SecurityDriver for NoopDriver {
 
     async fn generate_label(&self, _domain: &Domain, _seclabel: &SecLabel) -> Result<LabelRecord> {
         Ok(LabelRecord {
-            model: "none".into(),
+            model: MODEL.into(),
             kind: LabelType::None,
             label: String::new(),
             imagelabel: None,
