@@ -23,6 +23,8 @@ pub struct BuildContext {
     pub store: Arc<dyn LabelStore>,
     /// Told of the progress of long relabels (directory shares), if anyone wants to know.
     pub progress: Option<crate::relabel::ProgressFn>,
+    /// Where host-derived resources (VFIO groups, USB and SCSI nodes, swtpm files) are found.
+    pub host_paths: crate::domain::HostPaths,
 }
 
 impl std::fmt::Debug for BuildContext {
@@ -43,6 +45,7 @@ impl BuildContext {
             host,
             store,
             progress: None,
+            host_paths: crate::domain::HostPaths::default(),
         }
     }
 

@@ -51,6 +51,26 @@ pub struct ResourceReport {
     pub reason: Option<String>,
 }
 
+/// What a driver would do to one resource: the plan `svirt verify` prints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedResource {
+    pub path: PathBuf,
+    pub kind: ResourceKind,
+    pub model: String,
+    /// The label (SELinux context, or the driver's value) it would get; `None` when skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The owner (`uid:gid`) it would get, for drivers that change owners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The permission bits (octal) it would get, for drivers that change them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Why it is left alone, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
 /// Everything a driver needs about the domain it works on.
 #[derive(Clone, Copy, Debug)]
 pub struct DomainCtx<'a> {
@@ -137,6 +157,12 @@ pub trait SecurityDriver: Send + Sync + Debug {
             skipped: true,
             reason: Some("nothing to do for this driver".into()),
         })
+    }
+
+    /// What [`SecurityDriver::set_all`] would do to each resource, changing nothing. Drivers
+    /// that label nothing return an empty plan.
+    async fn plan_all(&self, _ctx: DomainCtx<'_>) -> Result<Vec<PlannedResource>> {
+        Ok(Vec::new())
     }
 
     /// Restore one resource.

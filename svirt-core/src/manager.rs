@@ -155,6 +155,25 @@ impl SecurityManager {
         Ok(labels)
     }
 
+    /// What starting the domain would do to each resource, per driver, changing no file: the
+    /// labels are generated (so the plan shows real ones) and released again.
+    pub async fn plan(&self, domain: &Domain) -> Result<Vec<crate::driver::PlannedResource>> {
+        let labels = self.generate(domain).await?;
+        let mut out = Vec::new();
+        let mut result = Ok(());
+        for (a, l) in self.pairs(domain, &labels)? {
+            match a.driver.plan_all(ctx(domain, &a, l)).await {
+                Ok(p) => out.extend(p),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.release(domain, &labels).await?;
+        result.map(|()| out)
+    }
+
     /// Reserve every driver's label of a running domain (after a manager restart).
     pub async fn reserve(
         &self,

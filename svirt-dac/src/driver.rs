@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use svirt_core::config::BuildContext;
-use svirt_core::domain::{Access, Domain, LabelType, Resource, SecLabel};
+use svirt_core::domain::{
+    Access, Derive, DeviceChoice, Domain, HostPaths, LabelType, Resource, SecLabel,
+};
 use svirt_core::driver::{
-    DomainCtx, ExecHook, ExecOptions, LabelRecord, Probe, ResourceReport, SecurityDriver,
+    DomainCtx, ExecHook, ExecOptions, LabelRecord, PlannedResource, Probe, ResourceReport,
+    SecurityDriver,
 };
 use svirt_core::relabel::{Plan, Relabeler};
 use svirt_core::store::LabelStore;
@@ -29,6 +32,7 @@ pub struct DacDriver {
     shared_gid: u32,
     store: Arc<dyn LabelStore>,
     relabeler: Relabeler,
+    host_paths: HostPaths,
 }
 
 impl DacDriver {
@@ -40,6 +44,7 @@ impl DacDriver {
             shared_gid,
             store: ctx.store.clone(),
             relabeler: ctx.relabeler(Arc::new(DacAttr)),
+            host_paths: ctx.host_paths.clone(),
         }
     }
 
@@ -74,25 +79,55 @@ impl DacDriver {
         (self.range.lo..=self.range.hi).contains(&id) && id != self.shared_gid
     }
 
+    /// The owner and mode of one resource, following libvirt's `virSecurityDACSetImageLabelInternal`
+    /// and the per-device `virSecurityDACSet*Label` helpers for what is labeled and which device
+    /// seclabel governs it. svirt gives each VM its own uid, so resources several VMs may open
+    /// (shared disks, read-only content, backing layers) go to root and the shared group instead
+    /// of to one VM's uid.
     fn plan(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<Plan> {
         if ctx.label.kind == LabelType::None || !ctx.label.relabel {
             return Ok(Plan::Skip("relabeling is off for this domain".into()));
         }
-        let (uid, gid) = self.owner_of(ctx.label, &ctx.domain.name)?;
-        if let Some(o) = res.override_for("dac") {
-            if o.relabel == Some(false) {
-                return Ok(Plan::Skip("relabel = false for this device".into()));
-            }
-            if let Some(l) = &o.label {
-                let (u, g) = parse_owner(l, &self.config.passwd, &self.config.group)?;
-                return Ok(Plan::Set(value(u, g, 0o600)));
-            }
+        if matches!(res.derive, Some(Derive::Sgx { .. })) {
+            // virSecurityDACSetMemoryLabel: SGX nodes only inside QEMU's private /dev.
+            return Ok(Plan::Skip(
+                "SGX nodes are chowned only inside a private /dev, which svirt does not create"
+                    .into(),
+            ));
         }
-        Ok(Plan::Set(match res.access {
-            Access::Private => value(uid, gid, 0o600),
-            Access::Shared => value(0, self.shared_gid, 0o660),
-            Access::ReadOnly => value(0, self.shared_gid, 0o440),
-        }))
+        let (uid, gid) = self.owner_of(ctx.label, &ctx.domain.name)?;
+        Ok(match res.choice("dac") {
+            DeviceChoice::Skip(why) => Plan::Skip(why),
+            DeviceChoice::Label(l) => {
+                let (u, g) = parse_owner(l, &self.config.passwd, &self.config.group)?;
+                Plan::Set(value(u, g, 0o600))
+            }
+            DeviceChoice::Default => Plan::Set(match res.access {
+                Access::Private => value(uid, gid, 0o600),
+                Access::Shared => value(0, self.shared_gid, 0o660),
+                Access::ReadOnly => value(0, self.shared_gid, 0o440),
+            }),
+        })
+    }
+
+    fn resources(&self, ctx: DomainCtx<'_>) -> Result<Vec<Resource>> {
+        ctx.domain
+            .resources_on(self.relabeler.host().as_ref(), &self.host_paths)
+    }
+
+    /// The resources whose plan sets an owner, to restore.
+    fn restorable(&self, ctx: DomainCtx<'_>) -> Vec<Resource> {
+        let all = self.resources(ctx).unwrap_or_else(|e| {
+            tracing::warn!(vm = %ctx.domain.name, error = %svirt_core::display_chain(&e), "cannot find every device to restore");
+            ctx.domain
+                .resources()
+                .into_iter()
+                .filter(|r| r.derive.is_none())
+                .collect()
+        });
+        all.into_iter()
+            .filter(|r| matches!(self.plan(ctx, r), Ok(Plan::Set(_))))
+            .collect()
     }
 }
 
@@ -195,14 +230,40 @@ impl SecurityDriver for DacDriver {
 
     async fn set_all(&self, ctx: DomainCtx<'_>) -> Result<Vec<ResourceReport>> {
         self.relabeler
-            .apply_planned(&ctx.domain.name, ctx.domain.resources(), |r| {
+            .apply_planned(&ctx.domain.name, self.resources(ctx)?, |r| {
                 self.plan(ctx, r)
             })
     }
 
     async fn restore_all(&self, ctx: DomainCtx<'_>) -> Result<()> {
         self.relabeler
-            .restore_resources(&ctx.domain.name, &ctx.domain.resources())
+            .restore_resources(&ctx.domain.name, &self.restorable(ctx))
+    }
+
+    async fn plan_all(&self, ctx: DomainCtx<'_>) -> Result<Vec<PlannedResource>> {
+        let mut out = Vec::new();
+        for r in self.resources(ctx)? {
+            let mut p = PlannedResource {
+                path: r.path.clone(),
+                kind: r.kind,
+                model: "dac".into(),
+                label: None,
+                owner: None,
+                mode: None,
+                skipped: None,
+            };
+            match self.plan(ctx, &r)? {
+                Plan::Set(v) => {
+                    let mut it = v.rsplitn(2, ':');
+                    p.mode = it.next().map(str::to_owned);
+                    p.owner = it.next().map(str::to_owned);
+                    p.label = Some(v);
+                }
+                Plan::Skip(why) => p.skipped = Some(why),
+            }
+            out.push(p);
+        }
+        Ok(out)
     }
 
     async fn set_resource(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<ResourceReport> {
