@@ -239,3 +239,114 @@ impl Domain {
         Ok(dedupe(out, true))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::host::fake::FakeHost;
+    use crate::host::FileKind;
+
+    fn tpm_domain(uuid: Option<&str>) -> Domain {
+        let uuid = uuid
+            .map(|u| format!("<uuid>{u}</uuid>"))
+            .unwrap_or_default();
+        Domain::from_xml(
+            &format!(
+                "<domain type='kvm'><name>t1</name>{uuid}<devices><tpm model='tpm-crb'>\
+                 <backend type='emulator' version='2.0'/></tpm></devices></domain>"
+            ),
+            "t.xml",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn swtpm_files_are_found_where_libvirt_keeps_them() {
+        let h = FakeHost::new();
+        let paths = HostPaths {
+            swtpm_storage: "/st".into(),
+            swtpm_log: "/log".into(),
+            swtpm_run: "/run/sw".into(),
+            ..HostPaths::default()
+        };
+        let u = "0f0f0f0f-0000-4000-8000-000000000001";
+        h.add(
+            Path::new(&format!("/st/{u}/tpm2")),
+            FileKind::Dir,
+            0,
+            0,
+            0o700,
+        );
+        h.add_file("/log/t1-swtpm.log");
+        h.add(
+            Path::new("/run/sw/7-t1-swtpm.sock"),
+            FileKind::Socket,
+            0,
+            0,
+            0o600,
+        );
+        h.add(
+            Path::new("/run/sw/7-other-swtpm.sock"),
+            FileKind::Socket,
+            0,
+            0,
+            0o600,
+        );
+        let r = tpm_domain(Some(u)).resources_on(&h, &paths).unwrap();
+        let got: Vec<_> = r
+            .iter()
+            .map(|r| (r.path.display().to_string(), r.skip.is_some()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (format!("/st/{u}/tpm2"), false),
+                ("/log/t1-swtpm.log".into(), false),
+                ("/run/sw/7-t1-swtpm.sock".into(), false),
+            ]
+        );
+    }
+
+    #[test]
+    fn swtpm_files_not_there_yet_or_unnamed_are_skipped_with_a_reason() {
+        let h = FakeHost::new();
+        let r = tpm_domain(None)
+            .resources_on(&h, &HostPaths::default())
+            .unwrap();
+        assert_eq!(r.len(), 3);
+        assert!(r[0].skip.as_deref().unwrap().contains("uuid"), "{r:?}");
+        assert!(r.iter().all(|r| r.skip.is_some()), "{r:?}");
+    }
+
+    #[test]
+    fn usb_and_scsi_nodes_come_from_the_address_and_sysfs() {
+        let h = FakeHost::new();
+        h.add(
+            Path::new("/s/bus/scsi/devices/2:0:3:1/scsi_generic/sg7"),
+            FileKind::Dir,
+            0,
+            0,
+            0o755,
+        );
+        let paths = HostPaths {
+            sysfs: "/s".into(),
+            dev: "/d".into(),
+            ..HostPaths::default()
+        };
+        let d = Domain::from_xml(
+            "<domain><name>u</name><devices>\
+             <hostdev mode='subsystem' type='usb'><source><address bus='3' device='12'/></source></hostdev>\
+             <hostdev mode='subsystem' type='usb'><source><vendor id='0x1'/><product id='0x2'/></source></hostdev>\
+             <hostdev mode='subsystem' type='scsi'><source><adapter name='scsi_host2'/><address bus='0' target='3' unit='1'/></source></hostdev>\
+             </devices></domain>",
+            "u.xml",
+        )
+        .unwrap();
+        let r = d.resources_on(&h, &paths).unwrap();
+        assert_eq!(r[0].path, Path::new("/d/bus/usb/003/012"));
+        assert!(r[1].skip.as_deref().unwrap().contains("vendor"));
+        assert_eq!(r[2].path, Path::new("/d/sg7"));
+    }
+}

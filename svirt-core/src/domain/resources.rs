@@ -43,6 +43,7 @@ pub enum ResourceKind {
     TpmSocket,
     /// A smartcard certificate database (a directory).
     Smartcard,
+    #[serde(rename = "savedstate")]
     SavedState,
     Path,
 }

@@ -178,8 +178,8 @@ fn tpm(dev: Node<'_, '_>, d: &mut Domain) {
             version: None,
         }),
         Some("emulator") => d.tpms.push(Tpm {
+            // <source type='dir' path=...> or, for a state file, type='file'.
             path: child(backend, "source")
-                .filter(|s| s.attribute("type") != Some("file"))
                 .and_then(|x| x.attribute("path"))
                 .map(PathBuf::from),
             passthrough: false,
@@ -379,9 +379,10 @@ fn hostdev(n: Node<'_, '_>, d: &mut Domain) -> Res<()> {
     if n.attribute("mode") == Some("capabilities") {
         let path = child_text(src, "block").or_else(|| child_text(src, "char"));
         if let Some(p) = path {
+            // virSecuritySELinuxSetHostdevCapsLabel: the image label, whatever else is said.
             d.hostdevs.push(Hostdev {
                 path: PathBuf::from(p),
-                readonly,
+                readonly: false,
                 seclabels: Vec::new(),
             });
         }
