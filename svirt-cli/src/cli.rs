@@ -134,14 +134,21 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Verify { domain_file } => {
             let d = Domain::from_file(&domain_file)?;
             env.domains.manager().verify(&d).await?;
+            let plan = env.domains.plan(&d).await?;
             if json_out {
-                print_json(&json!({"name": d.name, "valid": true, "resources": d.resources()}));
+                print_json(&json!({
+                    "name": d.name,
+                    "valid": true,
+                    "resources": d.resources(),
+                    "plan": plan,
+                }));
             } else {
                 out(&format!(
                     "{}: valid ({} resources)",
                     d.name,
                     d.resources().len()
                 ));
+                crate::output::print_plan(&plan);
             }
         }
         Command::Start { domain_file } => {

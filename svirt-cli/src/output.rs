@@ -134,3 +134,21 @@ pub fn print_stop_report(r: &svirt_core::domains::StopReport) {
         println!("  left alone: {} ({why})", p.display());
     }
 }
+
+/// Print what `start` would do to each resource, per driver: the label (and owner and mode), or
+/// why the resource is left alone.
+pub fn print_plan(plan: &[svirt_core::driver::PlannedResource]) {
+    for p in plan {
+        let kind = serde_json::to_value(p.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let how = match (&p.skipped, &p.owner, &p.mode, &p.label) {
+            (Some(why), ..) => format!("skip: {why}"),
+            (None, Some(owner), Some(mode), _) => format!("owner {owner} mode {mode}"),
+            (None, _, _, Some(label)) => format!("label {label}"),
+            _ => String::new(),
+        };
+        println!("  {:<9} {:<11} {} {how}", p.model, kind, p.path.display());
+    }
+}

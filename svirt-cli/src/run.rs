@@ -45,21 +45,11 @@ pub async fn run(
 ) -> Result<ExitCode> {
     let domain = Domain {
         name: name.to_owned(),
-        uuid: None,
-        kernel: None,
-        initrd: None,
-        dtb: None,
-        firmware: Vec::new(),
-        seclabels: Vec::new(),
         disks: disks
             .into_iter()
             .map(|(path, access)| Disk::new(path, access))
             .collect(),
-        filesystems: Vec::new(),
-        chardevs: Vec::new(),
-        hostdevs: Vec::new(),
-        tpms: Vec::new(),
-        network: Default::default(),
+        ..Domain::default()
     };
     // Catch the signals before labeling anything, so none of them can cut the run short of stop.
     let mut sigint = signal(SignalKind::interrupt())?;

@@ -21,6 +21,8 @@ pub struct BuildContext {
     pub state_dir: PathBuf,
     pub host: Arc<dyn Host>,
     pub store: Arc<dyn LabelStore>,
+    /// Where host-derived resources (VFIO groups, USB and SCSI nodes, swtpm files) are found.
+    pub host_paths: crate::domain::HostPaths,
 }
 
 impl std::fmt::Debug for BuildContext {
@@ -40,6 +42,7 @@ impl BuildContext {
             state_dir,
             host,
             store,
+            host_paths: crate::domain::HostPaths::default(),
         }
     }
 }

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use crate::attr::{FileAttr, Plan};
-use crate::domain::{Domain, LabelType, Resource, SecLabel};
+use crate::domain::{Domain, LabelType, Resource, ResourceKind, SecLabel};
 use crate::error::Result;
 
 /// What a probe found.
@@ -62,6 +62,26 @@ pub struct ResourceReport {
     pub skipped: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// What a driver would do to one resource: the plan `svirt verify` prints.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedResource {
+    pub path: PathBuf,
+    pub kind: ResourceKind,
+    pub model: String,
+    /// The label (SELinux context, or the driver's value) it would get; `None` when skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The owner (`uid:gid`) it would get, for drivers that change owners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// The permission bits (octal) it would get, for drivers that change them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Why it is left alone, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// Everything a driver needs about the domain it works on.
@@ -158,6 +178,12 @@ pub trait SecurityDriver: Send + Sync + Debug {
     /// What one resource of the domain gets from this driver.
     fn plan(&self, _ctx: DomainCtx<'_>, _res: &Resource) -> Result<Plan> {
         Ok(Plan::Skip("this driver changes no files".into()))
+    }
+
+    /// What the lifecycle would do to each resource, changing nothing (`svirt verify`). Drivers
+    /// that label nothing return an empty plan.
+    async fn plan_all(&self, _ctx: DomainCtx<'_>) -> Result<Vec<PlannedResource>> {
+        Ok(Vec::new())
     }
 
     /// Prepare the hook that labels the VMM in the forked child before exec.

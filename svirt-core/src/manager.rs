@@ -13,8 +13,8 @@ use crate::attr::FileAttr;
 use crate::domain::{Domain, LabelType, Resource, SecLabel};
 use crate::driver::{DomainCtx, ExecHook, ExecOptions, LabelRecord, Probe, SecurityDriver};
 use crate::engine::Change;
-use crate::noop;
 use crate::error::{Error, Result};
+use crate::noop;
 
 /// An ordered driver stack.
 #[derive(Debug, Clone)]
@@ -72,8 +72,9 @@ impl SecurityManager {
     pub fn assign(&self, domain: &Domain) -> Result<Vec<Assignment>> {
         domain.validate()?;
         let primary = self.drivers[0].model();
-        let provided =
-            |m: &str| m.is_empty() || m == noop::MODEL || self.drivers.iter().any(|d| d.model() == m);
+        let provided = |m: &str| {
+            m.is_empty() || m == noop::MODEL || self.drivers.iter().any(|d| d.model() == m)
+        };
         for s in &domain.seclabels {
             if !provided(&s.model) {
                 return Err(Error::ModelUnavailable {
@@ -156,6 +157,25 @@ impl SecurityManager {
             }
         }
         Ok(labels)
+    }
+
+    /// What starting the domain would do to each resource, per driver, changing no file: the
+    /// labels are generated (so the plan shows real ones) and released again.
+    pub async fn plan(&self, domain: &Domain) -> Result<Vec<crate::driver::PlannedResource>> {
+        let labels = self.generate(domain).await?;
+        let mut out = Vec::new();
+        let mut result = Ok(());
+        for (a, l) in self.pairs(domain, &labels)? {
+            match a.driver.plan_all(ctx(domain, &a, l)).await {
+                Ok(p) => out.extend(p),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.release(domain, &labels).await?;
+        result.map(|()| out)
     }
 
     /// Reserve every driver's label of a running domain (after a manager restart).

@@ -60,6 +60,9 @@ pub fn denied(path: &Path) -> Option<&'static str> {
     } else {
         &text
     };
+    if tpm_cancel_file(Path::new(trimmed)) {
+        return None;
+    }
     if DENY_EXACT.contains(&trimmed) {
         return Some("it is a system directory");
     }
@@ -72,6 +75,17 @@ pub fn denied(path: &Path) -> Option<&'static str> {
         return Some("it is a home directory");
     }
     None
+}
+
+/// The one sysfs file libvirt labels: a passed-through TPM's cancel file
+/// (`/sys/class/{tpm,misc}/tpmN/device/cancel`, from `virTPMCreateCancelPath`).
+fn tpm_cancel_file(p: &Path) -> bool {
+    let parts: Vec<_> = p.iter().map(|c| c.to_string_lossy()).collect();
+    matches!(
+        parts.iter().map(|c| c.as_ref()).collect::<Vec<&str>>().as_slice(),
+        ["/", "sys", "class", "tpm" | "misc", dev, "device", "cancel"]
+            if dev.starts_with("tpm") && dev[3..].chars().all(|c| c.is_ascii_digit())
+    )
 }
 
 /// A resource path resolved and opened for relabeling.
@@ -162,6 +176,8 @@ mod tests {
             "/dev",
             "/tmp",
             "/boot/vmlinuz",
+            "/sys/class/tpm/tpm0/device/other",
+            "/sys/class/tpm/evil/device/cancel",
         ] {
             assert!(denied(Path::new(p)).is_some(), "{p} should be denied");
         }
@@ -171,6 +187,8 @@ mod tests {
             "/dev/vfio/12",
             "/tmp/x/disk.img",
             "/home/alice/vm.img",
+            "/sys/class/tpm/tpm0/device/cancel",
+            "/sys/class/misc/tpm12/device/cancel",
         ] {
             assert!(denied(Path::new(p)).is_none(), "{p} should be allowed");
         }

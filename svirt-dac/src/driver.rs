@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use svirt_core::config::BuildContext;
-use svirt_core::domain::{Access, Domain, LabelType, Resource, SecLabel};
+use svirt_core::domain::{
+    Access, Derive, DeviceChoice, Domain, HostPaths, LabelType, Resource, SecLabel,
+};
 use svirt_core::driver::{
-    DomainCtx, ExecHook, ExecOptions, FileAttr, LabelRecord, Plan, Probe, ProcessInfo,
-    SecurityDriver,
+    DomainCtx, ExecHook, ExecOptions, FileAttr, LabelRecord, Plan, PlannedResource, Probe,
+    ProcessInfo, SecurityDriver,
 };
 use svirt_core::host::Host;
 use svirt_core::store::LabelStore;
@@ -31,6 +33,7 @@ pub struct DacDriver {
     store: Arc<dyn LabelStore>,
     host: Arc<dyn Host>,
     attr: Arc<DacAttr>,
+    host_paths: HostPaths,
 }
 
 impl DacDriver {
@@ -43,6 +46,7 @@ impl DacDriver {
             store: ctx.store.clone(),
             host: ctx.host.clone(),
             attr: Arc::new(DacAttr::for_pool(range.lo, range.hi, shared_gid)),
+            host_paths: ctx.host_paths.clone(),
         }
     }
 
@@ -77,25 +81,40 @@ impl DacDriver {
         (self.range.lo..=self.range.hi).contains(&id) && id != self.shared_gid
     }
 
+    /// The owner and mode of one resource, following libvirt's `virSecurityDACSetImageLabelInternal`
+    /// and the per-device `virSecurityDACSet*Label` helpers for what is labeled and which device
+    /// seclabel governs it. svirt gives each VM its own uid, so resources several VMs may open
+    /// (shared disks, read-only content, backing layers) go to root and the shared group instead
+    /// of to one VM's uid.
     fn plan_resource(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<Plan> {
         if ctx.label.kind == LabelType::None || !ctx.label.relabel {
             return Ok(Plan::Skip("relabeling is off for this domain".into()));
         }
-        let (uid, gid) = self.owner_of(ctx.label, &ctx.domain.name)?;
-        if let Some(o) = res.override_for("dac") {
-            if o.relabel == Some(false) {
-                return Ok(Plan::Skip("relabel = false for this device".into()));
-            }
-            if let Some(l) = &o.label {
-                let (u, g) = parse_owner(l, &self.config.passwd, &self.config.group)?;
-                return Ok(Plan::Set(value(u, g, 0o600)));
-            }
+        if matches!(res.derive, Some(Derive::Sgx { .. })) {
+            // virSecurityDACSetMemoryLabel: SGX nodes only inside QEMU's private /dev.
+            return Ok(Plan::Skip(
+                "SGX nodes are chowned only inside a private /dev, which svirt does not create"
+                    .into(),
+            ));
         }
-        Ok(Plan::Set(match res.access {
-            Access::Private => value(uid, gid, 0o600),
-            Access::Shared => value(0, self.shared_gid, 0o660),
-            Access::ReadOnly => value(0, self.shared_gid, 0o440),
-        }))
+        let (uid, gid) = self.owner_of(ctx.label, &ctx.domain.name)?;
+        Ok(match res.choice("dac") {
+            DeviceChoice::Skip(why) => Plan::Skip(why),
+            DeviceChoice::Label(l) => {
+                let (u, g) = parse_owner(l, &self.config.passwd, &self.config.group)?;
+                Plan::Set(value(u, g, 0o600))
+            }
+            DeviceChoice::Default => Plan::Set(match res.access {
+                Access::Private => value(uid, gid, 0o600),
+                Access::Shared => value(0, self.shared_gid, 0o660),
+                Access::ReadOnly => value(0, self.shared_gid, 0o440),
+            }),
+        })
+    }
+
+    fn resources(&self, ctx: DomainCtx<'_>) -> Result<Vec<Resource>> {
+        ctx.domain
+            .resources_on(self.host.as_ref(), &self.host_paths)
     }
 }
 
@@ -181,7 +200,7 @@ impl SecurityDriver for DacDriver {
         for (d, l) in live {
             if let Some(uid) = self.pooled_uid(DomainCtx {
                 domain: d,
-                seclabel: &svirt_core::domain::SecLabel::implicit("dac"),
+                seclabel: &SecLabel::implicit("dac"),
                 label: l,
             })? {
                 recorded.push((uid, d.name.clone()));
@@ -234,6 +253,32 @@ impl SecurityDriver for DacDriver {
 
     fn plan(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<Plan> {
         self.plan_resource(ctx, res)
+    }
+
+    async fn plan_all(&self, ctx: DomainCtx<'_>) -> Result<Vec<PlannedResource>> {
+        let mut out = Vec::new();
+        for r in self.resources(ctx)? {
+            let mut p = PlannedResource {
+                path: r.path.clone(),
+                kind: r.kind,
+                model: "dac".into(),
+                label: None,
+                owner: None,
+                mode: None,
+                skipped: None,
+            };
+            match self.plan_resource(ctx, &r)? {
+                Plan::Set(v) => {
+                    let mut it = v.rsplitn(2, ':');
+                    p.mode = it.next().map(str::to_owned);
+                    p.owner = it.next().map(str::to_owned);
+                    p.label = Some(v);
+                }
+                Plan::Skip(why) => p.skipped = Some(why),
+            }
+            out.push(p);
+        }
+        Ok(out)
     }
 
     fn prepare_exec(

@@ -49,7 +49,13 @@ impl RuleSet {
                 grant: Grant::Write,
             });
         }
-        for r in domain.resources() {
+        // Every resource the VMM opens, labeled or not (the loader too); a placeholder for a
+        // path only the host can tell (a VFIO group) or a network disk is no path to grant.
+        for r in domain
+            .resources()
+            .into_iter()
+            .filter(|r| r.path.is_absolute())
+        {
             let grant = match (r.access, r.kind) {
                 (Access::ReadOnly, _) => Grant::Read,
                 (_, ResourceKind::SavedState) => Grant::Read,
@@ -95,10 +101,10 @@ mod tests {
             vec![
                 ("/usr".into(), Grant::Exec),
                 ("/dev/null".into(), Grant::Write),
-                ("/b/k".into(), Grant::Read),
                 ("/i/a".into(), Grant::Write),
                 ("/i/base".into(), Grant::Read),
                 ("/i/s".into(), Grant::Write),
+                ("/b/k".into(), Grant::Read),
                 ("/srv/x".into(), Grant::Read),
             ]
         );

@@ -37,8 +37,8 @@ pub fn read_line(path: &Path, n: usize) -> Option<SecurityContext> {
 }
 
 impl Contexts {
-    /// The process label of a dynamic VM: user and role from the manager, type from `base`, the
-    /// range the allocated level.
+    /// The process label of a dynamic VM (libvirt's `virSecuritySELinuxGenNewContext` for a
+    /// process): user and role from the manager, type from `base`, the range the allocated level.
     pub fn process_label(&self, base: &SecurityContext, level: &Level) -> SecurityContext {
         SecurityContext {
             user: self.manager.user.clone(),
@@ -48,23 +48,38 @@ impl Contexts {
         }
     }
 
-    /// The image label for a range.
+    /// The image label for a range (`virSecuritySELinuxGenNewContext` for an object): the
+    /// manager's user, the image context's role and type, and `range`.
     pub fn image_label(&self, range: &MlsRange) -> SecurityContext {
-        self.image.with_range(range.clone())
+        SecurityContext {
+            user: self.manager.user.clone(),
+            ..self.image.with_range(range.clone())
+        }
     }
 
-    /// The manager's low sensitivity, as a level without categories (`s0`).
-    pub fn shared_level(&self) -> MlsRange {
-        let sens = self
-            .manager
-            .range
-            .as_ref()
-            .map(|r| r.low.sensitivity)
-            .unwrap_or(0);
-        MlsRange::single(Level {
-            sensitivity: sens,
-            categories: Default::default(),
-        })
+    /// The image context with the manager's user, for labels generated from a given range.
+    pub fn image_for_manager(&self) -> SecurityContext {
+        SecurityContext {
+            user: self.manager.user.clone(),
+            ..self.image.clone()
+        }
+    }
+
+    /// The base of a dynamic process label when no `<baselabel>` is given
+    /// (`virSecuritySELinuxGenLabel`): line 2 of `virtual_domain_context` for a TCG
+    /// (`type='qemu'`) domain when the policy has one, else line 1.
+    pub fn dynamic_base(&self, tcg: bool) -> &SecurityContext {
+        match (&self.tcg, tcg) {
+            (Some(t), true) => t,
+            (None, true) => {
+                tracing::warn!(
+                    "no TCG context in virtual_domain_context; a TCG domain runs as {} (it may need the virt_use_execmem boolean)",
+                    self.domain
+                );
+                &self.domain
+            }
+            _ => &self.domain,
+        }
     }
 
     /// Check that the image and content contexts parse (they always do here) — kept for errors.

@@ -6,16 +6,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use svirt_core::config::BuildContext;
 use svirt_core::context::{MlsRange, SecurityContext};
-use svirt_core::domain::{Access, Domain, LabelType, Resource, SecLabel};
+use svirt_core::domain::{
+    Access, DeviceChoice, Domain, HostPaths, LabelType, Resource, SecLabel, VirtType,
+};
 use svirt_core::driver::{
-    DomainCtx, ExecHook, ExecOptions, FileAttr, LabelRecord, Plan, Probe, ProcessInfo,
-    SecurityDriver,
+    DomainCtx, ExecHook, ExecOptions, FileAttr, LabelRecord, Plan, PlannedResource, Probe,
+    ProcessInfo, SecurityDriver,
 };
 use svirt_core::host::Host;
 use svirt_core::mcs::{McsRange, McsState};
 use svirt_core::store::LabelStore;
 use svirt_core::Result;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::attr::SelinuxAttr;
 use crate::contexts::Contexts;
@@ -35,6 +37,7 @@ pub struct SelinuxDriver {
     attr: Arc<SelinuxAttr>,
     /// In offline mode, the binary policy labels are checked against (through libsepol).
     policy_file: Option<std::path::PathBuf>,
+    host_paths: HostPaths,
 }
 
 impl SelinuxDriver {
@@ -71,6 +74,7 @@ impl SelinuxDriver {
             host: ctx.host.clone(),
             attr: Arc::new(attr),
             policy_file: None,
+            host_paths: ctx.host_paths.clone(),
         })
     }
 
@@ -108,28 +112,32 @@ impl SelinuxDriver {
             })
     }
 
+    /// libvirt's label for one resource (`virSecuritySELinuxSetImageLabelInternal` and the
+    /// per-device `Set*Label` helpers): a device seclabel's choice, else by access: a private
+    /// resource gets the image label, a shared one the image context as the policy writes it
+    /// (`svirt_image_t:s0`), read-only content the content context.
     fn plan_resource(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<Plan> {
         if ctx.label.kind == LabelType::None || !ctx.label.relabel {
             return Ok(Plan::Skip("relabeling is off for this domain".into()));
         }
-        if let Some(o) = res.override_for("selinux") {
-            if o.relabel == Some(false) {
-                return Ok(Plan::Skip("relabel = false for this device".into()));
-            }
-            if let Some(l) = &o.label {
-                return Ok(Plan::Set(l.clone()));
-            }
-        }
-        let image = ctx.label.imagelabel.clone().unwrap_or_default();
-        Ok(Plan::Set(match res.access {
-            Access::Private => image,
-            Access::Shared => self
-                .contexts
-                .image
-                .with_range(self.contexts.shared_level())
-                .to_string(),
-            Access::ReadOnly => self.contexts.content.to_string(),
-        }))
+        Ok(match res.choice("selinux") {
+            DeviceChoice::Skip(why) => Plan::Skip(why),
+            DeviceChoice::Label(l) => Plan::Set(l.to_owned()),
+            DeviceChoice::Default => match res.access {
+                Access::Private => match &ctx.label.imagelabel {
+                    Some(i) => Plan::Set(i.clone()),
+                    None => Plan::Skip("the domain has no image label".into()),
+                },
+                Access::Shared => Plan::Set(self.contexts.image.to_string()),
+                Access::ReadOnly => Plan::Set(self.contexts.content.to_string()),
+            },
+        })
+    }
+
+    /// The domain's resources with host-derived paths found.
+    fn resources(&self, ctx: DomainCtx<'_>) -> Result<Vec<Resource>> {
+        ctx.domain
+            .resources_on(self.host.as_ref(), &self.host_paths)
     }
 }
 
@@ -170,7 +178,7 @@ impl SecurityDriver for SelinuxDriver {
             svirt_static::check(
                 seclabel,
                 &self.contexts.manager,
-                &self.contexts.image,
+                &self.contexts.image_for_manager(),
                 &self.policy_check(),
             )?;
         }
@@ -187,7 +195,10 @@ impl SecurityDriver for SelinuxDriver {
             LabelType::Dynamic => {
                 let base = match &seclabel.baselabel {
                     Some(b) => b.parse()?,
-                    None => self.contexts.domain.clone(),
+                    None => self
+                        .contexts
+                        .dynamic_base(domain.virt_type == VirtType::Qemu)
+                        .clone(),
                 };
                 let level = self.store.allocate(self.range)?;
                 let process = self.contexts.process_label(&base, &level);
@@ -198,7 +209,7 @@ impl SecurityDriver for SelinuxDriver {
                 let s = svirt_static::check(
                     seclabel,
                     &self.contexts.manager,
-                    &self.contexts.image,
+                    &self.contexts.image_for_manager(),
                     &self.policy_check(),
                 )?;
                 self.store
@@ -288,7 +299,7 @@ impl SecurityDriver for SelinuxDriver {
                 };
                 if range.pair_of(&level).is_some() && !fresh.is_allocated(&level) {
                     if let Err(e) = fresh.reserve_dynamic(&level) {
-                        tracing::warn!(pid = p.pid, level = %level, error = %e, "a process carries a pair a static label holds");
+                        warn!(pid = p.pid, level = %level, error = %e, "a process carries a pair a static label holds");
                     } else {
                         info!(pid = p.pid, level = %level, "reserved the pair of a running process no record explains");
                     }
@@ -314,6 +325,26 @@ impl SecurityDriver for SelinuxDriver {
 
     fn plan(&self, ctx: DomainCtx<'_>, res: &Resource) -> Result<Plan> {
         self.plan_resource(ctx, res)
+    }
+
+    async fn plan_all(&self, ctx: DomainCtx<'_>) -> Result<Vec<PlannedResource>> {
+        let mut out = Vec::new();
+        for r in self.resources(ctx)? {
+            let (label, skipped) = match self.plan_resource(ctx, &r)? {
+                Plan::Set(l) => (Some(l), None),
+                Plan::Skip(why) => (None, Some(why)),
+            };
+            out.push(PlannedResource {
+                path: r.path,
+                kind: r.kind,
+                model: "selinux".into(),
+                label,
+                owner: None,
+                mode: None,
+                skipped,
+            });
+        }
+        Ok(out)
     }
 
     fn prepare_exec(

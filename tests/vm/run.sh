@@ -69,7 +69,8 @@ mkfs.ext4 -q -F -L svroot -I 256 -d "$ROOT" "$WORK/root.img" "$(( $(du -sm "$ROO
 # ---- the payload: binaries, scenario, configs and domains, labeled for the guest policy
 step "payload disk"
 PAY=$WORK/payload; rm -rf "$PAY"; mkdir -p "$PAY"
-cp "$repo/target/release/svirt" "$repo/target/release/svirt-probe" "$PAY/"
+TGT=${CARGO_TARGET_DIR:-$repo/target}
+cp "$TGT/release/svirt" "$TGT/release/svirt-probe" "$PAY/"
 install -m 0755 "$repo/tests/vm/guest.sh" "$PAY/run"
 I=/var/lib/libvirt/images
 cat > "$PAY/selinux.toml" <<EOT
@@ -99,7 +100,40 @@ for n in 1 2 3; do
 done
 printf 'name = "static"\n[[seclabel]]\nmodel = "selinux"\ntype = "static"\nlabel = "system_u:system_r:svirt_t:s0:c100,c200"\n[[disk]]\npath = "%s/static.img"\n[[disk]]\npath = "%s/rs.img"\n' "$I" "$I" > "$PAY/static.toml"
 printf 'name = "vm4"\n[[disk]]\npath = "%s/dac4.img"\n[[disk]]\npath = "%s/r4.img"\n' "$I" "$I" > "$PAY/vm4.toml"
-setfattr -n security.selinux -v system_u:object_r:svirt_manager_conf_t:s0 "$PAY" "$PAY"/*.toml
+# ---- issue 14: a libvirt domain with nvram, a connect-mode and a listen-mode socket, a pipe pair
+# and a backing chain under relabel='no' (checked by the issue-14 block of guest.sh)
+cat > "$PAY/vm5.xml" <<EOT
+<domain type='kvm'>
+  <name>vm5</name>
+  <uuid>5a5a5a5a-0000-4000-8000-000000000005</uuid>
+  <memory unit='KiB'>1048576</memory>
+  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <loader readonly='yes' type='pflash'>$I/vm5-loader.fd</loader>
+    <nvram template='/usr/share/OVMF/OVMF_VARS.fd'>$I/vm5_VARS.fd</nvram>
+  </os>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='$I/vm5.qcow2'/>
+      <backingStore type='file'><format type='qcow2'/><source file='$I/vm5-base.qcow2'/><backingStore/></backingStore>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2'/>
+      <source file='$I/vm5-keep.qcow2'><seclabel model='selinux' relabel='no'/></source>
+      <backingStore type='file'><format type='qcow2'/><source file='$I/vm5-keepbase.qcow2'/><backingStore/></backingStore>
+      <target dev='vdb' bus='virtio'/>
+    </disk>
+    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='$I/r5.img'/><target dev='vdc' bus='virtio'/></disk>
+    <serial type='unix'><source mode='connect' path='$I/vm5-connect.sock'/><target port='0'/></serial>
+    <channel type='unix'><source mode='bind' path='$I/vm5-agent.sock'/><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+    <serial type='pipe'><source path='$I/vm5-pipe'/><target port='1'/></serial>
+  </devices>
+  <seclabel type='dynamic' model='selinux' relabel='yes'/>
+</domain>
+EOT
+setfattr -n security.selinux -v system_u:object_r:svirt_manager_conf_t:s0 "$PAY" "$PAY"/*.toml "$PAY"/*.xml
 setfattr -n security.selinux -v system_u:object_r:svirt_manager_exec_t:s0 "$PAY/svirt"
 setfattr -n security.selinux -v system_u:object_r:qemu_exec_t:s0 "$PAY/svirt-probe"
 setfattr -n security.selinux -v system_u:object_r:bin_t:s0 "$PAY/run"
@@ -123,7 +157,8 @@ step "guest finished (qemu rc=$qrc)"
 tr -d '\r' < "$LOG" | grep -a '^SVTEST' > "$WORK/result.txt" || true
 cat "$WORK/result.txt"
 # Every check of guest.sh: a check that silently did not run is a failure too.
-EXPECTED=43
+EXPECTED_I14=10   # the issue-14 block of guest.sh
+EXPECTED=$((43 + EXPECTED_I14))
 fails=$(grep -c '^SVTEST-FAIL' "$WORK/result.txt" || true)
 passes=$(grep -c '^SVTEST-PASS' "$WORK/result.txt" || true)
 if grep -q '^SVTEST getenforce=Enforcing' "$WORK/result.txt" && grep -q '^SVTEST-DONE' "$WORK/result.txt" \

@@ -7,11 +7,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod derive;
+mod devices;
 mod name;
+mod resources;
 mod validate;
 mod xml;
+mod xml_seclabel;
 
+pub use derive::HostPaths;
+pub use devices::{ChardevKind, DiskSource, HostDevice, Layer, MemoryDevice, Tpm, VirtType};
 pub use name::validate_name;
+pub use resources::{Derive, DeviceChoice, Resource, ResourceKind};
 
 /// A label type, as libvirt's `<seclabel type=...>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,11 +114,18 @@ pub struct Disk {
     pub readonly: bool,
     #[serde(default)]
     pub shareable: bool,
-    /// Lower layers of the backing chain, top first.
-    #[serde(default)]
-    pub backing: Vec<PathBuf>,
+    /// Lower layers of the backing chain, top first (paths, or tables with overrides).
+    #[serde(default, deserialize_with = "devices::layers")]
+    pub backing: Vec<Layer>,
+    /// The top layer's `<source><seclabel>` elements; they govern the whole chain.
     #[serde(default, rename = "seclabel")]
     pub seclabels: Vec<DeviceLabel>,
+    /// The top layer's qcow2 external data file (`<dataStore>`).
+    #[serde(default)]
+    pub data_store: Option<PathBuf>,
+    /// What kind of storage the top layer is.
+    #[serde(default)]
+    pub source: DiskSource,
 }
 
 impl Disk {
@@ -123,12 +137,15 @@ impl Disk {
             shareable: access == Access::Shared,
             backing: Vec::new(),
             seclabels: Vec::new(),
+            data_store: None,
+            source: DiskSource::File,
         }
     }
 
-    /// How the disk is used: read-only wins over shareable.
+    /// How the disk is used: shareable wins over read-only (libvirt's
+    /// `virSecuritySELinuxSetImageLabelInternal` tests `shared` first).
     pub fn access(&self) -> Access {
-        Access::from_flags(self.readonly, self.shareable)
+        devices::disk_access(self.readonly, self.shareable)
     }
 }
 
@@ -148,11 +165,14 @@ pub struct Filesystem {
 #[serde(deny_unknown_fields)]
 pub struct Chardev {
     pub path: PathBuf,
+    /// How the path is used (a file by default).
+    #[serde(default)]
+    pub kind: ChardevKind,
     #[serde(default, rename = "seclabel")]
     pub seclabels: Vec<DeviceLabel>,
 }
 
-/// A host device node passed to the guest (`/dev/vfio/N`, a block or char device).
+/// A host device node passed to the guest by path (`/dev/vfio/N`, a block or char device).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hostdev {
@@ -161,13 +181,6 @@ pub struct Hostdev {
     pub readonly: bool,
     #[serde(default, rename = "seclabel")]
     pub seclabels: Vec<DeviceLabel>,
-}
-
-/// TPM emulator state (a directory) or a passthrough TPM device.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tpm {
-    pub path: PathBuf,
 }
 
 /// Network access a domain declares (Landlock enforces it; others ignore it).
@@ -181,21 +194,42 @@ pub struct Network {
 }
 
 /// A domain: the VM and every resource its VMM process may touch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Domain {
     pub name: String,
     #[serde(default)]
     pub uuid: Option<String>,
+    /// The hypervisor type (`kvm` unless given).
+    #[serde(default, rename = "type")]
+    pub virt_type: VirtType,
     #[serde(default)]
     pub kernel: Option<PathBuf>,
     #[serde(default)]
     pub initrd: Option<PathBuf>,
     #[serde(default)]
     pub dtb: Option<PathBuf>,
-    /// Firmware and other read-only boot files.
+    /// Read-only boot files svirt labels as content (svirt's own list; not libvirt's loader).
     #[serde(default)]
     pub firmware: Vec<PathBuf>,
+    /// The firmware `<loader>`: a system file, never relabeled.
+    #[serde(default)]
+    pub loader: Option<PathBuf>,
+    /// The firmware's variable store `<nvram>`: a private image.
+    #[serde(default)]
+    pub nvram: Option<PathBuf>,
+    /// The `<shim>` boot file: read-only content.
+    #[serde(default)]
+    pub shim: Option<PathBuf>,
+    /// ACPI `<table>` files: read-only content.
+    #[serde(default)]
+    pub acpi_tables: Vec<PathBuf>,
+    /// `<sysinfo type='fwcfg'>` entry files: read-only content.
+    #[serde(default)]
+    pub fwcfg_files: Vec<PathBuf>,
+    /// The `<pstore>` backing file: a private image.
+    #[serde(default)]
+    pub pstore: Option<PathBuf>,
     #[serde(default, rename = "seclabel")]
     pub seclabels: Vec<SecLabel>,
     #[serde(default, rename = "disk")]
@@ -206,8 +240,20 @@ pub struct Domain {
     pub chardevs: Vec<Chardev>,
     #[serde(default, rename = "hostdev")]
     pub hostdevs: Vec<Hostdev>,
+    /// Subsystem host devices whose nodes come from sysfs.
+    #[serde(default, rename = "host_device")]
+    pub host_devices: Vec<HostDevice>,
+    /// `<input type='evdev'|'passthrough'>` device nodes.
+    #[serde(default)]
+    pub inputs: Vec<PathBuf>,
+    /// `<memory model='nvdimm'|'virtio-pmem'|'sgx-epc'>` backends.
+    #[serde(default)]
+    pub memory: Vec<MemoryDevice>,
     #[serde(default, rename = "tpm")]
     pub tpms: Vec<Tpm>,
+    /// Smartcard certificate databases (directories, read-only content).
+    #[serde(default)]
+    pub smartcard_dbs: Vec<PathBuf>,
     #[serde(default)]
     pub network: Network,
 }
@@ -225,12 +271,14 @@ pub enum Access {
 }
 
 impl Access {
-    /// From libvirt's flags: read-only wins over shareable; neither is private.
+    /// From libvirt's flags: shareable wins over read-only (as in libvirt's
+    /// `virSecuritySELinuxSetImageLabelInternal` and `virSecuritySELinuxSetSCSILabel`); neither
+    /// is private.
     pub fn from_flags(readonly: bool, shareable: bool) -> Self {
-        if readonly {
-            Access::ReadOnly
-        } else if shareable {
+        if shareable {
             Access::Shared
+        } else if readonly {
+            Access::ReadOnly
         } else {
             Access::Private
         }
@@ -239,58 +287,6 @@ impl Access {
     /// Read-only content, or a private read-write resource.
     pub fn from_readonly(readonly: bool) -> Self {
         Self::from_flags(readonly, false)
-    }
-}
-
-/// What a resource is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ResourceKind {
-    Disk,
-    Backing,
-    Kernel,
-    Initrd,
-    Dtb,
-    Firmware,
-    Filesystem,
-    Chardev,
-    Hostdev,
-    Tpm,
-    SavedState,
-    Path,
-}
-
-/// One path a domain uses, with how it is used and its per-device label overrides.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Resource {
-    pub path: PathBuf,
-    pub kind: ResourceKind,
-    pub access: Access,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub overrides: Vec<DeviceLabel>,
-}
-
-impl Resource {
-    /// A resource without overrides.
-    pub fn new(path: impl Into<PathBuf>, kind: ResourceKind, access: Access) -> Self {
-        Resource {
-            path: path.into(),
-            kind,
-            access,
-            overrides: Vec::new(),
-        }
-    }
-
-    /// The override for `model`, if any.
-    pub fn override_for(&self, model: &str) -> Option<&DeviceLabel> {
-        self.overrides
-            .iter()
-            .find(|o| o.model == model || o.model.is_empty())
-    }
-
-    /// True when the resource is a directory labeled recursively.
-    pub fn is_tree(&self) -> bool {
-        matches!(self.kind, ResourceKind::Filesystem | ResourceKind::Tpm)
     }
 }
 
@@ -336,61 +332,5 @@ impl Domain {
     /// The domain-level seclabel for `model`.
     pub fn seclabel(&self, model: &str) -> Option<&SecLabel> {
         self.seclabels.iter().find(|s| s.model == model)
-    }
-
-    /// Every path the domain uses, in the order they are labeled.
-    pub fn resources(&self) -> Vec<Resource> {
-        let mut out = Vec::new();
-        for (kind, p) in [
-            (ResourceKind::Kernel, &self.kernel),
-            (ResourceKind::Initrd, &self.initrd),
-            (ResourceKind::Dtb, &self.dtb),
-        ] {
-            if let Some(p) = p {
-                out.push(Resource::new(p, kind, Access::ReadOnly));
-            }
-        }
-        for p in &self.firmware {
-            out.push(Resource::new(p, ResourceKind::Firmware, Access::ReadOnly));
-        }
-        for d in &self.disks {
-            out.push(Resource {
-                overrides: d.seclabels.clone(),
-                ..Resource::new(&d.path, ResourceKind::Disk, d.access())
-            });
-            for b in &d.backing {
-                out.push(Resource::new(b, ResourceKind::Backing, Access::ReadOnly));
-            }
-        }
-        for f in &self.filesystems {
-            out.push(Resource {
-                overrides: f.seclabels.clone(),
-                ..Resource::new(
-                    &f.path,
-                    ResourceKind::Filesystem,
-                    Access::from_readonly(f.readonly),
-                )
-            });
-        }
-        for c in &self.chardevs {
-            out.push(Resource {
-                overrides: c.seclabels.clone(),
-                ..Resource::new(&c.path, ResourceKind::Chardev, Access::Private)
-            });
-        }
-        for h in &self.hostdevs {
-            out.push(Resource {
-                overrides: h.seclabels.clone(),
-                ..Resource::new(
-                    &h.path,
-                    ResourceKind::Hostdev,
-                    Access::from_readonly(h.readonly),
-                )
-            });
-        }
-        for t in &self.tpms {
-            out.push(Resource::new(&t.path, ResourceKind::Tpm, Access::Private));
-        }
-        out
     }
 }

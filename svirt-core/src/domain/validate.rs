@@ -70,15 +70,12 @@ pub(super) fn validate(d: &Domain) -> Result<()> {
         }
     }
 
-    let mut paths = HashSet::new();
-    let resources = d.resources();
-    for r in &resources {
-        check_path(d, &r.path)?;
-        if !paths.insert(r.path.clone()) {
-            return Err(invalid(format!(
-                "{} is listed more than once",
-                r.path.display()
-            )));
+    // The same path may appear more than once (a disk that is also another disk's backing
+    // layer, two slices of one file): libvirt labels it each time and the last label stays;
+    // `Domain::resources` keeps one entry per path likewise.
+    for r in d.resources() {
+        if r.derive.is_none() && r.skip.is_none() {
+            check_path(d, &r.path)?;
         }
         check_device_labels(d, &r.path, &r.overrides)?;
     }
@@ -110,8 +107,10 @@ fn check_device_labels(d: &Domain, path: &Path, labels: &[DeviceLabel]) -> Resul
                 "cannot specify a label if relabelling is turned off".into(),
             ));
         }
-        if o.relabel.is_none() && o.label.is_none() {
-            return Err(invalid("a device seclabel needs relabel or label".into()));
+        // virSecurityDeviceLabelDefParseXML: an explicit relabel='yes' needs a label; a
+        // seclabel with neither is valid and changes nothing.
+        if o.relabel == Some(true) && o.label.is_none() {
+            return Err(invalid("cannot specify relabel if label is missing".into()));
         }
         if let (Some(l), "selinux" | "") = (&o.label, o.model.as_str()) {
             check_context(d, l)?;
@@ -237,11 +236,9 @@ mod tests {
     }
 
     #[test]
-    fn paths_must_be_absolute_and_unique() {
+    fn paths_must_be_absolute_and_plain() {
         let r = invalid("name='a'\n[[disk]]\npath='rel.img'\n");
         assert!(r.contains("not an absolute path"), "{r}");
-        let r = invalid("name='a'\n[[disk]]\npath='/x/a.img'\n[[disk]]\npath='/x/a.img'\n");
-        assert!(r.contains("more than once"), "{r}");
         let r = invalid("name='a'\n[[disk]]\npath='/x/../etc/shadow'\n");
         assert!(r.contains("'..'"), "{r}");
     }
@@ -299,12 +296,12 @@ path = "/dev/vfio/12"
         assert_eq!(
             kinds,
             vec![
-                (Kernel, ReadOnly),
-                (Initrd, ReadOnly),
                 (Disk, Private),
                 (Backing, ReadOnly),
-                (Filesystem, Private),
                 (Chardev, Private),
+                (Kernel, ReadOnly),
+                (Initrd, ReadOnly),
+                (Filesystem, Private),
                 (Hostdev, Private)
             ]
         );

@@ -1,12 +1,19 @@
 //! libvirt domain XML, as users already have it. Only what svirt labels is read; everything else
-//! is ignored without error.
+//! is ignored without error. Seclabels follow `src/conf/domain_conf.c` for configuration (not
+//! live) XML: see [`super::xml_seclabel`].
 
 use std::path::PathBuf;
 
 use roxmltree::{Document, Node};
 
-use super::{Chardev, DeviceLabel, Disk, Domain, Filesystem, Hostdev, LabelType, SecLabel, Tpm};
+use super::xml_seclabel::{device_seclabels, domain_seclabels};
+use super::{
+    Chardev, ChardevKind, Disk, DiskSource, Domain, Filesystem, HostDevice, Hostdev, Layer,
+    MemoryDevice, Tpm, VirtType,
+};
 use crate::error::{Error, Result};
+
+type Res<T> = std::result::Result<T, String>;
 
 pub(super) fn parse(text: &str, source_name: &str) -> Result<Domain> {
     let err = |reason: String| Error::DomainParse {
@@ -23,154 +30,197 @@ pub(super) fn parse(text: &str, source_name: &str) -> Result<Domain> {
         )));
     }
     let name = child_text(root, "name").ok_or_else(|| err("missing <name>".into()))?;
-    let os = child(root, "os");
-    let os_path = |tag| os.and_then(|o| child_text(o, tag)).map(PathBuf::from);
     let mut d = Domain {
         name,
         uuid: child_text(root, "uuid"),
-        kernel: os_path("kernel"),
-        initrd: os_path("initrd"),
-        dtb: os_path("dtb"),
-        firmware: os
-            .and_then(|o| child_text(o, "loader"))
-            .map(PathBuf::from)
-            .into_iter()
-            .collect(),
-        seclabels: Vec::new(),
-        disks: Vec::new(),
-        filesystems: Vec::new(),
-        chardevs: Vec::new(),
-        hostdevs: Vec::new(),
-        tpms: Vec::new(),
-        network: Default::default(),
+        virt_type: match root.attribute("type") {
+            Some("kvm") | None => VirtType::Kvm,
+            Some("qemu") => VirtType::Qemu,
+            Some(_) => VirtType::Other,
+        },
+        ..Domain::default()
     };
-    for s in children(root, "seclabel") {
-        d.seclabels.push(domain_seclabel(s).map_err(err)?);
+    if let Some(os) = child(root, "os") {
+        os_paths(os, &mut d);
     }
+    for s in children(root, "sysinfo").filter(|s| s.attribute("type") == Some("fwcfg")) {
+        for e in children(s, "entry") {
+            if let Some(f) = e.attribute("file") {
+                d.fwcfg_files.push(PathBuf::from(f));
+            }
+        }
+    }
+    d.seclabels = domain_seclabels(root).map_err(err)?;
     let Some(devices) = child(root, "devices") else {
         return Ok(d);
     };
     for dev in devices.children().filter(Node::is_element) {
-        match dev.tag_name().name() {
-            "disk" => {
-                if let Some(disk) = disk(dev).map_err(err)? {
-                    d.disks.push(disk);
-                }
-            }
-            "serial" | "console" | "parallel" | "channel" => {
-                if let Some(c) = chardev(dev).map_err(err)? {
-                    if !d.chardevs.iter().any(|x| x.path == c.path) {
-                        d.chardevs.push(c);
-                    }
-                }
-            }
-            "hostdev" => {
-                if let Some(h) = hostdev(dev).map_err(err)? {
-                    d.hostdevs.push(h);
-                }
-            }
-            "filesystem" => {
-                let Some(src) = child(dev, "source") else {
-                    continue;
-                };
-                let Some(dir) = src.attribute("dir") else {
-                    continue;
-                };
-                d.filesystems.push(Filesystem {
-                    path: PathBuf::from(dir),
-                    readonly: child(dev, "readonly").is_some(),
-                    seclabels: device_seclabels(src).map_err(err)?,
-                });
-            }
-            "tpm" => {
-                let Some(backend) = child(dev, "backend") else {
-                    continue;
-                };
-                let path = match backend.attribute("type") {
-                    Some("passthrough") => {
-                        child(backend, "device").and_then(|x| x.attribute("path"))
-                    }
-                    Some("emulator") => child(backend, "source").and_then(|x| x.attribute("path")),
-                    _ => None,
-                };
-                if let Some(p) = path {
-                    d.tpms.push(Tpm {
-                        path: PathBuf::from(p),
-                    });
-                }
-            }
-            _ => {}
-        }
+        device(dev, &mut d).map_err(err)?;
     }
     Ok(d)
 }
 
-fn child<'a>(n: Node<'a, 'a>, tag: &str) -> Option<Node<'a, 'a>> {
+fn os_paths(os: Node<'_, '_>, d: &mut Domain) {
+    let path = |tag| child_text(os, tag).map(PathBuf::from);
+    d.kernel = path("kernel");
+    d.initrd = path("initrd");
+    d.dtb = path("dtb");
+    d.shim = path("shim");
+    d.loader = path("loader");
+    // <nvram>PATH</nvram>, or <nvram type='file'><source file='PATH'/></nvram>; a network
+    // nvram has nothing local to label.
+    d.nvram = child(os, "nvram").and_then(|n| match n.attribute("type") {
+        Some("network") => None,
+        _ => child(n, "source")
+            .and_then(|s| s.attribute("file").or_else(|| s.attribute("dev")))
+            .map(PathBuf::from)
+            .or_else(|| text_of(n).map(PathBuf::from)),
+    });
+    if let Some(acpi) = child(os, "acpi") {
+        for t in children(acpi, "table") {
+            if let Some(p) = text_of(t) {
+                d.acpi_tables.push(PathBuf::from(p));
+            }
+        }
+    }
+}
+
+fn device(dev: Node<'_, '_>, d: &mut Domain) -> Res<()> {
+    match dev.tag_name().name() {
+        "disk" => {
+            if let Some(disk) = disk(dev)? {
+                d.disks.push(disk);
+            }
+        }
+        "serial" | "console" | "parallel" | "channel" => {
+            if let Some(c) = chardev(dev)? {
+                if !d.chardevs.iter().any(|x| x.path == c.path) {
+                    d.chardevs.push(c);
+                }
+            }
+        }
+        "smartcard" => match dev.attribute("mode") {
+            Some("host-certificates") => {
+                // virSecuritySELinuxSetSecuritySmartcardCallback: default /etc/pki/nssdb.
+                let db = child_text(dev, "database").unwrap_or_else(|| "/etc/pki/nssdb".into());
+                d.smartcard_dbs.push(PathBuf::from(db));
+            }
+            Some("passthrough") => {
+                if let Some(c) = chardev(dev)? {
+                    d.chardevs.push(c);
+                }
+            }
+            _ => {}
+        },
+        "hostdev" => hostdev(dev, d)?,
+        "input" => {
+            let src = child(dev, "source");
+            let p = match dev.attribute("type") {
+                Some("evdev") => src.and_then(|s| s.attribute("dev")),
+                Some("passthrough") => src.and_then(|s| s.attribute("evdev")),
+                _ => None,
+            };
+            if let Some(p) = p {
+                d.inputs.push(PathBuf::from(p));
+            }
+        }
+        "memory" => {
+            let path = || {
+                child(dev, "source")
+                    .and_then(|s| child_text(s, "path"))
+                    .map(PathBuf::from)
+            };
+            match dev.attribute("model") {
+                Some("nvdimm") => d
+                    .memory
+                    .extend(path().map(|path| MemoryDevice::Nvdimm { path })),
+                Some("virtio-pmem") => d
+                    .memory
+                    .extend(path().map(|path| MemoryDevice::VirtioPmem { path })),
+                Some("sgx-epc") => d.memory.push(MemoryDevice::SgxEpc),
+                _ => {}
+            }
+        }
+        "filesystem" => {
+            let Some(src) = child(dev, "source") else {
+                return Ok(());
+            };
+            let Some(dir) = src.attribute("dir") else {
+                return Ok(());
+            };
+            d.filesystems.push(Filesystem {
+                path: PathBuf::from(dir),
+                readonly: child(dev, "readonly").is_some(),
+                seclabels: device_seclabels(src)?,
+            });
+        }
+        "tpm" => tpm(dev, d),
+        "pstore" => {
+            if let Some(p) = child_text(dev, "path") {
+                d.pstore = Some(PathBuf::from(p));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn tpm(dev: Node<'_, '_>, d: &mut Domain) {
+    let Some(backend) = child(dev, "backend") else {
+        return;
+    };
+    match backend.attribute("type") {
+        Some("passthrough") => d.tpms.push(Tpm {
+            path: child(backend, "device")
+                .and_then(|x| x.attribute("path"))
+                .map(PathBuf::from),
+            passthrough: true,
+            version: None,
+        }),
+        Some("emulator") => d.tpms.push(Tpm {
+            // <source type='dir' path=...> or, for a state file, type='file'.
+            path: child(backend, "source")
+                .and_then(|x| x.attribute("path"))
+                .map(PathBuf::from),
+            passthrough: false,
+            version: backend.attribute("version").map(str::to_owned),
+        }),
+        Some("external") => {
+            // An swtpm the user runs: QEMU connects to its socket.
+            if let Some(p) = child(backend, "source").and_then(|s| s.attribute("path")) {
+                d.chardevs.push(Chardev {
+                    path: PathBuf::from(p),
+                    kind: ChardevKind::UnixConnect,
+                    seclabels: Vec::new(),
+                });
+            }
+        }
+        _ => {}
+    }
+}
+
+pub(super) fn child<'a>(n: Node<'a, 'a>, tag: &str) -> Option<Node<'a, 'a>> {
     n.children()
         .find(|c| c.is_element() && c.tag_name().name() == tag)
 }
 
-fn children<'a>(n: Node<'a, 'a>, tag: &'a str) -> impl Iterator<Item = Node<'a, 'a>> + 'a {
+pub(super) fn children<'a>(
+    n: Node<'a, 'a>,
+    tag: &'a str,
+) -> impl Iterator<Item = Node<'a, 'a>> + 'a {
     n.children()
         .filter(move |c| c.is_element() && c.tag_name().name() == tag)
 }
 
-fn child_text(n: Node<'_, '_>, tag: &str) -> Option<String> {
-    child(n, tag)
-        .and_then(|c| c.text())
+fn text_of(n: Node<'_, '_>) -> Option<String> {
+    n.text()
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
 }
 
-fn yes_no(v: Option<&str>, what: &str) -> std::result::Result<Option<bool>, String> {
-    match v {
-        None => Ok(None),
-        Some("yes") => Ok(Some(true)),
-        Some("no") => Ok(Some(false)),
-        Some(other) => Err(format!("{what}='{other}' must be 'yes' or 'no'")),
-    }
-}
-
-fn domain_seclabel(s: Node<'_, '_>) -> std::result::Result<SecLabel, String> {
-    let kind = match s.attribute("type") {
-        None => None,
-        Some("dynamic") => Some(LabelType::Dynamic),
-        Some("static") => Some(LabelType::Static),
-        Some("none") => Some(LabelType::None),
-        Some(other) => return Err(format!("unknown seclabel type '{other}'")),
-    };
-    let mut label = SecLabel {
-        model: s.attribute("model").unwrap_or("").to_owned(),
-        kind,
-        relabel: yes_no(s.attribute("relabel"), "relabel")?,
-        label: child_text(s, "label"),
-        baselabel: child_text(s, "baselabel"),
-        imagelabel: child_text(s, "imagelabel"),
-        shared: false,
-    };
-    // libvirt: <label> is read for static labels only (a dynamic one is output of a live domain),
-    // and imagelabel is output-only unless relabeling a static label.
-    if label.kind() == LabelType::Dynamic {
-        label.label = None;
-        label.imagelabel = None;
-    }
-    if label.kind.is_none() && label.baselabel.is_some() {
-        label.kind = Some(LabelType::Dynamic);
-    }
-    Ok(label)
-}
-
-fn device_seclabels(n: Node<'_, '_>) -> std::result::Result<Vec<DeviceLabel>, String> {
-    children(n, "seclabel")
-        .map(|s| {
-            Ok(DeviceLabel {
-                model: s.attribute("model").unwrap_or("").to_owned(),
-                relabel: yes_no(s.attribute("relabel"), "relabel")?,
-                label: child_text(s, "label"),
-            })
-        })
-        .collect()
+pub(super) fn child_text(n: Node<'_, '_>, tag: &str) -> Option<String> {
+    child(n, tag).and_then(text_of)
 }
 
 fn source_path(src: Node<'_, '_>) -> Option<PathBuf> {
@@ -179,26 +229,98 @@ fn source_path(src: Node<'_, '_>) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-fn disk(n: Node<'_, '_>) -> std::result::Result<Option<Disk>, String> {
-    if matches!(
-        n.attribute("type"),
-        Some("network") | Some("dir") | Some("volume")
-    ) {
-        return Ok(None);
-    }
-    let Some(src) = child(n, "source") else {
-        return Ok(None);
+/// `0000:01:00.0` from an `<address domain= bus= slot= function=>` element.
+fn pci_address(a: Node<'_, '_>) -> Res<String> {
+    let num = |attr: &str| -> Res<u32> {
+        let v = a.attribute(attr).unwrap_or("0");
+        let (digits, radix) = match v.strip_prefix("0x") {
+            Some(h) => (h, 16),
+            None => (v, 10),
+        };
+        u32::from_str_radix(digits, radix).map_err(|_| format!("bad PCI address {attr}='{v}'"))
     };
-    let Some(path) = source_path(src) else {
-        return Ok(None);
+    Ok(format!(
+        "{:04x}:{:02x}:{:02x}.{:x}",
+        num("domain")?,
+        num("bus")?,
+        num("slot")?,
+        num("function")?
+    ))
+}
+
+fn layer_data_store(src: Option<Node<'_, '_>>) -> Option<PathBuf> {
+    src.and_then(|s| child(s, "dataStore"))
+        .and_then(|ds| child(ds, "source"))
+        .and_then(source_path)
+}
+
+fn disk(n: Node<'_, '_>) -> Res<Option<Disk>> {
+    let src = child(n, "source");
+    let (source, path) = match n.attribute("type") {
+        Some("file") | Some("block") | None => match src.and_then(source_path) {
+            Some(p) => (DiskSource::File, p),
+            None => return Ok(None),
+        },
+        Some("dir") => match src.and_then(|s| s.attribute("dir")) {
+            Some(p) => (DiskSource::Dir, PathBuf::from(p)),
+            None => return Ok(None),
+        },
+        Some("network") => {
+            let s = src.ok_or("a network disk needs a <source>")?;
+            let proto = s.attribute("protocol").unwrap_or("network");
+            let name = s.attribute("name").unwrap_or("");
+            (
+                DiskSource::Network,
+                PathBuf::from(format!("{proto}:{name}")),
+            )
+        }
+        Some("volume") => {
+            let s = src.ok_or("a volume disk needs a <source>")?;
+            let pool = s.attribute("pool").unwrap_or("");
+            let vol = s.attribute("volume").unwrap_or("");
+            (
+                DiskSource::Volume,
+                PathBuf::from(format!("volume:{pool}/{vol}")),
+            )
+        }
+        Some("nvme") => {
+            let s = src.ok_or("an NVMe disk needs a <source>")?;
+            let a = child(s, "address").ok_or("an NVMe disk needs a PCI <address>")?;
+            let address = pci_address(a)?;
+            (
+                DiskSource::Nvme {
+                    address: address.clone(),
+                },
+                PathBuf::from(format!("nvme:{address}")),
+            )
+        }
+        // vhost-user and vDPA disks have nothing libvirt relabels as an image.
+        Some(_) => return Ok(None),
     };
-    let mut seclabels = device_seclabels(src)?;
-    seclabels.extend(device_seclabels(n)?);
+    // Only <source><seclabel> is parsed: a <seclabel> directly under <disk> is not
+    // (virDomainStorageSourceParse reads seclabels relative to <source>).
+    let seclabels = match src {
+        Some(s) => device_seclabels(s)?,
+        None => Vec::new(),
+    };
     let mut backing = Vec::new();
     let mut cur = child(n, "backingStore");
     while let Some(b) = cur {
-        if let Some(p) = child(b, "source").and_then(source_path) {
-            backing.push(p);
+        let bsrc = child(b, "source");
+        let local = matches!(b.attribute("type"), Some("file") | Some("block"));
+        if bsrc.is_some() || b.attribute("type").is_some() {
+            backing.push(Layer {
+                path: if local {
+                    bsrc.and_then(source_path)
+                } else {
+                    None
+                },
+                seclabels: match bsrc {
+                    Some(s) => device_seclabels(s)?,
+                    None => Vec::new(),
+                },
+                data_store: layer_data_store(bsrc),
+            });
         }
         cur = child(b, "backingStore");
     }
@@ -208,37 +330,125 @@ fn disk(n: Node<'_, '_>) -> std::result::Result<Option<Disk>, String> {
         shareable: child(n, "shareable").is_some(),
         backing,
         seclabels,
+        data_store: layer_data_store(src),
+        source,
     }))
 }
 
-fn chardev(n: Node<'_, '_>) -> std::result::Result<Option<Chardev>, String> {
-    if !matches!(n.attribute("type"), Some("file" | "pipe" | "unix" | "dev")) {
-        return Ok(None);
-    }
+fn chardev(n: Node<'_, '_>) -> Res<Option<Chardev>> {
+    let kind = match n.attribute("type") {
+        Some("file") | Some("dev") => ChardevKind::File,
+        Some("pipe") => ChardevKind::Pipe,
+        Some("unix") => ChardevKind::UnixConnect,
+        _ => return Ok(None),
+    };
     let Some(src) = child(n, "source") else {
         return Ok(None);
     };
     let Some(path) = src.attribute("path") else {
         return Ok(None);
     };
+    // virDomainChrSourceDefParseXML: mode='bind' listens; anything else connects.
+    let kind = match (kind, src.attribute("mode")) {
+        (ChardevKind::UnixConnect, Some("bind")) => ChardevKind::UnixListen,
+        (k, _) => k,
+    };
     Ok(Some(Chardev {
         path: PathBuf::from(path),
+        kind,
         seclabels: device_seclabels(src)?,
     }))
 }
 
-fn hostdev(n: Node<'_, '_>) -> std::result::Result<Option<Hostdev>, String> {
-    let Some(src) = child(n, "source") else {
-        return Ok(None);
+fn num_attr(n: Option<Node<'_, '_>>, attr: &str) -> Res<u32> {
+    let v = n
+        .and_then(|n| n.attribute(attr))
+        .ok_or(format!("missing {attr}="))?;
+    let parsed = match v.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => v.parse(),
     };
-    let path = child_text(src, "block")
-        .or_else(|| child_text(src, "char"))
-        .or_else(|| src.attribute("dev").map(str::to_owned));
-    Ok(path.map(|p| Hostdev {
-        path: PathBuf::from(p),
-        readonly: child(n, "readonly").is_some(),
-        seclabels: Vec::new(),
-    }))
+    parsed.map_err(|_| format!("bad {attr}='{v}'"))
+}
+
+fn hostdev(n: Node<'_, '_>, d: &mut Domain) -> Res<()> {
+    let Some(src) = child(n, "source") else {
+        return Ok(());
+    };
+    let readonly = child(n, "readonly").is_some();
+    if n.attribute("mode") == Some("capabilities") {
+        let path = child_text(src, "block").or_else(|| child_text(src, "char"));
+        if let Some(p) = path {
+            // virSecuritySELinuxSetHostdevCapsLabel: the image label, whatever else is said.
+            d.hostdevs.push(Hostdev {
+                path: PathBuf::from(p),
+                readonly: false,
+                seclabels: Vec::new(),
+            });
+        }
+        return Ok(());
+    }
+    let dev = match n.attribute("type") {
+        Some("pci") => {
+            let a = child(src, "address").ok_or("a PCI hostdev needs an <address>")?;
+            HostDevice::Pci {
+                address: pci_address(a)?,
+            }
+        }
+        Some("usb") => {
+            let a = child(src, "address");
+            if a.is_none() {
+                let id = |tag| {
+                    child(src, tag)
+                        .and_then(|v| v.attribute("id"))
+                        .unwrap_or("")
+                        .to_owned()
+                };
+                d.host_devices.push(HostDevice::UsbByVendor {
+                    vendor: id("vendor"),
+                    product: id("product"),
+                });
+                return Ok(());
+            }
+            HostDevice::Usb {
+                bus: num_attr(a, "bus")?,
+                device: num_attr(a, "device")?,
+            }
+        }
+        Some("scsi") => {
+            if src.attribute("protocol") == Some("iscsi") {
+                return Ok(()); // iSCSI: nothing local to label.
+            }
+            let adapter = child(src, "adapter")
+                .and_then(|a| a.attribute("name"))
+                .ok_or("a SCSI hostdev needs <adapter name='scsi_hostN'/>")?;
+            let host = adapter
+                .strip_prefix("scsi_host")
+                .and_then(|h| h.parse().ok())
+                .ok_or(format!("bad SCSI adapter name '{adapter}'"))?;
+            let a = child(src, "address");
+            HostDevice::Scsi {
+                host,
+                bus: num_attr(a, "bus")?,
+                target: num_attr(a, "target")?,
+                unit: num_attr(a, "unit")?,
+                readonly,
+                shareable: child(n, "shareable").is_some(),
+            }
+        }
+        Some("scsi_host") => HostDevice::ScsiHost {
+            wwpn: src.attribute("wwpn").unwrap_or("").to_owned(),
+        },
+        Some("mdev") => HostDevice::Mdev {
+            uuid: child(src, "address")
+                .and_then(|a| a.attribute("uuid"))
+                .ok_or("an mdev hostdev needs <address uuid=>")?
+                .to_owned(),
+        },
+        _ => return Ok(()),
+    };
+    d.host_devices.push(dev);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -310,18 +520,23 @@ mod tests {
             .collect();
         use Access::*;
         use ResourceKind::*;
+        // libvirt's SetAllLabel order: disks and chains, TPM, chardevs, kernel/initrd; then
+        // svirt's own (shares, capability host devices).
         let want = [
-            ("/var/lib/svirt/boot/vmlinuz", Kernel, ReadOnly),
-            ("/var/lib/svirt/boot/initrd", Initrd, ReadOnly),
             ("/var/lib/svirt/images/web1.qcow2", Disk, Private),
             ("/var/lib/svirt/images/base.qcow2", Backing, ReadOnly),
             ("/var/lib/svirt/images/root.qcow2", Backing, ReadOnly),
             ("/srv/iso/install.iso", Disk, ReadOnly),
             ("/dev/vg0/shared", Disk, Shared),
-            ("/srv/web1", Filesystem, ReadOnly),
-            ("/run/svirt/web1.serial", Chardev, Private),
-            ("/dev/input/event3", Hostdev, Private),
+            ("rbd:pool/img", Disk, Private),
             ("/var/lib/swtpm/web1", Tpm, Private),
+            ("swtpm log", TpmLog, Private),
+            ("swtpm socket", TpmSocket, Private),
+            ("/run/svirt/web1.serial", Chardev, Private),
+            ("/var/lib/svirt/boot/vmlinuz", Kernel, ReadOnly),
+            ("/var/lib/svirt/boot/initrd", Initrd, ReadOnly),
+            ("/srv/web1", Filesystem, ReadOnly),
+            ("/dev/input/event3", Hostdev, Private),
         ];
         let want: Vec<_> = want
             .iter()

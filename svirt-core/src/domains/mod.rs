@@ -16,8 +16,9 @@ use tracing::{info, warn};
 pub use record::{Record, Recovered, Status, StopReport};
 
 use crate::db::{Db, DomainRow, Item, Phase};
+use crate::domain::HostPaths;
 use crate::domain::{Access, Disk, Domain, Resource, ResourceKind};
-use crate::driver::{ExecHook, ExecOptions, ProcessInfo, ResourceReport};
+use crate::driver::{ExecHook, ExecOptions, PlannedResource, ProcessInfo, ResourceReport};
 use crate::engine::{Engine, ProgressFn, RestoreOptions, Restored};
 use crate::error::{Error, Result};
 use crate::fsutil::LockGuard;
@@ -27,6 +28,7 @@ use crate::manager::SecurityManager;
 struct Inner {
     manager: SecurityManager,
     host: Arc<dyn Host>,
+    host_paths: HostPaths,
     db: Arc<Db>,
     engine: Engine,
     lock_file: PathBuf,
@@ -62,6 +64,7 @@ impl Domains {
                 engine: Engine::new(host.clone()).with_progress(progress),
                 manager,
                 host,
+                host_paths: HostPaths::default(),
                 db,
                 lock_file: state_dir.join("svirt.lock"),
                 lock: tokio::sync::Mutex::new(()),
@@ -69,9 +72,26 @@ impl Domains {
         }
     }
 
+    /// Find host-derived resources (VFIO groups, USB and SCSI nodes, swtpm files) under
+    /// `paths` instead of `/sys` and `/dev` (tests give a fake tree). Call before any operation.
+    pub fn with_host_paths(mut self, paths: HostPaths) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.host_paths = paths;
+        }
+        self
+    }
+
     /// The driver stack.
     pub fn manager(&self) -> &SecurityManager {
         &self.inner.manager
+    }
+
+    /// What starting `domain` would do to each resource, per driver, changing no file (the
+    /// labels are generated to show real ones, and released).
+    pub async fn plan(&self, domain: &Domain) -> Result<Vec<PlannedResource>> {
+        let domain = domain.clone();
+        self.locked(move |i, rt| rt.block_on(i.manager.plan(&domain)))
+            .await
     }
 
     /// Run `op` on the blocking pool under the operation lock (in this process and across
@@ -294,9 +314,8 @@ impl Inner {
             }
             let labels = rt.block_on(self.manager.generate(&domain))?;
             crate::failpoint::hit("state.labels-generated");
-            let changes = self
-                .manager
-                .changes(&domain, &labels, &domain.resources())?;
+            let resources = domain.resources_on(self.host.as_ref(), &self.host_paths)?;
+            let changes = self.manager.changes(&domain, &labels, &resources)?;
             let dead = self.dead_holders(tx, &boot)?;
             let prepared = self
                 .engine
