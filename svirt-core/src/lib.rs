@@ -8,7 +8,9 @@
 //! - [`host`]: the seam every syscall goes through, with a recording fake (`test-util`).
 //! - [`remember`] and [`relabel`]: remembered originals and safe, recoverable relabeling.
 //! - [`noop`]: the `none` driver.
+//! - [`audit`]: what a VM process could open on the host as it is now, wall by wall.
 
+pub mod audit;
 pub mod config;
 pub mod context;
 pub mod domain;
