@@ -109,7 +109,7 @@ pub fn walk(host: &dyn Host, roots: &[PathBuf]) -> Walked {
                     continue;
                 }
             };
-            entries.sort_by(|a, b| b.0.cmp(&a.0));
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
             for (name, _) in entries {
                 let child = match host.open_child(&dir, &name) {
                     Ok(c) => c,
