@@ -86,7 +86,7 @@ impl SelinuxWall {
                 let why: Vec<&str> = d.reasons.iter().map(|r| r.as_str()).collect();
                 (
                     false,
-                    format!("denied {} by {}", d.denied.join(" "), why.join(" and ")),
+                    format!("denied ({}: {})", d.denied.join(" "), why.join(" and ")),
                 )
             }
             // A class the policy does not know: the audit errs on the side of "reachable".
@@ -200,7 +200,16 @@ impl Marker for SelinuxMarker {
     }
 
     fn mark_of(&self, label: &LabelRecord) -> Option<String> {
-        match mark_text(label.imagelabel.as_deref()?, &self.image.type_)? {
+        // Without a recorded image label (an identity given by hand), the image type with the
+        // process's range: what svirt would label its private images.
+        let image = match &label.imagelabel {
+            Some(i) => i.clone(),
+            None => {
+                let c: SecurityContext = label.label.parse().ok()?;
+                self.image.with_range(c.range?).to_string()
+            }
+        };
+        match mark_text(&image, &self.image.type_)? {
             Mark::Private(m) => Some(m),
             Mark::Shared => None,
         }
@@ -303,5 +312,11 @@ mod tests {
             extra: Default::default(),
         };
         assert_eq!(m.mark_of(&rec), Some("svirt_image_t:s0:c1,c2".into()));
+        let by_hand = LabelRecord {
+            imagelabel: None,
+            label: "system_u:system_r:svirt_t:s0:c3,c4".into(),
+            ..rec
+        };
+        assert_eq!(m.mark_of(&by_hand), Some("svirt_image_t:s0:c3,c4".into()));
     }
 }
