@@ -69,7 +69,8 @@ mkfs.ext4 -q -F -L svroot -I 256 -d "$ROOT" "$WORK/root.img" "$(( $(du -sm "$ROO
 # ---- the payload: binaries, scenario, configs and domains, labeled for the guest policy
 step "payload disk"
 PAY=$WORK/payload; rm -rf "$PAY"; mkdir -p "$PAY"
-cp "$repo/target/release/svirt" "$repo/target/release/svirt-probe" "$PAY/"
+T=${CARGO_TARGET_DIR:-$repo/target}
+cp "$T/release/svirt" "$T/release/svirt-probe" "$PAY/"
 install -m 0755 "$repo/tests/vm/guest.sh" "$PAY/run"
 I=/var/lib/libvirt/images
 cat > "$PAY/selinux.toml" <<EOT
@@ -123,7 +124,8 @@ step "guest finished (qemu rc=$qrc)"
 tr -d '\r' < "$LOG" | grep -a '^SVTEST' > "$WORK/result.txt" || true
 cat "$WORK/result.txt"
 # Every check of guest.sh: a check that silently did not run is a failure too.
-EXPECTED=43
+# 43 isolation checks + 7 of svirt audit (issue 13)
+EXPECTED=50
 fails=$(grep -c '^SVTEST-FAIL' "$WORK/result.txt" || true)
 passes=$(grep -c '^SVTEST-PASS' "$WORK/result.txt" || true)
 if grep -q '^SVTEST getenforce=Enforcing' "$WORK/result.txt" && grep -q '^SVTEST-DONE' "$WORK/result.txt" \
