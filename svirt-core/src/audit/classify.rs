@@ -380,3 +380,217 @@ pub fn run(
         violations,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ResourceKind;
+    use crate::host::fake::FakeHost;
+
+    /// A wall from path rules: (path prefix, read, write, search); first match wins, else deny.
+    #[derive(Debug)]
+    struct RuleWall(Vec<(&'static str, bool, bool, bool)>);
+
+    impl Wall for RuleWall {
+        fn model(&self) -> &str {
+            "rules"
+        }
+        fn decide(&self, f: &FileFacts) -> Decision {
+            let hit = self.0.iter().find(|r| f.path.starts_with(r.0));
+            let (read, write, search) = hit.map_or((false, false, false), |r| (r.1, r.2, r.3));
+            Decision {
+                read,
+                write,
+                search,
+                reason: format!("rule {:?}", hit.map(|r| r.0)),
+            }
+        }
+    }
+
+    /// Marks from the label: `vm:NAME` private, `shared` shared.
+    #[derive(Debug)]
+    struct LabelMarker;
+
+    impl Marker for LabelMarker {
+        fn model(&self) -> &str {
+            "rules"
+        }
+        fn mark(&self, f: &FileFacts) -> Option<Mark> {
+            match f.label.as_deref()? {
+                "shared" => Some(Mark::Shared),
+                l => l.strip_prefix("vm:").map(|v| Mark::Private(v.to_owned())),
+            }
+        }
+        fn mark_of(&self, l: &LabelRecord) -> Option<String> {
+            Some(l.label.clone())
+        }
+    }
+
+    fn label(model: &str, text: &str) -> LabelRecord {
+        LabelRecord {
+            model: model.into(),
+            kind: crate::domain::LabelType::Dynamic,
+            label: text.into(),
+            imagelabel: None,
+            relabel: true,
+            extra: Default::default(),
+        }
+    }
+
+    fn host() -> FakeHost {
+        let h = FakeHost::new();
+        for (p, l) in [
+            ("/img/a.img", "vm:a"),
+            ("/img/b.img", "vm:b"),
+            ("/img/s.img", "shared"),
+            ("/img/old.img", "vm:gone"),
+            ("/etc/passwd", "etc"),
+            ("/etc/locked/key", "etc"),
+        ] {
+            h.add_file(p);
+            h.put_xattr(p, "security.selinux", l.as_bytes());
+        }
+        h
+    }
+
+    fn known(name: &str, disk: &str, access: Access) -> Known {
+        Known {
+            name: name.into(),
+            resources: vec![Resource::new(disk, ResourceKind::Disk, access)],
+            labels: vec![label("rules", name)],
+        }
+    }
+
+    fn subject(name: &str, walls: Vec<Box<dyn Wall>>) -> Subject {
+        let k = known(name, &format!("/img/{name}.img"), Access::Private);
+        Subject {
+            name: name.into(),
+            walls,
+            resources: vec![
+                k.resources[0].clone(),
+                Resource::new("/img/s.img", ResourceKind::Disk, Access::Shared),
+            ],
+            labels: k.labels,
+        }
+    }
+
+    fn class_of(r: &SubjectReport, p: &str) -> Option<(Class, bool, bool)> {
+        r.entries
+            .iter()
+            .find(|e| e.path == Path::new(p))
+            .map(|e| (e.class, e.read, e.write))
+    }
+
+    #[test]
+    fn own_shared_and_isolated_files_are_expected_and_a_reachable_other_vm_file_is_a_violation() {
+        let h = host();
+        let known = [
+            known("a", "/img/a.img", Access::Private),
+            known("b", "/img/b.img", Access::Private),
+        ];
+        let tight = RuleWall(vec![
+            ("/img/a.img", true, true, true),
+            ("/img/s.img", true, true, true),
+            ("/img", false, false, true),
+            ("/etc/passwd", true, false, true),
+            ("/etc/locked", false, false, false),
+            ("/etc", true, false, true),
+        ]);
+        let loose = RuleWall(vec![
+            ("/img", true, true, true),
+            ("/etc", true, false, true),
+        ]);
+        let markers: Vec<Box<dyn Marker>> = vec![Box::new(LabelMarker)];
+        let roots = [PathBuf::from("/img"), PathBuf::from("/etc")];
+        let r = run(
+            &h,
+            &roots,
+            &[subject("a", vec![Box::new(tight)])],
+            &known,
+            &markers,
+        );
+        let a = &r.subjects[0];
+        assert_eq!(class_of(a, "/img/a.img"), Some((Class::Own, true, true)));
+        assert_eq!(class_of(a, "/img/s.img"), Some((Class::Shared, true, true)));
+        assert_eq!(
+            class_of(a, "/img/b.img"),
+            Some((Class::Isolated, false, false))
+        );
+        assert_eq!(
+            class_of(a, "/etc/passwd"),
+            Some((Class::HostReadable, true, false))
+        );
+        assert_eq!(
+            class_of(a, "/etc/locked/key"),
+            None,
+            "a directory that cannot be searched hides what is beneath it, though /etc is readable"
+        );
+        assert_eq!(a.violations, 0);
+        assert_eq!(
+            r.findings.len(),
+            1,
+            "old.img carries the mark of a VM not running"
+        );
+        assert_eq!(r.findings[0].class, Class::StaleMark);
+        assert_eq!(r.violations, 1);
+
+        let r = run(
+            &h,
+            &roots,
+            &[subject("a", vec![Box::new(loose)])],
+            &known,
+            &markers,
+        );
+        let a = &r.subjects[0];
+        assert_eq!(
+            class_of(a, "/img/b.img"),
+            Some((Class::OtherVm, true, true))
+        );
+        assert_eq!(
+            class_of(a, "/img/old.img"),
+            Some((Class::StaleMark, true, true))
+        );
+        assert_eq!(
+            class_of(a, "/img"),
+            Some((Class::HostWritable, true, true)),
+            "the VM could create files in the image directory"
+        );
+        assert_eq!(a.violations, 3);
+    }
+
+    #[test]
+    fn with_no_wall_every_host_file_is_writable_and_a_private_disk_labeled_shared_is_found() {
+        let h = host();
+        h.put_xattr("/img/b.img", "security.selinux", b"shared");
+        let known = [
+            known("a", "/img/a.img", Access::Private),
+            known("b", "/img/b.img", Access::Private),
+        ];
+        let markers: Vec<Box<dyn Marker>> = vec![Box::new(LabelMarker)];
+        let r = run(
+            &h,
+            &[PathBuf::from("/etc"), PathBuf::from("/img")],
+            &[subject("a", Vec::new())],
+            &known,
+            &markers,
+        );
+        let a = &r.subjects[0];
+        assert!(a.walls.is_empty());
+        assert_eq!(
+            class_of(a, "/etc/passwd"),
+            Some((Class::HostWritable, true, true))
+        );
+        assert_eq!(
+            class_of(a, "/img/b.img"),
+            Some((Class::OtherVm, true, true))
+        );
+        let f: Vec<_> = r
+            .findings
+            .iter()
+            .filter(|f| f.class == Class::PrivateLabeledShared)
+            .collect();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].path, PathBuf::from("/img/b.img"));
+        assert!(f[0].detail.contains("domain b"), "{}", f[0].detail);
+    }
+}
