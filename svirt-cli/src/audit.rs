@@ -301,11 +301,11 @@ fn print_report(r: &Report) {
                     if e.read { 'r' } else { '-' },
                     if e.write { 'w' } else { '-' }
                 );
-                let owner = e
-                    .owner
-                    .as_ref()
-                    .map(|o| format!(" ({o})"))
-                    .unwrap_or_default();
+                let owner = match (&e.owner, c) {
+                    (Some(o), _) => format!(" ({o})"),
+                    (None, Class::Isolated | Class::StaleMark) => " (no running VM)".into(),
+                    (None, _) => String::new(),
+                };
                 output::out(&format!(
                     "    {access} {}{owner}  {} {}:{} {}",
                     e.path.display(),

@@ -197,12 +197,12 @@ fn classify(s: &Subject, o: &Owners, read: bool, write: bool) -> Option<(Class, 
     let reachable = read || write;
     let mine = |n: &str| n == s.name;
     if let Some((_, a)) = o.records.iter().find(|(n, _)| mine(n)) {
-        let c = if *a == Access::Private {
-            Class::Own
+        let (c, owner) = if *a == Access::Private {
+            (Class::Own, Some(s.name.clone()))
         } else {
-            Class::Shared
+            (Class::Shared, None)
         };
-        return reachable.then(|| (c, Some(s.name.clone())));
+        return reachable.then_some((c, owner));
     }
     if let Some((n, _)) = o.records.iter().find(|(_, a)| *a == Access::Private) {
         let c = if reachable {
