@@ -34,17 +34,13 @@ pub enum Who {
     },
 }
 
-/// The domains svirt runs, from their records. The one place `svirt audit` reads records, so
-/// it follows the records wherever they move.
-fn running_domains(env: &Env) -> Result<Vec<Known>> {
+/// The domains svirt runs, with their labels, from their records. The one place `svirt audit`
+/// reads records, so it follows the records wherever they move.
+fn running_domains(env: &Env) -> Result<Vec<(Domain, Vec<LabelRecord>)>> {
     Ok(StateDir::new(&env.state_dir)
         .all()?
         .into_iter()
-        .map(|r| Known {
-            name: r.domain.name.clone(),
-            resources: r.domain.resources(),
-            labels: r.labels,
-        })
+        .map(|r| (r.domain, r.labels))
         .collect())
 }
 
@@ -181,7 +177,15 @@ pub async fn audit(
             return Err(UsageError(format!("--policy {}: no such file", p.display())).into());
         }
     }
-    let known = running_domains(env)?;
+    let running = running_domains(env)?;
+    let known: Vec<Known> = running
+        .iter()
+        .map(|(d, labels)| Known {
+            name: d.name.clone(),
+            resources: d.resources(),
+            labels: labels.clone(),
+        })
+        .collect();
     let opts = WallOptions {
         host: env.host.clone(),
         policy,
@@ -190,21 +194,16 @@ pub async fn audit(
     let mut subjects = Vec::new();
     match &who {
         Who::All | Who::Domain(_) => {
-            let wanted = |k: &&Known| match &who {
-                Who::Domain(n) => &k.name == n,
-                _ => true,
-            };
-            let records = StateDir::new(&env.state_dir).all()?;
-            for k in known.iter().filter(wanted) {
-                let Some(rec) = records.iter().find(|r| r.domain.name == k.name) else {
+            for (domain, labels) in &running {
+                if matches!(&who, Who::Domain(n) if *n != domain.name) {
                     continue;
-                };
+                }
                 subjects.push(subject(
                     env,
                     &opts,
-                    &k.name,
-                    &rec.domain,
-                    &k.labels,
+                    &domain.name,
+                    domain,
+                    labels,
                     &mut markers,
                 )?);
             }
