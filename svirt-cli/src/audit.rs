@@ -246,7 +246,7 @@ pub async fn audit(
     .await
     .context("the audit walk stopped")?;
     if json_out {
-        output::json(&serde_json::to_value(&report)?);
+        output::json_of(&report)?;
     } else {
         print_report(&report);
     }

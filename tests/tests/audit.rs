@@ -293,3 +293,68 @@ fn audit_refuses_conflicting_identities_and_a_missing_policy_with_exit_2() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("nosuch"));
 }
+
+#[test]
+fn a_landlock_domain_reaches_only_what_its_recorded_ruleset_grants() {
+    let test = "a_landlock_domain_reaches_only_what_its_recorded_ruleset_grants";
+    if svirt_landlock_abi() < 6 {
+        skip(test, "the kernel's Landlock ABI is below 6");
+        return;
+    }
+    let d = tmp();
+    let images = d.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    for f in ["mine.img", "iso.img", "theirs.img"] {
+        std::fs::write(images.join(f), f).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        images.join("theirs.img"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let cfg = d.path().join("svirt.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"{}/state\"\n[[driver]]\ndriver = \"landlock\"\n",
+            d.path().display()
+        ),
+    )
+    .unwrap();
+    let dom = d.path().join("ll.toml");
+    std::fs::write(
+        &dom,
+        format!(
+            "name = \"ll\"\n[[disk]]\npath = \"{0}/mine.img\"\n[[disk]]\npath = \"{0}/iso.img\"\nreadonly = true\n",
+            images.display()
+        ),
+    )
+    .unwrap();
+    let o = run(&cfg, &["start", dom.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let root = images.to_str().unwrap();
+    let (code, r) = audit(Some(&cfg), &["--root", root]);
+    assert_eq!(r["subjects"][0]["walls"], serde_json::json!(["landlock"]));
+    assert_eq!(
+        access(&r, "ll", &images.join("mine.img")),
+        Some(("own".into(), true, true)),
+        "{r:#}"
+    );
+    assert_eq!(
+        access(&r, "ll", &images.join("iso.img")),
+        Some(("shared".into(), true, false))
+    );
+    assert_eq!(
+        access(&r, "ll", &images.join("theirs.img")),
+        None,
+        "a world-writable file outside the ruleset is out of reach"
+    );
+    assert_eq!(code, 0, "{r:#}");
+    assert!(run(&cfg, &["stop", "ll"]).status.success());
+}
+
+/// The running kernel's Landlock ABI (0 when Landlock is off).
+fn svirt_landlock_abi() -> i32 {
+    svirt_landlock::kernel_abi()
+}

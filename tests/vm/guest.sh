@@ -21,15 +21,16 @@ expect() {
 
 # ---- svirt audit (issue 13): helpers -------------------------------------------------------
 # audit_pairs JSON: one line per listed (subject, path): "SUBJECT PATH read=ok|EACCES write=..."
-# (serde prints an entry's fields in order: path, kind, class, read, write), and
-# "UNREADABLE PATH" for every entry the audit could not read.
+# (svirt prints a report's fields in declaration order: a subject's name before its entries),
+# and "UNREADABLE PATH" for every entry the audit could not read.
 audit_pairs() {
   awk '
     /^ *"name": / { s=$0; sub(/^ *"name": "/, "", s); sub(/",?$/, "", s); subj=s }
-    /^ *"path": / { p=$0; sub(/^ *"path": "/, "", p); sub(/",?$/, "", p); path=p; r="" }
-    /^ *"error": / { print "UNREADABLE", path }
+    /^ *"path": / { p=$0; sub(/^ *"path": "/, "", p); sub(/",?$/, "", p); path=p }
+    /^ *"error": / { bad=1 }
     /^ *"read": / { r = ($0 ~ /true/) ? "ok" : "EACCES" }
-    /^ *"write": / { if (r != "") print subj, path, "read=" r, "write=" (($0 ~ /true/) ? "ok" : "EACCES") }
+    /^ *"write": / { w = ($0 ~ /true/) ? "ok" : "EACCES" }
+    /^ *},?$/ { if (bad) print "UNREADABLE", path; else if (r != "" && w != "") print subj, path, "read=" r, "write=" w; r=""; w=""; bad=0 }
   ' "$1"
 }
 # audit_agrees PAIRS SUBJECT REPORT PATH...: the audit's prediction for every PATH equals what
