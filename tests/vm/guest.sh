@@ -92,7 +92,7 @@ for n in 1 2 3; do
   R="$I/r$n.img"
   sed "s/^/SVTEST vm$n report: /" "$R"
   # ---- svirt audit (issue 13): the prediction made before the probe equals the kernel's answer
-  audit_agrees /tmp/audit1.pairs "vm$n" "$R" "$I/r$n.img" "$I/vm1.img" "$I/vm2.img" "$I/vm3.img" \
+  audit_agrees /tmp/audit1.pairs "vm$n" "$R" "$I/vm1.img" "$I/vm2.img" "$I/vm3.img" \
     "$I/shared.img" "$I/content.img" /etc/shadow "$I/share1/f"
   [ $n = 1 ] && L1=$L
   got=$(grep '^context ' "$R" | cut -d' ' -f2)
@@ -148,7 +148,7 @@ grep -q '"walls": \[' /tmp/audit4.json && sed -n '/"walls"/,/]/p' /tmp/audit4.js
 # ---- end of svirt audit block ---------------------------------------------------------------
 "$S" --config "$K" exec vm4 -- "$P" "$I/r4.img" "$I/dac4.img" "$I/other4.img" "$I/world4.img" /etc/shadow
 # ---- svirt audit (issue 13): vm4's prediction equals the kernel's; a private disk labeled shared
-audit_agrees /tmp/audit4.pairs vm4 "$I/r4.img" "$I/r4.img" "$I/dac4.img" "$I/other4.img" "$I/world4.img" /etc/shadow
+audit_agrees /tmp/audit4.pairs vm4 "$I/r4.img" "$I/dac4.img" "$I/other4.img" "$I/world4.img" /etc/shadow
 own4=$(ctx "$I/dac4.img")
 chcon system_u:object_r:svirt_image_t:s0 "$I/dac4.img"
 out=$("$S" --config "$K" --json audit --root "$I" 2>&1); arc=$?
