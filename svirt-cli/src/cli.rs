@@ -95,6 +95,31 @@ pub enum Command {
     },
     /// Restore one disk of a running domain (hot-unplug).
     Detach { name: String, path: PathBuf },
+    /// What could a compromised VM open? Walk the roots and decide, for every file and
+    /// directory, whether each running domain's process (or the identity given) could open it
+    /// for reading and for writing, combining every wall svirt sets. Exit 1 on a violation.
+    Audit {
+        /// Audit this running domain only (default: every running domain).
+        #[arg(long, conflicts_with_all = ["label", "uid", "groups"])]
+        domain: Option<String>,
+        /// Audit a process with this SELinux context instead of a running domain.
+        #[arg(long, value_name = "CONTEXT")]
+        label: Option<String>,
+        /// Audit a process with this uid instead of a running domain.
+        #[arg(long, value_name = "UID")]
+        uid: Option<u32>,
+        /// Every group of that process, primary first (default: the gid equal to the uid).
+        #[arg(long, value_name = "G,...", value_delimiter = ',', requires = "uid")]
+        groups: Vec<u32>,
+        /// A directory to walk (repeatable; default: the directories holding the domains'
+        /// resources, /etc, /home, /root and /var/lib).
+        #[arg(long = "root", value_name = "DIR")]
+        roots: Vec<PathBuf>,
+        /// The binary SELinux policy to decide against (default: the loaded one where SELinux
+        /// runs, else /etc/selinux/TYPE/policy/policy.NN).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
     /// Print the man page (roff).
@@ -256,6 +281,21 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 out(&format!("{name}: detached"));
                 crate::output::print_stop_report(&report);
             }
+        }
+        Command::Audit {
+            domain,
+            label,
+            uid,
+            groups,
+            roots,
+            policy,
+        } => {
+            let who = match (domain, label.is_some() || uid.is_some()) {
+                (Some(d), _) => crate::audit::Who::Domain(d),
+                (None, true) => crate::audit::Who::Identity { label, uid, groups },
+                (None, false) => crate::audit::Who::All,
+            };
+            return crate::audit::audit(&env, who, &roots, policy, json_out).await;
         }
         Command::Completions { .. } | Command::Man | Command::Drivers => {}
     }

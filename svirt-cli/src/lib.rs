@@ -1,6 +1,7 @@
 //! The `svirt` command line: argument parsing, output, and the lifecycle commands. The binary
 //! is [`main`]; the test crate builds a second binary from it with crash injection enabled.
 
+mod audit;
 mod cli;
 mod output;
 mod progress;

@@ -14,6 +14,12 @@ pub fn json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+/// Print a serializable value as JSON, its fields in declaration order.
+pub fn json_of<T: serde::Serialize>(v: &T) -> serde_json::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
 /// Print one error line.
 pub fn error_line(text: &str) {
     eprintln!("svirt: {text}");

@@ -1,6 +1,6 @@
 //! Building the driver stack from the configuration, or by probing when there is none.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -22,6 +22,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/svirt/svirt.toml";
 /// Everything a command needs.
 pub struct Env {
     pub domains: Domains,
+    pub host: Arc<dyn Host>,
+    pub state_dir: PathBuf,
 }
 
 /// Load the configuration (or probe), apply `--state-dir`, and build every driver.
@@ -62,12 +64,16 @@ pub async fn load(config: Option<&Path>, state_dir: Option<&Path>) -> Result<Env
     let manager = SecurityManager::new(drivers, cfg.require_confined)?;
     let domains = Domains::new(
         manager,
-        host,
+        host.clone(),
         db,
         &cfg.state_dir,
         crate::progress::terminal_bar(),
     );
-    Ok(Env { domains })
+    Ok(Env {
+        domains,
+        host,
+        state_dir: cfg.state_dir.clone(),
+    })
 }
 
 /// Without a configuration: SELinux when the kernel runs it, DAC when running as root, otherwise

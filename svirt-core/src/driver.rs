@@ -199,4 +199,19 @@ pub trait SecurityDriver: Send + Sync + Debug {
     async fn process_label(&self, _pid: u32) -> Result<Option<String>> {
         Ok(None)
     }
+
+    /// The wall this driver sets around the domain's process, for `svirt audit`. Default: this
+    /// driver sets no wall (it is then not counted).
+    fn wall(
+        &self,
+        _ctx: DomainCtx<'_>,
+        _opts: &crate::audit::WallOptions,
+    ) -> Result<Option<Box<dyn crate::audit::Wall>>> {
+        Ok(None)
+    }
+
+    /// The reader of the marks this driver puts on files (whose a file is). Default: none.
+    fn marker(&self) -> Option<Box<dyn crate::audit::Marker>> {
+        None
+    }
 }

@@ -11,8 +11,10 @@
 //! - [`db`]: the one transactional state database (records, reservations, originals).
 //! - [`engine`] and [`attr`]: remembered originals per inode, applying and restoring them.
 //! - [`noop`]: the `none` driver.
+//! - [`audit`]: what a VM process could open on the host as it is now, wall by wall.
 
 pub mod attr;
+pub mod audit;
 pub mod config;
 pub mod context;
 pub mod db;

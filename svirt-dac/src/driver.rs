@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use svirt_core::audit::{Marker, Wall, WallOptions};
 use svirt_core::config::BuildContext;
 use svirt_core::domain::{
     Access, Derive, DeviceChoice, Domain, HostPaths, LabelType, Resource, SecLabel,
@@ -21,8 +22,18 @@ use crate::config::DacConfig;
 use crate::error::DacError;
 use crate::hook::DacHook;
 use crate::ids::{parse_owner, IdRange};
+use crate::wall::{DacMarker, DacWall};
 
 const POOL: &str = "dac-uid";
+
+/// The supplementary groups recorded with a DAC label.
+fn groups_of(label: &LabelRecord) -> Vec<u32> {
+    label
+        .extra
+        .get("groups")
+        .and_then(|g| serde_json::from_value(g.clone()).ok())
+        .unwrap_or_default()
+}
 
 /// Owner-and-mode confinement with a uid per VM.
 #[derive(Debug)]
@@ -281,6 +292,27 @@ impl SecurityDriver for DacDriver {
         Ok(out)
     }
 
+    fn wall(&self, ctx: DomainCtx<'_>, _opts: &WallOptions) -> Result<Option<Box<dyn Wall>>> {
+        if ctx.label.kind == LabelType::None {
+            return Ok(None);
+        }
+        let (uid, gid) = self.owner_of(ctx.label, &ctx.domain.name)?;
+        Ok(Some(Box::new(DacWall::new(
+            uid,
+            gid,
+            &groups_of(ctx.label),
+        ))))
+    }
+
+    fn marker(&self) -> Option<Box<dyn Marker>> {
+        Some(Box::new(DacMarker {
+            range: self.range,
+            shared_gid: self.shared_gid,
+            passwd: self.config.passwd.clone(),
+            group: self.config.group.clone(),
+        }))
+    }
+
     fn prepare_exec(
         &self,
         ctx: DomainCtx<'_>,
@@ -290,12 +322,7 @@ impl SecurityDriver for DacDriver {
             return Ok(None);
         }
         let (uid, gid) = self.owner_of(ctx.label, &ctx.domain.name)?;
-        let groups: Vec<u32> = ctx
-            .label
-            .extra
-            .get("groups")
-            .and_then(|g| serde_json::from_value(g.clone()).ok())
-            .unwrap_or_default();
+        let groups = groups_of(ctx.label);
         Ok(Some(Box::new(DacHook::new(
             uid,
             gid,

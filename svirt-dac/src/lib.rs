@@ -9,6 +9,7 @@ mod error;
 mod hook;
 mod ids;
 mod sys;
+mod wall;
 
 pub use attr::DacAttr;
 pub use config::DacConfig;
@@ -16,3 +17,4 @@ pub use driver::DacDriver;
 pub use error::DacError;
 pub use hook::DacHook;
 pub use ids::{parse_owner, IdRange};
+pub use wall::{DacMarker, DacWall};

@@ -9,6 +9,7 @@ use landlock::{
     Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
 };
 use serde_json::json;
+use svirt_core::audit::{Wall, WallOptions};
 use svirt_core::domain::{Domain, LabelType, SecLabel};
 use svirt_core::driver::{
     DomainCtx, ExecHook, ExecOptions, ExecPhase, LabelRecord, Probe, SecurityDriver,
@@ -18,6 +19,7 @@ use svirt_core::Result;
 use crate::config::LandlockConfig;
 use crate::error::LandlockError;
 use crate::rules::{Grant, RuleSet};
+use crate::wall::{recorded, LandlockWall};
 
 /// Confinement by the kernel's Landlock LSM.
 #[derive(Debug)]
@@ -219,6 +221,19 @@ impl SecurityDriver for LandlockDriver {
             relabel: false,
             extra,
         })
+    }
+
+    fn wall(&self, ctx: DomainCtx<'_>, opts: &WallOptions) -> Result<Option<Box<dyn Wall>>> {
+        if ctx.label.kind == LabelType::None {
+            return Ok(None);
+        }
+        // The ruleset recorded at start is the one the kernel enforces; derive it from the
+        // domain only for records written before rules were recorded.
+        let rules = recorded(&ctx.label.extra).unwrap_or_else(|| self.rules(ctx.domain).paths);
+        Ok(Some(Box::new(LandlockWall::new(
+            &rules,
+            opts.host.as_ref(),
+        ))))
     }
 
     fn prepare_exec(

@@ -14,9 +14,11 @@ mod driver;
 mod error;
 mod rules;
 mod sys;
+mod wall;
 
 pub use config::LandlockConfig;
 pub use driver::LandlockDriver;
 pub use error::LandlockError;
-pub use rules::{Grant, RuleSet};
+pub use rules::{Grant, PathRule, RuleSet};
 pub use sys::kernel_abi;
+pub use wall::LandlockWall;

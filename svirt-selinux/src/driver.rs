@@ -4,6 +4,7 @@ use std::ffi::CString;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use svirt_core::audit::{Marker, Wall, WallOptions};
 use svirt_core::config::BuildContext;
 use svirt_core::context::{MlsRange, SecurityContext};
 use svirt_core::domain::{
@@ -21,9 +22,11 @@ use tracing::{info, warn};
 
 use crate::attr::SelinuxAttr;
 use crate::contexts::Contexts;
+use crate::decide::PolicyFile;
 use crate::error::SelinuxError;
 use crate::hook::SelinuxHook;
 use crate::kernel::Kernel;
+use crate::wall::{SelinuxMarker, SelinuxWall};
 
 /// sVirt for SELinux.
 #[derive(Debug)]
@@ -38,6 +41,8 @@ pub struct SelinuxDriver {
     /// In offline mode, the binary policy labels are checked against (through libsepol).
     policy_file: Option<std::path::PathBuf>,
     host_paths: HostPaths,
+    /// The policy the running kernel has loaded (selinuxfs), for `svirt audit`.
+    loaded_policy: std::path::PathBuf,
 }
 
 impl SelinuxDriver {
@@ -75,6 +80,7 @@ impl SelinuxDriver {
             attr: Arc::new(attr),
             policy_file: None,
             host_paths: ctx.host_paths.clone(),
+            loaded_policy: std::path::PathBuf::from("/sys/fs/selinux/policy"),
         })
     }
 
@@ -82,6 +88,29 @@ impl SelinuxDriver {
     pub fn with_policy_file(mut self, policy: Option<std::path::PathBuf>) -> Self {
         self.policy_file = policy;
         self
+    }
+
+    /// Read the kernel's loaded policy from `path` instead of `/sys/fs/selinux/policy`.
+    pub fn with_loaded_policy(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.loaded_policy = path.into();
+        self
+    }
+
+    /// The policy `svirt audit` decides against: the one asked for, else the loaded one when
+    /// the kernel runs SELinux, else the configured or installed policy file.
+    fn audit_policy(&self, opts: &WallOptions) -> Result<std::path::PathBuf> {
+        if let Some(p) = &opts.policy {
+            return Ok(p.clone());
+        }
+        if !self.offline && self.kernel.mode().is_some() {
+            return Ok(self.loaded_policy.clone());
+        }
+        self.policy_file.clone().ok_or_else(|| {
+            SelinuxError::NoPolicy {
+                root: self.loaded_policy.clone(),
+            }
+            .into()
+        })
     }
 
     /// The contexts in use.
@@ -377,5 +406,21 @@ impl SecurityDriver for SelinuxDriver {
         self.host.pid_label(pid).map(Some).map_err(|e| {
             svirt_core::Error::host("read the label of process", format!("/proc/{pid}"), e)
         })
+    }
+
+    fn wall(&self, ctx: DomainCtx<'_>, opts: &WallOptions) -> Result<Option<Box<dyn Wall>>> {
+        if ctx.label.kind == LabelType::None || ctx.label.label.is_empty() {
+            return Ok(None);
+        }
+        let policy = self.audit_policy(opts)?;
+        let wall = SelinuxWall::new(PolicyFile::open(&policy)?, &ctx.label.label)?;
+        Ok(Some(Box::new(wall)))
+    }
+
+    fn marker(&self) -> Option<Box<dyn Marker>> {
+        Some(Box::new(SelinuxMarker {
+            image: self.contexts.image.clone(),
+            content: self.contexts.content.clone(),
+        }))
     }
 }

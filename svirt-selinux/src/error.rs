@@ -30,6 +30,30 @@ pub enum SelinuxError {
     /// A label contains a NUL byte.
     #[error("label {label:?} contains a NUL byte")]
     Nul { label: String },
+    /// A binary policy file cannot be loaded into libsepol.
+    #[error("cannot load the SELinux policy {path}")]
+    PolicyLoad {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A context or class the policy does not define.
+    #[error("{what} {name} is not defined by the policy {policy}")]
+    NotInPolicy {
+        what: &'static str,
+        name: String,
+        policy: PathBuf,
+    },
+    /// libsepol could not compute a decision.
+    #[error("libsepol cannot decide {source_context} on {target} ({class})")]
+    Compute {
+        source_context: String,
+        target: String,
+        class: String,
+    },
+    /// No policy to decide against.
+    #[error("no SELinux policy to decide against: SELinux does not run and none is installed under {root}; give one with --policy")]
+    NoPolicy { root: PathBuf },
     /// A live process's label disagrees with the record.
     #[error("process {pid} of domain {domain} runs as {live}, but svirt recorded {recorded}")]
     LiveMismatch {

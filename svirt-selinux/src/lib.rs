@@ -6,6 +6,7 @@
 mod attr;
 mod config;
 mod contexts;
+mod decide;
 mod defaults;
 mod driver;
 mod error;
@@ -13,12 +14,15 @@ mod hook;
 mod kernel;
 mod policy_file;
 mod sys;
+mod wall;
 
 pub use attr::SelinuxAttr;
 pub use config::SelinuxConfig;
 pub use contexts::Contexts;
+pub use decide::{default_policy, AccessDecision, DenyReason, PolicyFile};
 pub use defaults::policy_default;
 pub use driver::SelinuxDriver;
 pub use error::SelinuxError;
 pub use kernel::{Kernel, LibSelinux};
 pub use policy_file::{check as check_against_policy_file, installed as installed_policy};
+pub use wall::{SelinuxMarker, SelinuxWall, UNLABELED};

@@ -19,6 +19,36 @@ expect() {
   esac
 }
 
+# ---- svirt audit (issue 13): helpers -------------------------------------------------------
+# audit_pairs JSON: one line per listed (subject, path): "SUBJECT PATH read=ok|EACCES write=..."
+# (svirt prints a report's fields in declaration order: a subject's name before its entries),
+# and "UNREADABLE PATH" for every entry the audit could not read.
+audit_pairs() {
+  awk '
+    /^ *"name": / { s=$0; sub(/^ *"name": "/, "", s); sub(/",?$/, "", s); subj=s }
+    /^ *"path": / { p=$0; sub(/^ *"path": "/, "", p); sub(/",?$/, "", p); path=p }
+    /^ *"error": / { bad=1 }
+    /^ *"read": / { r = ($0 ~ /true/) ? "ok" : "EACCES" }
+    /^ *"write": / { w = ($0 ~ /true/) ? "ok" : "EACCES" }
+    /^ *},?$/ { if (bad) print "UNREADABLE", path; else if (r != "" && w != "") print subj, path, "read=" r, "write=" w; r=""; w=""; bad=0 }
+  ' "$1"
+}
+# audit_agrees PAIRS SUBJECT REPORT PATH...: the audit's prediction for every PATH equals what
+# the kernel did in the probe's REPORT (a path the audit does not list is predicted unreachable).
+audit_agrees() {
+  pairs=$1; who=$2; rep=$3; shift 3; diff=""
+  for p in "$@"; do
+    want=$(awk -v s="$who" -v p="$p" '$1 == s && $2 == p { print $3, $4 }' "$pairs")
+    [ -n "$want" ] || want="read=EACCES write=EACCES"
+    grep -q "^UNREADABLE $p\$" "$pairs" && want="unreadable"
+    got=$(grep "^path $p " "$rep" | cut -d' ' -f3-)
+    [ "$want" = "$got" ] || diff="$diff [$p: audit $want, kernel $got]"
+  done
+  if [ -z "$diff" ]; then pass "svirt audit predicted all $# opens of $who as the kernel decided them"
+  else fail "svirt audit disagrees with the kernel for $who:$diff"; fi
+}
+# ---- end of svirt audit helpers -------------------------------------------------------------
+
 read -r me < /proc/self/attr/current; echo "SVTEST runner context=$me"
 mkdir -p "$I/share1"
 for f in vm1 vm2 vm3 shared content r1 r2 r3 static rs dac4 r4 other4 world4; do echo "data $f" > "$I/$f.img"; done
@@ -44,6 +74,16 @@ for n in 1 2 3; do
   if "$S" --config "$C" start "/mnt/vm$n.toml" > "/tmp/start$n" 2>&1; then pass "start vm$n"; else fail "start vm$n: $(tr "\n" " " < /tmp/start$n)"; fi
 done
 echo "SVTEST labels: $(state $FILES | tr '\n' ';')"
+# ---- svirt audit (issue 13): predict every open before any VM process runs ------------------
+# svirt_manager_t may not write the runner's /tmp files: its output comes back through a pipe.
+out=$("$S" --config "$C" --json audit --root "$I" --root /etc 2>&1); arc=$?
+printf '%s\n' "$out" > /tmp/audit1.json
+audit_pairs /tmp/audit1.json > /tmp/audit1.pairs
+grep -v ' /etc/' /tmp/audit1.pairs | sed 's/^/SVTEST audit1: /'
+echo "SVTEST audit1: $(grep -c ' /etc/' /tmp/audit1.pairs) entries under /etc, $(grep -c '^UNREADABLE' /tmp/audit1.pairs) unreadable"
+[ $arc = 0 ] && grep -q '"violations": 0' /tmp/audit1.json && pass "svirt audit runs confined in the guest and finds no violation" \
+  || fail "svirt audit (rc=$arc) before the probes: $(grep -c '"class"' /tmp/audit1.json) entries"
+# ---- end of svirt audit block ---------------------------------------------------------------
 for n in 1 2 3; do
   L=$(label_of "$C" "vm$n")
   echo "SVTEST vm$n label $L"
@@ -51,6 +91,10 @@ for n in 1 2 3; do
        "$I/shared.img" "$I/content.img" /etc/shadow "$I/share1/f"
   R="$I/r$n.img"
   sed "s/^/SVTEST vm$n report: /" "$R"
+  # ---- svirt audit (issue 13): the prediction made before the probe equals the kernel's answer
+  audit_agrees /tmp/audit1.pairs "vm$n" "$R" "$I/vm1.img" "$I/vm2.img" "$I/vm3.img" \
+    "$I/shared.img" "$I/content.img" /etc/shadow "$I/share1/f"
+  [ $n = 1 ] && L1=$L
   got=$(grep '^context ' "$R" | cut -d' ' -f2)
   [ -n "$L" ] && [ "$got" = "$L" ] && pass "vm$n runs as its label $L" || fail "vm$n runs as '$got', want '$L'"
   for m in 1 2 3; do
@@ -64,6 +108,16 @@ for n in 1 2 3; do
   else expect "$R" "$I/share1/f" EACCES EACCES "vm$n other VM's directory share"; fi
 done
 for n in 1 2 3; do "$S" --config "$C" stop "vm$n" > /dev/null 2>&1 || fail "stop vm$n"; done
+# ---- svirt audit (issue 13): a file left with a stopped VM's label is found -------------------
+stale=$(echo "$L1" | sed 's/:system_r:svirt_t:/:object_r:svirt_image_t:/')
+echo stale > "$I/stale1.img"; chcon "$stale" "$I/stale1.img"
+out=$("$S" --config "$C" --json audit --root "$I" 2>&1); arc=$?
+printf '%s\n' "$out" > /tmp/audit2.json
+if [ $arc = 1 ] && grep -A2 "\"path\": \"$I/stale1.img\"" /tmp/audit2.json | grep -q '"class": "stale-mark"'; then
+  pass "svirt audit finds $I/stale1.img left with stopped vm1's label $stale"
+else fail "svirt audit missed the stale label (rc=$arc): $(tr '\n' ' ' < /tmp/audit2.json | cut -c1-600)"; fi
+rm -f "$I/stale1.img"
+# ---- end of svirt audit block ---------------------------------------------------------------
 AFTER=$(state $FILES)
 if [ "$BEFORE" = "$AFTER" ]; then pass "every label, owner and mode is back after stop"
 else fail "not restored:"; echo "$AFTER" | sed 's/^/SVTEST after: /'; fi
@@ -86,7 +140,24 @@ chcon system_u:object_r:svirt_image_t:s0 "$I/other4.img"; chmod 600 "$I/other4.i
 chcon system_u:object_r:svirt_image_t:s0:c1022,c1023 "$I/world4.img"; chmod 666 "$I/world4.img"   # DAC allows, SELinux denies
 KB=$(state "$I/dac4.img" "$I/r4.img" "$I/other4.img" "$I/world4.img")
 if "$S" --config "$K" start /mnt/vm4.toml > /tmp/s4 2>&1; then pass "start vm4 (selinux+dac)"; else fail "start vm4: $(tr "\n" " " < /tmp/s4)"; fi
+# ---- svirt audit (issue 13): predict vm4's opens with both walls (SELinux and DAC) ------------
+out=$("$S" --config "$K" --json audit --domain vm4 --root "$I" --root /etc 2>&1)
+printf '%s\n' "$out" > /tmp/audit4.json
+audit_pairs /tmp/audit4.json > /tmp/audit4.pairs
+grep -q '"walls": \[' /tmp/audit4.json && sed -n '/"walls"/,/]/p' /tmp/audit4.json | tr -d ' \n' | sed 's/^/SVTEST audit4 /'; echo
+# ---- end of svirt audit block ---------------------------------------------------------------
 "$S" --config "$K" exec vm4 -- "$P" "$I/r4.img" "$I/dac4.img" "$I/other4.img" "$I/world4.img" /etc/shadow
+# ---- svirt audit (issue 13): vm4's prediction equals the kernel's; a private disk labeled shared
+audit_agrees /tmp/audit4.pairs vm4 "$I/r4.img" "$I/dac4.img" "$I/other4.img" "$I/world4.img" /etc/shadow
+own4=$(ctx "$I/dac4.img")
+chcon system_u:object_r:svirt_image_t:s0 "$I/dac4.img"
+out=$("$S" --config "$K" --json audit --root "$I" 2>&1); arc=$?
+printf '%s\n' "$out" > /tmp/audit5.json
+if [ $arc = 1 ] && grep -A2 "\"path\": \"$I/dac4.img\"" /tmp/audit5.json | grep -q '"class": "private-labeled-shared"'; then
+  pass "svirt audit finds vm4's private disk labeled shared"
+else fail "svirt audit missed vm4's private disk labeled shared (rc=$arc): $(tr '\n' ' ' < /tmp/audit5.json | cut -c1-600)"; fi
+chcon "$own4" "$I/dac4.img"
+# ---- end of svirt audit block ---------------------------------------------------------------
 sed "s/^/SVTEST vm4 report: /" "$I/r4.img"
 # real, effective, saved and filesystem uids: all the VM's own
 uids=$(grep '^uid ' "$I/r4.img")

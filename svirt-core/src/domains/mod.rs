@@ -206,6 +206,23 @@ impl Domains {
         })?
     }
 
+    /// Every recorded domain's record (running, starting, stopping or held).
+    pub async fn records(&self) -> Result<Vec<Record>> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            inner
+                .db
+                .read(|tx| tx.domains())?
+                .iter()
+                .map(|row| Record::decode(row, inner.db.path()))
+                .collect()
+        })
+        .await
+        .map_err(|e| Error::TaskFailed {
+            reason: e.to_string(),
+        })?
+    }
+
     /// The record of a domain.
     pub async fn record(&self, name: &str) -> Result<Record> {
         let inner = self.inner.clone();

@@ -15,7 +15,7 @@ pub use linux::LinuxHost;
 pub mod fake;
 
 /// The kind of a file, from `lstat`/`fstat`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileKind {
     File,
