@@ -270,14 +270,16 @@ impl Inner {
         })
     }
 
-    /// Domains recorded in an earlier boot: their VMMs are gone, whatever their records say.
-    fn dead_holders(&self, tx: &crate::db::Tx<'_>, boot: &str) -> Result<HashSet<String>> {
-        Ok(tx
-            .domains()?
-            .into_iter()
-            .filter(|r| r.boot_id != boot)
-            .map(|r| r.name)
-            .collect())
+    /// Whether `holder` is a domain recorded in an earlier boot (its VMM is gone, whatever its
+    /// record says) or no recorded domain at all. One indexed lookup: the cost of an operation
+    /// does not grow with the number of domains.
+    fn is_dead(&self, tx: &crate::db::Tx<'_>, holder: &str, boot: &str) -> bool {
+        match tx.domain(holder) {
+            Ok(Some(row)) => row.boot_id != boot,
+            Ok(None) => true,
+            // Unreadable: count it as alive, so nothing of it is taken over.
+            Err(_) => false,
+        }
     }
 
     /// Decide the privileges of guarded items and record the verdicts in `tx`, before anything
@@ -302,14 +304,14 @@ impl Inner {
     /// Restore `items` with the stack's own drivers, reclaiming share entries the VM created.
     fn restore_items(&self, items: Vec<Item>) -> Result<Restored> {
         let ids: HashSet<i64> = items.iter().map(|i| i.id).collect();
-        let managed: HashSet<(u64, u64)> = self
-            .db
-            .read(|tx| tx.all_items())?
-            .into_iter()
-            .filter(|i| !ids.contains(&i.id))
-            .map(|i| (i.ident.dev, i.ident.ino))
-            .collect();
-        let is_managed = move |dev: u64, ino: u64| managed.contains(&(dev, ino));
+        // Asked only for share entries with several links: one indexed lookup each.
+        let is_managed = move |dev: u64, ino: u64| {
+            self.db
+                .read(|tx| tx.items_by_inode(dev, ino))
+                .map(|found| found.iter().any(|i| !ids.contains(&i.id)))
+                // Unknown: treat it as managed elsewhere, so it is left alone.
+                .unwrap_or(true)
+        };
         let items = self.restore_order(items);
         Ok(self.engine.restore(
             &items,
@@ -333,10 +335,8 @@ impl Inner {
             crate::failpoint::hit("state.labels-generated");
             let resources = domain.resources_on(self.host.as_ref(), &self.host_paths)?;
             let changes = self.manager.changes(&domain, &labels, &resources)?;
-            let dead = self.dead_holders(tx, &boot)?;
-            let prepared = self
-                .engine
-                .prepare(tx, &name, changes, &|h: &str| dead.contains(h))?;
+            let dead = |h: &str| self.is_dead(tx, h, &boot);
+            let prepared = self.engine.prepare(tx, &name, changes, &dead)?;
             let rec = Record {
                 domain: domain.clone(),
                 labels,
@@ -484,10 +484,8 @@ impl Inner {
                 self.manager
                     .changes(&rec.domain, &rec.labels, std::slice::from_ref(&res))?;
             let boot = self.boot_id()?;
-            let dead = self.dead_holders(tx, &boot)?;
-            let prepared = self
-                .engine
-                .prepare(tx, name, changes, &|h: &str| dead.contains(h))?;
+            let dead = |h: &str| self.is_dead(tx, h, &boot);
+            let prepared = self.engine.prepare(tx, name, changes, &dead)?;
             let mut row = row;
             row.record = rec.encode(self.db.path())?;
             tx.put_domain(&row)?;
