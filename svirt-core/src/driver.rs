@@ -49,6 +49,19 @@ pub struct ResourceReport {
     pub skipped: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The path as the domain gave it, when it resolved to another (`path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given: Option<PathBuf>,
+    /// Parts of a directory share left alone (mount points inside it), with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<Excluded>,
+}
+
+/// A path inside a resource that was deliberately left alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Excluded {
+    pub path: PathBuf,
+    pub reason: String,
 }
 
 /// Everything a driver needs about the domain it works on.
@@ -136,6 +149,8 @@ pub trait SecurityDriver: Send + Sync + Debug {
             label: String::new(),
             skipped: true,
             reason: Some("nothing to do for this driver".into()),
+            given: None,
+            excluded: Vec::new(),
         })
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::domain::Access;
+use crate::domain::{Access, ResourceKind};
 use crate::error::{Error, Result};
 use crate::host::{fs_magic, is_unsupported, FileKind, Host, Node};
 use crate::remember::{Entry, Journal, Release, Sharing, TreeItem};
@@ -44,10 +44,16 @@ pub trait FileAttr: Send + Sync + Debug {
 /// The outcome of labeling one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
+    /// The resolved path (what was labeled).
     pub path: PathBuf,
+    /// The path as given, when it differs from the resolved one.
+    pub given: Option<PathBuf>,
     pub value: String,
-    /// The filesystem could not hold the attribute; nothing was changed.
+    /// The filesystem could not hold the attribute, or the file is a shared host device;
+    /// nothing was changed.
     pub skipped: Option<String>,
+    /// Parts of a directory tree left alone (mount points), with why.
+    pub excluded: Vec<crate::driver::Excluded>,
 }
 
 /// Progress of a long relabel: (items done, items in all).
@@ -110,14 +116,27 @@ impl Relabeler {
         target: &str,
         holder: &str,
         access: Access,
-        tree: bool,
+        kind: ResourceKind,
     ) -> Result<Applied> {
-        let opened = safe::open_resource(self.host.as_ref(), path, tree)?;
+        let opened = safe::open_resource(self.host.as_ref(), path, Some(kind))?;
         let Opened {
             path: real,
+            given,
             node,
             meta,
+            shared_device,
         } = opened;
+        let given = (given != real).then_some(given);
+        if let Some(why) = shared_device {
+            info!(path = %real.display(), model = self.model(), reason = %why, "left as it is");
+            return Ok(Applied {
+                path: real,
+                given,
+                value: target.to_owned(),
+                skipped: Some(why),
+                excluded: Vec::new(),
+            });
+        }
         let current = self
             .attr
             .read(self.host.as_ref(), &node)
@@ -128,11 +147,24 @@ impl Relabeler {
         } else {
             Sharing::Shared
         };
-        let tree_items = if tree && meta.kind == FileKind::Dir {
-            self.scan_tree(&real, target)?
+        let tree = matches!(kind, ResourceKind::Filesystem | ResourceKind::Tpm);
+        let (tree_items, mounts) = if tree && meta.kind == FileKind::Dir {
+            self.scan_tree(&node, target)?
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
+        let excluded: Vec<crate::driver::Excluded> = mounts
+            .into_iter()
+            .map(|rel| {
+                let path = real.join(rel);
+                warn!(path = %path.display(), model = self.model(), "mount point inside a share; not crossed");
+                crate::driver::Excluded {
+                    path,
+                    reason: "a mount point inside the share: another filesystem is never relabeled"
+                        .into(),
+                }
+            })
+            .collect();
         let entry = self.journal.acquire(
             &node,
             &real,
@@ -147,23 +179,25 @@ impl Relabeler {
             // Another domain already applied the same value.
             return Ok(Applied {
                 path: real,
+                given,
                 value: target.to_owned(),
                 skipped: None,
+                excluded,
             });
         }
         crate::failpoint::hit("relabel.journaled");
         let total = tree_items.len() as u64 + 1;
         if !tree_items.is_empty() {
-            if let Err(e) = self.set_tree(&real, &tree_items, target, total) {
+            if let Err(e) = self.set_tree(&node, &tree_items, target, total) {
                 // Roll back the items already changed, then the journal.
-                self.undo_tree(&real, &tree_items, target);
+                self.undo_tree(&node, &tree_items, target);
                 self.journal.abandon(&node, &real, self.model(), holder)?;
                 return Err(e);
             }
         }
         if !self.attr.matches(current.as_deref(), target) {
             if let Err(e) = self.attr.write(self.host.as_ref(), &node, Some(target)) {
-                self.undo_tree(&real, &tree_items, target);
+                self.undo_tree(&node, &tree_items, target);
                 self.journal.abandon(&node, &real, self.model(), holder)?;
                 if is_unsupported(&e) {
                     let fs = self.host.fs_type(&node).unwrap_or(0);
@@ -171,11 +205,13 @@ impl Relabeler {
                     warn!(path = %real.display(), model = self.model(), error = %e, hint, "filesystem cannot hold the attribute; resource left as it is");
                     return Ok(Applied {
                         path: real,
+                        given,
                         value: target.to_owned(),
                         skipped: Some(format!(
                             "{e}{}{hint}",
                             if hint.is_empty() { "" } else { "; " }
                         )),
+                        excluded,
                     });
                 }
                 return Err(Error::host("set the attribute of", &real, e));
@@ -188,15 +224,17 @@ impl Relabeler {
         info!(path = %real.display(), model = self.model(), value = target, holder, "applied");
         Ok(Applied {
             path: real,
+            given,
             value: target.to_owned(),
             skipped: None,
+            excluded,
         })
     }
 
     /// `holder` is done with `path`: when it was the last holder, put the original back.
     /// A path that is gone is forgotten with a warning.
-    pub fn restore(&self, path: &Path, holder: &str, tree: bool) -> Result<()> {
-        let opened = match safe::open_resource(self.host.as_ref(), path, tree) {
+    pub fn restore(&self, path: &Path, holder: &str, kind: ResourceKind) -> Result<()> {
+        let opened = match safe::open_resource(self.host.as_ref(), path, Some(kind)) {
             Ok(o) => o,
             Err(e) if e.errno() == Some(libc::ENOENT) => {
                 warn!(path = %path.display(), model = self.model(), "resource is gone; forgetting its original");
@@ -205,8 +243,15 @@ impl Relabeler {
             Err(e) => return Err(e),
         };
         let Opened {
-            path: real, node, ..
+            path: real,
+            node,
+            shared_device,
+            ..
         } = opened;
+        if shared_device.is_some() {
+            // Never relabeled, so nothing to put back.
+            return Ok(());
+        }
         match self.journal.release(&node, &real, self.model(), holder)? {
             Release::NotHeld | Release::StillUsed => Ok(()),
             Release::Restore(entry) => {
@@ -218,7 +263,7 @@ impl Relabeler {
 
     /// Put back an entry whose holders are all gone (crash recovery), then forget it.
     pub fn restore_orphan(&self, entry: &Entry) -> Result<()> {
-        match safe::open_resource(self.host.as_ref(), &entry.path, true) {
+        match safe::open_resource(self.host.as_ref(), &entry.path, None) {
             Ok(Opened { path, node, .. }) => self.put_back(&node, &path, entry),
             Err(e) if e.errno() == Some(libc::ENOENT) => {
                 self.journal.forget_missing(&entry.path, self.model())
@@ -230,7 +275,7 @@ impl Relabeler {
     fn put_back(&self, node: &Node, real: &Path, entry: &Entry) -> Result<()> {
         let mut errors = Vec::new();
         if !entry.tree.is_empty() {
-            if let Err(e) = self.put_back_tree(real, &entry.tree, &entry.applied) {
+            if let Err(e) = self.put_back_tree(node, &entry.tree, &entry.applied) {
                 errors.push(e);
             }
         }
@@ -250,9 +295,10 @@ impl Relabeler {
     }
 
     /// Every item below `root` whose value differs from `target`, with that value.
-    fn scan_tree(&self, root: &Path, target: &str) -> Result<Vec<TreeItem>> {
+    /// Also the mount points found inside, which were not crossed.
+    fn scan_tree(&self, root: &Node, target: &str) -> Result<(Vec<TreeItem>, Vec<PathBuf>)> {
         let mut out = Vec::new();
-        tree::walk(self.host.as_ref(), root, &mut |rel, node, _| {
+        let mounts = tree::walk(self.host.as_ref(), root, &mut |rel, node, _| {
             let cur = self.attr.read(self.host.as_ref(), node).unwrap_or(None);
             if !self.attr.matches(cur.as_deref(), target) {
                 out.push(TreeItem {
@@ -262,11 +308,11 @@ impl Relabeler {
             }
             Ok(())
         })?;
-        Ok(out)
+        Ok((out, mounts))
     }
 
     /// Set `target` on the scanned items, reporting progress.
-    fn set_tree(&self, root: &Path, items: &[TreeItem], target: &str, total: u64) -> Result<()> {
+    fn set_tree(&self, root: &Node, items: &[TreeItem], target: &str, total: u64) -> Result<()> {
         let wanted: HashSet<&Path> = items.iter().map(|i| i.rel.as_path()).collect();
         let mut done = 0u64;
         tree::walk(self.host.as_ref(), root, &mut |rel, node, _| {
@@ -284,10 +330,11 @@ impl Relabeler {
             }
             Ok(())
         })
+        .map(drop)
     }
 
     /// Put each item's original back where it still holds `applied`.
-    fn put_back_tree(&self, root: &Path, items: &[TreeItem], applied: &str) -> Result<()> {
+    fn put_back_tree(&self, root: &Node, items: &[TreeItem], applied: &str) -> Result<()> {
         let originals: HashMap<&Path, Option<&str>> = items
             .iter()
             .map(|i| (i.rel.as_path(), i.original.as_deref()))
@@ -309,9 +356,9 @@ impl Relabeler {
     }
 
     /// Put tree items back after a failed apply (best effort; the journal still has them).
-    fn undo_tree(&self, root: &Path, items: &[TreeItem], target: &str) {
+    fn undo_tree(&self, root: &Node, items: &[TreeItem], target: &str) {
         if let Err(e) = self.put_back_tree(root, items, target) {
-            warn!(path = %root.display(), error = %crate::display_chain(&e), "rollback failed");
+            warn!(path = %root.path().display(), error = %crate::display_chain(&e), "rollback failed");
         }
     }
 }
@@ -387,7 +434,7 @@ impl Relabeler {
 
     /// [`Relabeler::restore`] for one resource.
     pub fn restore_one(&self, holder: &str, res: &crate::domain::Resource) -> Result<()> {
-        self.restore(&res.path, holder, res.is_tree())
+        self.restore(&res.path, holder, res.kind)
     }
 
     /// Apply the plan for one resource.
@@ -405,15 +452,19 @@ impl Relabeler {
                 label: String::new(),
                 skipped: true,
                 reason: Some(reason.clone()),
+                given: None,
+                excluded: Vec::new(),
             }),
             Plan::Set(v) => {
-                let a = self.apply(&res.path, v, holder, res.access, res.is_tree())?;
+                let a = self.apply(&res.path, v, holder, res.access, res.kind)?;
                 Ok(crate::driver::ResourceReport {
                     path: a.path,
                     model,
                     label: a.value,
                     skipped: a.skipped.is_some(),
                     reason: a.skipped,
+                    given: a.given,
+                    excluded: a.excluded,
                 })
             }
         }

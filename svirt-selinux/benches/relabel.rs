@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use svirt_core::domain::Access;
+use svirt_core::domain::{Access, ResourceKind};
 use svirt_core::host::LinuxHost;
 use svirt_core::relabel::Relabeler;
 use svirt_core::remember::Journal;
@@ -45,7 +45,14 @@ fn ours(root: &Path, dir: &Path, run: u32) -> f64 {
         Arc::new(SelinuxAttr::default()),
     );
     let t = Instant::now();
-    r.apply(dir, LABEL, "bench", Access::Private, true).unwrap();
+    r.apply(
+        dir,
+        LABEL,
+        "bench",
+        Access::Private,
+        ResourceKind::Filesystem,
+    )
+    .unwrap();
     t.elapsed().as_secs_f64()
 }
 

@@ -307,6 +307,12 @@ impl Host for Swapping {
     fn open_node(&self, p: &Path) -> io::Result<Node> {
         self.real.open_node(p)
     }
+    fn open_resolved(&self, p: &Path) -> io::Result<Node> {
+        self.real.open_resolved(p)
+    }
+    fn node_path(&self, n: &Node) -> io::Result<PathBuf> {
+        self.real.node_path(n)
+    }
     fn open_child(&self, d: &Node, n: &OsStr) -> io::Result<Node> {
         self.maybe_swap(&d.path().join(n));
         self.real.open_child(d, n)
