@@ -37,18 +37,8 @@ pub fn report(e: &anyhow::Error) {
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if let Some(se) = cause.downcast_ref::<Error>() {
-            if matches!(
-                se,
-                Error::Config { .. }
-                    | Error::DomainParse { .. }
-                    | Error::DomainInvalid { .. }
-                    | Error::InvalidName { .. }
-                    | Error::ModelUnavailable { .. }
-                    | Error::DriverUnavailable { .. }
-                    | Error::ContextSyntax { .. }
-            ) {
-                return 2;
-            }
+            // The outermost svirt error decides: its own causes are what it wraps.
+            return if se.is_usage() { 2 } else { 1 };
         }
         if cause.downcast_ref::<crate::cli::UsageError>().is_some() {
             return 2;

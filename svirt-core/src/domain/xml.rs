@@ -8,6 +8,23 @@ use roxmltree::{Document, Node};
 use super::{Chardev, DeviceLabel, Disk, Domain, Filesystem, Hostdev, LabelType, SecLabel, Tpm};
 use crate::error::{Error, Result};
 
+fn unique(parent: Node, tags: &[&str]) -> std::result::Result<(), String> {
+    for tag in tags {
+        if parent
+            .children()
+            .filter(|c| c.is_element() && c.tag_name().name() == *tag)
+            .nth(1)
+            .is_some()
+        {
+            return Err(format!(
+                "<{tag}> appears more than once in <{}>",
+                parent.tag_name().name()
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn parse(text: &str, source_name: &str) -> Result<Domain> {
     let err = |reason: String| Error::DomainParse {
         source_name: source_name.to_owned(),
@@ -22,8 +39,14 @@ pub(super) fn parse(text: &str, source_name: &str) -> Result<Domain> {
             root.tag_name().name()
         )));
     }
+    // Elements libvirt allows once: a second one would be silently ignored here (a second
+    // <devices> would hide its disks from labeling), so it is refused.
+    unique(root, &["name", "uuid", "os", "devices"]).map_err(err)?;
     let name = child_text(root, "name").ok_or_else(|| err("missing <name>".into()))?;
     let os = child(root, "os");
+    if let Some(o) = os {
+        unique(o, &["kernel", "initrd", "dtb", "loader"]).map_err(err)?;
+    }
     let os_path = |tag| os.and_then(|o| child_text(o, tag)).map(PathBuf::from);
     let mut d = Domain {
         name,
@@ -244,6 +267,33 @@ fn hostdev(n: Node<'_, '_>) -> std::result::Result<Option<Hostdev>, String> {
 #[cfg(test)]
 mod tests {
     use super::super::{Access, Domain, LabelType, ResourceKind};
+    use crate::error::Error;
+
+    #[test]
+    fn elements_libvirt_allows_once_are_refused_when_repeated() {
+        for (xml, tag) in [
+            ("<domain><name>a</name><name>b</name></domain>", "<name>"),
+            (
+                "<domain><name>a</name><uuid>1</uuid><uuid>2</uuid></domain>",
+                "<uuid>",
+            ),
+            (
+                "<domain><name>a</name><devices/><devices><disk type='file'><source file='/x'/></disk></devices></domain>",
+                "<devices>",
+            ),
+            (
+                "<domain><name>a</name><os><kernel>/a</kernel><kernel>/etc/shadow</kernel></os></domain>",
+                "<kernel>",
+            ),
+        ] {
+            match Domain::from_xml(xml, "t.xml") {
+                Err(Error::DomainParse { reason, .. }) => {
+                    assert!(reason.contains(&format!("{tag} appears more than once")), "{reason}")
+                }
+                other => panic!("{xml}: expected a parse error, got {other:?}"),
+            }
+        }
+    }
 
     const XML: &str = r#"<domain type='kvm' id='3'>
   <name>web1</name>
