@@ -163,3 +163,68 @@ pub fn svirt_xattrs(p: &Path) -> String {
         .collect::<Vec<_>>()
         .join(",")
 }
+
+/// Every file below `root` (itself included) with its owner, mode, type and every xattr, one
+/// line each, sorted: two snapshots are equal exactly when nothing on disk changed. Mount
+/// points are not crossed.
+pub fn snapshot(root: &Path) -> Vec<String> {
+    fn walk(p: &Path, dev: u64, out: &mut Vec<String>) {
+        let Ok(m) = std::fs::symlink_metadata(p) else {
+            return;
+        };
+        let mut names = vec![0u8; 65536];
+        let n = rustix::fs::llistxattr(p, &mut names[..]).unwrap_or(0);
+        let mut xattrs: Vec<String> = names[..n]
+            .split(|b| *b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| {
+                let name = String::from_utf8_lossy(n).into_owned();
+                let v = xattr(p, &name).unwrap_or_default();
+                format!("{name}={}", String::from_utf8_lossy(&v))
+            })
+            .collect();
+        xattrs.sort();
+        out.push(format!(
+            "{} {}:{} {:o} rdev={} {}",
+            p.display(),
+            m.uid(),
+            m.gid(),
+            m.mode(),
+            m.rdev(),
+            xattrs.join(",")
+        ));
+        if m.is_dir() && m.dev() == dev {
+            let mut kids: Vec<_> = std::fs::read_dir(p)
+                .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default();
+            kids.sort();
+            for k in kids {
+                walk(&k, dev, out);
+            }
+        }
+    }
+    let dev = std::fs::symlink_metadata(root)
+        .map(|m| m.dev())
+        .unwrap_or(0);
+    let mut out = Vec::new();
+    walk(root, dev, &mut out);
+    out
+}
+
+/// Run a shell `script` in a private mount namespace (`unshare --mount --propagation private`),
+/// so every mount it makes vanishes with it and the host's mounts are never touched. `args` are
+/// the script's positional parameters. None when mount namespaces cannot be made here.
+pub fn in_private_mounts(script: &str, args: &[&str]) -> Option<Output> {
+    let o = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "sh", "-ec"])
+        .arg(script)
+        .arg("sh")
+        .args(args)
+        .output()
+        .ok()?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    if err.contains("unshare failed") {
+        return None;
+    }
+    Some(o)
+}

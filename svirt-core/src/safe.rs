@@ -219,9 +219,14 @@ pub fn open_resource(host: &dyn Host, path: &Path, kind: Option<ResourceKind>) -
         path: p.to_owned(),
         reason,
     };
-    // The literal path first, so nothing below a system tree is even opened.
+    // The path as written first, so nothing below a system tree is even opened.
     if let Some(why) = denied(path) {
-        return Err(refuse(path, why.into()));
+        let plain = lexical(path);
+        return Err(if plain.as_os_str() == path.as_os_str() {
+            refuse(path, why.into())
+        } else {
+            refuse(&plain, format!("{why} (given as {})", path.display()))
+        });
     }
     let node = host
         .open_resolved(path)
