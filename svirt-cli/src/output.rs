@@ -67,7 +67,20 @@ pub fn print_started(rec: &crate::state::Record, as_json: bool) {
         } else {
             r.label.clone()
         };
-        println!("  {:<9} {} {}", r.model, r.path.display(), how);
+        let given = r
+            .given
+            .as_ref()
+            .map(|g| format!(" (given as {})", g.display()))
+            .unwrap_or_default();
+        println!("  {:<9} {}{given} {}", r.model, r.path.display(), how);
+        for x in &r.excluded {
+            println!(
+                "  {:<9}   excluded {}: {}",
+                r.model,
+                x.path.display(),
+                x.reason
+            );
+        }
     }
 }
 

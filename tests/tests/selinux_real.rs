@@ -99,7 +99,8 @@ async fn every_row_of_the_resource_table_on_real_files() {
         &p("vfio12"),
         nix::sys::stat::SFlag::S_IFCHR,
         nix::sys::stat::Mode::from_bits_truncate(0o600),
-        nix::sys::stat::makedev(1, 3),
+        // A device number of no shared host device (the null device 1:3 is never relabeled).
+        nix::sys::stat::makedev(243, 12),
     )
     .unwrap();
     orig(&p("vfio12"));
