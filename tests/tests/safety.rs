@@ -385,11 +385,24 @@ fn every_usage_and_configuration_error_exits_2_and_every_operation_failure_exits
         case("unknown driver", "[[driver]]\ndriver = \"apparmor\"\n", &disk, start.clone(), 2, "apparmor"),
         case("model no driver provides", &dac, &format!("{disk}[[seclabel]]\nmodel = \"selinux\"\n"), start.clone(), 2, "which no configured driver provides"),
         case("bad context syntax", &selinux, &format!("{disk}[[seclabel]]\nmodel = \"selinux\"\ntype = \"static\"\nlabel = \"garbage\"\n"), start.clone(), 2, "garbage"),
+        case("an unconfined domain where confinement is required", &format!("require_confined = true\n{dac}"), &format!("{disk}[[seclabel]]\nmodel = \"dac\"\ntype = \"none\"\n"), start.clone(), 2, "would run unconfined"),
+        case("a category range too small", &selinux.replace("c0.c1023", "c0.c3"), &disk, start.clone(), 2, "at least 8 are needed"),
         case("no command for run", &dac, &disk, args(&["--config", "{cfg}", "run"]), 2, "required"),
         case("stop of an unknown domain", &dac, &disk, args(&["--config", "{cfg}", "stop", "nosuch"]), 1, "no domain named nosuch is running"),
         case("a missing disk", &dac, &format!("name = \"v\"\n[[disk]]\npath = \"{}/missing.img\"\n", p.display()), start.clone(), 1, "missing.img"),
         case("exec of an unknown domain", &dac, &disk, args(&["--config", "{cfg}", "exec", "nosuch", "--", "true"]), 1, "nosuch"),
     ];
+    let mut cases = cases;
+    if svirt_selinux::Kernel::mode(&svirt_selinux::LibSelinux).is_none() {
+        cases.push(case(
+            "SELinux without offline on a kernel without it",
+            &selinux.replace("offline = true\n", ""),
+            &disk,
+            start.clone(),
+            2,
+            "SELinux is not enabled in this kernel",
+        ));
+    }
     check_cases(p, cases);
     // The same domain twice is an operation failure too: it is already running.
     std::fs::write(p.join("case.toml"), &dac).unwrap();
