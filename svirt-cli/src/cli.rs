@@ -130,6 +130,15 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Verify { domain_file } => {
             let d = Domain::from_file(&domain_file)?;
             env.manager.verify(&d).await?;
+            // The paths as start will see them (resolved, by type), opened O_PATH only: what start
+            // would refuse, verify refuses too. A path that does not exist yet is left to start.
+            for r in d.resources() {
+                let opened =
+                    svirt_core::safe::open_resource(env.host.as_ref(), &r.path, Some(r.kind));
+                if let Err(e @ svirt_core::Error::PathRefused { .. }) = opened {
+                    return Err(e.into());
+                }
+            }
             if json_out {
                 print_json(&json!({"name": d.name, "valid": true, "resources": d.resources()}));
             } else {

@@ -145,6 +145,8 @@ fn system_roots_spelled_with_dots_slashes_or_symlinks_are_refused_and_nothing_ch
             "s.toml",
             &format!("name = \"s\"\n[[filesystem]]\npath = \"{share}\"\n"),
         );
+        let o = j.svirt("", &["verify", &dom]).unwrap();
+        assert_eq!(o.status.code(), Some(2), "verify {share}: {}", err(&o));
         let o = j.svirt("", &["start", &dom]).unwrap();
         assert_eq!(o.status.code(), Some(2), "{share}: {}", err(&o));
         assert!(
