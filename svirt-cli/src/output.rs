@@ -21,15 +21,16 @@ pub fn error_line(text: &str) {
 
 /// Print an error and its whole cause chain, one cause per line.
 pub fn report(e: &anyhow::Error) {
-    let mut first = true;
+    let mut last: Option<String> = None;
     for cause in e.chain() {
         let text = cause.to_string();
-        if first {
-            eprintln!("svirt: error: {text}");
-            first = false;
-        } else {
-            eprintln!("  caused by: {text}");
+        match &last {
+            None => eprintln!("svirt: error: {text}"),
+            // A wrapper that shows its cause's text (a rollback without failures) adds nothing.
+            Some(prev) if *prev == text => continue,
+            Some(_) => eprintln!("  caused by: {text}"),
         }
+        last = Some(text);
     }
 }
 

@@ -488,6 +488,93 @@ mod tests {
         assert_eq!(FileMeta::make_rdev(1, 3), 0x103, "glibc's makedev(1, 3)");
     }
 
+    /// A file attribute kept in one xattr, for driving a [`crate::relabel::Relabeler`].
+    #[derive(Debug)]
+    struct Tag;
+    impl crate::relabel::FileAttr for Tag {
+        fn model(&self) -> &str {
+            "tag"
+        }
+        fn read(&self, host: &dyn Host, node: &Node) -> std::io::Result<Option<String>> {
+            Ok(host
+                .get_xattr(node, "user.tag")?
+                .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        }
+        fn write(&self, host: &dyn Host, node: &Node, value: Option<&str>) -> std::io::Result<()> {
+            match value {
+                Some(v) => host.set_xattr(node, "user.tag", v.as_bytes()),
+                None => host.remove_xattr(node, "user.tag"),
+            }
+        }
+    }
+
+    fn relabeler(h: &std::sync::Arc<FakeHost>, state: &Path) -> crate::relabel::Relabeler {
+        let host: std::sync::Arc<dyn Host> = h.clone();
+        crate::relabel::Relabeler::new(
+            host.clone(),
+            crate::remember::Journal::new(host, state),
+            std::sync::Arc::new(Tag),
+        )
+    }
+
+    #[test]
+    fn a_shared_device_is_reported_skipped_and_never_written_or_journaled() {
+        let h = std::sync::Arc::new(FakeHost::new());
+        h.add_device("/dev/null", FileKind::Char, 1, 3);
+        h.add_symlink("/srv/vm/console", "/dev/null");
+        let state = tempfile::tempdir().unwrap();
+        let r = relabeler(&h, state.path());
+        let res = crate::domain::Resource::new(
+            "/srv/vm/console",
+            ResourceKind::Chardev,
+            crate::domain::Access::Private,
+        );
+        let rep = r
+            .apply_one("vm", &res, &crate::relabel::Plan::Set("vm-label".into()))
+            .unwrap();
+        assert!(rep.skipped);
+        assert!(rep
+            .reason
+            .unwrap()
+            .contains("shared host device null (1:3)"));
+        assert_eq!(rep.path, Path::new("/dev/null"));
+        assert_eq!(rep.given.as_deref(), Some(Path::new("/srv/vm/console")));
+        let writes: Vec<_> = h
+            .calls()
+            .into_iter()
+            .filter(|c| c.starts_with("set_xattr") || c.starts_with("chown"))
+            .collect();
+        assert!(writes.is_empty(), "{writes:?}");
+        r.restore_one("vm", &res).unwrap();
+        assert_eq!(h.xattr_names("/dev/null"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_share_reports_its_mount_points_and_leaves_them_alone() {
+        let h = std::sync::Arc::new(FakeHost::new());
+        h.add_file("/srv/share/a");
+        h.add_file("/srv/share/etc/shadow");
+        h.add_mount("/srv/share/etc");
+        let state = tempfile::tempdir().unwrap();
+        let r = relabeler(&h, state.path());
+        let res = crate::domain::Resource::new(
+            "/srv/share/.",
+            ResourceKind::Filesystem,
+            crate::domain::Access::Private,
+        );
+        let rep = r
+            .apply_one("vm", &res, &crate::relabel::Plan::Set("vm-label".into()))
+            .unwrap();
+        assert_eq!(rep.path, Path::new("/srv/share"));
+        assert_eq!(rep.excluded.len(), 1);
+        assert_eq!(rep.excluded[0].path, Path::new("/srv/share/etc"));
+        assert!(h.xattr("/srv/share/a", "user.tag").is_some());
+        assert_eq!(h.xattr("/srv/share/etc/shadow", "user.tag"), None);
+        assert_eq!(h.xattr("/srv/share/etc", "user.tag"), None);
+        r.restore_one("vm", &res).unwrap();
+        assert_eq!(h.xattr("/srv/share/a", "user.tag"), None);
+    }
+
     #[test]
     fn directories_of_dev_are_refused_as_trees() {
         let h = FakeHost::new();
