@@ -216,6 +216,9 @@ pub fn snapshot(root: &Path) -> Vec<String> {
 /// the script's positional parameters. None when mount namespaces cannot be made here.
 pub fn in_private_mounts(script: &str, args: &[&str]) -> Option<Output> {
     let o = Command::new("unshare")
+        // The script covers /var, /tmp, /home, … with decoys: a PATH through any of them (a
+        // tool directory under /var/tmp, say) would vanish under it.
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .args(["--mount", "--propagation", "private", "--", "sh", "-ec"])
         .arg(script)
         .arg("sh")
