@@ -231,3 +231,16 @@ pub fn in_private_mounts(script: &str, args: &[&str]) -> Option<Output> {
     }
     Some(o)
 }
+
+/// The absolute path of a system tool (`/usr/bin/NAME` or `/bin/NAME`), for commands that run as
+/// a VM uid: such a uid cannot search a PATH through private directories (`/root/.cargo/bin`, a
+/// `mktemp -d` tool directory), so it is given the tool's own path.
+pub fn system_tool(name: &str) -> String {
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed in /usr/bin or /bin"))
+        .display()
+        .to_string()
+}

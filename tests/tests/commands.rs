@@ -493,7 +493,7 @@ fn run_forwards_a_signal_to_the_command_and_still_restores_everything() {
             "--rw",
             img.to_str().unwrap(),
             "--",
-            "sleep",
+            &system_tool("sleep"),
             "30",
         ])
         .spawn()

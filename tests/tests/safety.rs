@@ -565,7 +565,7 @@ fn run_treats_sigquit_and_every_other_terminating_signal_like_sigterm() {
             .arg("--config")
             .arg(&cfg)
             .args(["run", "--name", "sig", "--rw", img.to_str().unwrap()])
-            .args(["--", "sleep", "30"])
+            .args(["--", &system_tool("sleep"), "30"])
             .spawn()
             .unwrap();
         let started = || owner(&img) != before;
