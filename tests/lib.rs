@@ -57,9 +57,14 @@ pub fn root_or_skip(test: &str) -> bool {
     root
 }
 
+/// The PATH commands get that run as a VM uid: system directories only, which any uid can
+/// search (a developer's PATH may lead through /root/.cargo/bin or a private tool directory).
+pub const SYSTEM_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Run svirt with a config and args.
 pub fn run(cfg: &Path, args: &[&str]) -> Output {
     Command::new(svirt())
+        .env("PATH", SYSTEM_PATH)
         .arg("--config")
         .arg(cfg)
         .args(args)
@@ -218,7 +223,7 @@ pub fn in_private_mounts(script: &str, args: &[&str]) -> Option<Output> {
     let o = Command::new("unshare")
         // The script covers /var, /tmp, /home, … with decoys: a PATH through any of them (a
         // tool directory under /var/tmp, say) would vanish under it.
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("PATH", SYSTEM_PATH)
         .args(["--mount", "--propagation", "private", "--", "sh", "-ec"])
         .arg(script)
         .arg("sh")

@@ -440,6 +440,7 @@ fn recover_keeps_a_domain_whose_vmm_is_alive_and_tears_it_down_once_it_is_gone()
     let mut vmm = Command::new(svirt())
         .arg("--config")
         .arg(&cfg)
+        .env("PATH", SYSTEM_PATH)
         .args(["exec", "live", "--", "sleep", "30"])
         .spawn()
         .unwrap();
