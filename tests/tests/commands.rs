@@ -353,7 +353,11 @@ fn the_embedding_example_confines_its_vmm_and_restores_the_image() {
     std::fs::write(&img, "embedded image\n").unwrap();
     std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644)).unwrap();
     let before = owner(&img);
-    let o = Command::new(&example).arg(&img).output().unwrap();
+    let o = Command::new(&example)
+        .env("PATH", SYSTEM_PATH)
+        .arg(&img)
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{out}");
     assert!(
