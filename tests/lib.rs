@@ -57,9 +57,14 @@ pub fn root_or_skip(test: &str) -> bool {
     root
 }
 
+/// The PATH commands get that run as a VM uid: system directories only, which any uid can
+/// search (a developer's PATH may lead through /root/.cargo/bin or a private tool directory).
+pub const SYSTEM_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Run svirt with a config and args.
 pub fn run(cfg: &Path, args: &[&str]) -> Output {
     Command::new(svirt())
+        .env("PATH", SYSTEM_PATH)
         .arg("--config")
         .arg(cfg)
         .args(args)
@@ -162,4 +167,85 @@ pub fn svirt_xattrs(p: &Path) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Every file below `root` (itself included) with its owner, mode, type and every xattr, one
+/// line each, sorted: two snapshots are equal exactly when nothing on disk changed. Mount
+/// points are not crossed.
+pub fn snapshot(root: &Path) -> Vec<String> {
+    fn walk(p: &Path, dev: u64, out: &mut Vec<String>) {
+        let Ok(m) = std::fs::symlink_metadata(p) else {
+            return;
+        };
+        let mut names = vec![0u8; 65536];
+        let n = rustix::fs::llistxattr(p, &mut names[..]).unwrap_or(0);
+        let mut xattrs: Vec<String> = names[..n]
+            .split(|b| *b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| {
+                let name = String::from_utf8_lossy(n).into_owned();
+                let v = xattr(p, &name).unwrap_or_default();
+                format!("{name}={}", String::from_utf8_lossy(&v))
+            })
+            .collect();
+        xattrs.sort();
+        out.push(format!(
+            "{} {}:{} {:o} rdev={} {}",
+            p.display(),
+            m.uid(),
+            m.gid(),
+            m.mode(),
+            m.rdev(),
+            xattrs.join(",")
+        ));
+        if m.is_dir() && m.dev() == dev {
+            let mut kids: Vec<_> = std::fs::read_dir(p)
+                .map(|r| r.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default();
+            kids.sort();
+            for k in kids {
+                walk(&k, dev, out);
+            }
+        }
+    }
+    let dev = std::fs::symlink_metadata(root)
+        .map(|m| m.dev())
+        .unwrap_or(0);
+    let mut out = Vec::new();
+    walk(root, dev, &mut out);
+    out
+}
+
+/// Run a shell `script` in a private mount namespace (`unshare --mount --propagation private`),
+/// so every mount it makes vanishes with it and the host's mounts are never touched. `args` are
+/// the script's positional parameters. None when mount namespaces cannot be made here.
+pub fn in_private_mounts(script: &str, args: &[&str]) -> Option<Output> {
+    let o = Command::new("unshare")
+        // The script covers /var, /tmp, /home, … with decoys: a PATH through any of them (a
+        // tool directory under /var/tmp, say) would vanish under it.
+        .env("PATH", SYSTEM_PATH)
+        .args(["--mount", "--propagation", "private", "--", "sh", "-ec"])
+        .arg(script)
+        .arg("sh")
+        .args(args)
+        .output()
+        .ok()?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    if err.contains("unshare failed") {
+        return None;
+    }
+    Some(o)
+}
+
+/// The absolute path of a system tool (`/usr/bin/NAME` or `/bin/NAME`), for commands that run as
+/// a VM uid: such a uid cannot search a PATH through private directories (`/root/.cargo/bin`, a
+/// `mktemp -d` tool directory), so it is given the tool's own path.
+pub fn system_tool(name: &str) -> String {
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed in /usr/bin or /bin"))
+        .display()
+        .to_string()
 }

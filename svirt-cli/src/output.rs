@@ -27,15 +27,16 @@ pub fn error_line(text: &str) {
 
 /// Print an error and its whole cause chain, one cause per line.
 pub fn report(e: &anyhow::Error) {
-    let mut first = true;
+    let mut last: Option<String> = None;
     for cause in e.chain() {
         let text = cause.to_string();
-        if first {
-            eprintln!("svirt: error: {text}");
-            first = false;
-        } else {
-            eprintln!("  caused by: {text}");
+        match &last {
+            None => eprintln!("svirt: error: {text}"),
+            // A wrapper that shows its cause's text (a rollback without failures) adds nothing.
+            Some(prev) if *prev == text => continue,
+            Some(_) => eprintln!("  caused by: {text}"),
         }
+        last = Some(text);
     }
 }
 
@@ -43,18 +44,8 @@ pub fn report(e: &anyhow::Error) {
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if let Some(se) = cause.downcast_ref::<Error>() {
-            if matches!(
-                se,
-                Error::Config { .. }
-                    | Error::DomainParse { .. }
-                    | Error::DomainInvalid { .. }
-                    | Error::InvalidName { .. }
-                    | Error::ModelUnavailable { .. }
-                    | Error::DriverUnavailable { .. }
-                    | Error::ContextSyntax { .. }
-            ) {
-                return 2;
-            }
+            // The outermost svirt error decides: its own causes are what it wraps.
+            return if se.is_usage() { 2 } else { 1 };
         }
         if cause.downcast_ref::<crate::cli::UsageError>().is_some() {
             return 2;
@@ -83,7 +74,20 @@ pub fn print_started(rec: &svirt_core::domains::Record, as_json: bool) {
         } else {
             r.label.clone()
         };
-        println!("  {:<9} {} {}", r.model, r.path.display(), how);
+        let given = r
+            .given
+            .as_ref()
+            .map(|g| format!(" (given as {})", g.display()))
+            .unwrap_or_default();
+        println!("  {:<9} {}{given} {}", r.model, r.path.display(), how);
+        for x in &r.excluded {
+            println!(
+                "  {:<9}   excluded {}: {}",
+                r.model,
+                x.path.display(),
+                x.reason
+            );
+        }
     }
 }
 

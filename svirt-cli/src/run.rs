@@ -34,8 +34,51 @@ pub async fn exec(env: &Env, name: &str, cmd: &[String]) -> Result<()> {
     Err(anyhow::Error::new(err).context(format!("cannot exec {} for domain {name}", cmd[0])))
 }
 
-/// Start an ad-hoc domain with `disks`, run `cmd` under it, forward SIGINT/SIGTERM/SIGHUP, stop
-/// the domain (also when svirt itself is signalled), and exit with the command's status.
+/// Every signal whose default action ends a process and that svirt can catch without harm. Each
+/// is caught before anything is labeled and forwarded to the command like SIGTERM, so no signal
+/// can end svirt before it has restored everything. Not here: SIGKILL and SIGSTOP (they cannot
+/// be caught), the fault signals SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS and SIGABRT
+/// (delivered by the kernel for svirt's own faults; catching them would loop), SIGPIPE (the Rust
+/// runtime ignores it, so it cannot end svirt), and the real-time signals (libc reserves some,
+/// and nothing uses them to stop a program).
+pub const FORWARDED: &[Signal] = &[
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGVTALRM,
+    Signal::SIGPROF,
+    Signal::SIGXCPU,
+    Signal::SIGXFSZ,
+    Signal::SIGIO,
+    Signal::SIGPWR,
+    Signal::SIGSTKFLT,
+];
+
+/// Catch every signal of [`FORWARDED`]; each arrival is sent on the returned channel.
+fn catch_all() -> Result<tokio::sync::mpsc::UnboundedReceiver<Signal>> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    for &sig in FORWARDED {
+        let mut s = signal(SignalKind::from_raw(sig as i32))
+            .with_context(|| format!("cannot catch {sig}"))?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while s.recv().await.is_some() {
+                if tx.send(sig).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok(rx)
+}
+
+/// Start an ad-hoc domain with `disks`, run `cmd` under it, forward every terminating signal
+/// svirt can catch ([`FORWARDED`]), stop the domain (also when svirt itself is signalled), and
+/// exit with the command's status.
 pub async fn run(
     env: &Env,
     name: &str,
@@ -52,9 +95,7 @@ pub async fn run(
         ..Domain::default()
     };
     // Catch the signals before labeling anything, so none of them can cut the run short of stop.
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
+    let mut signals = catch_all()?;
     let rec = env.domains.start(domain).await?;
     let outcome: Result<std::process::ExitStatus> = async {
         let std_cmd = command(env, &rec, cmd)?;
@@ -66,9 +107,7 @@ pub async fn run(
         loop {
             let sig = tokio::select! {
                 status = child.wait() => return Ok(status?),
-                _ = sigint.recv() => Signal::SIGINT,
-                _ = sigterm.recv() => Signal::SIGTERM,
-                _ = sighup.recv() => Signal::SIGHUP,
+                Some(sig) = signals.recv() => sig,
             };
             if let Err(e) = kill(Pid::from_raw(pid as i32), sig) {
                 warn!(pid, signal = %sig, error = %e, "cannot forward signal");

@@ -34,6 +34,7 @@ pub async fn load(config: Option<&Path>, state_dir: Option<&Path>) -> Result<Env
         None => Config::default(),
     };
     if let Some(s) = state_dir {
+        svirt_core::config::check_state_dir(s)?;
         cfg.state_dir = s.to_owned();
     }
     let host: Arc<dyn Host> = Arc::new(LinuxHost::default());

@@ -68,6 +68,21 @@ pub struct Config {
     pub drivers: Vec<Box<dyn DriverConfig>>,
 }
 
+/// The state directory must be absolute: a relative one would name another directory for every
+/// working directory, so a `stop` from elsewhere would find no domain and restore nothing.
+pub fn check_state_dir(dir: &Path) -> Result<()> {
+    if dir.is_absolute() {
+        Ok(())
+    } else {
+        Err(Error::Config {
+            reason: format!(
+                "state_dir {} is relative; it must be an absolute path",
+                dir.display()
+            ),
+        })
+    }
+}
+
 fn default_state_dir() -> PathBuf {
     PathBuf::from(DEFAULT_STATE_DIR)
 }
@@ -85,15 +100,22 @@ impl Default for Config {
 impl Config {
     /// Parse configuration text.
     pub fn from_toml(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| Error::Config {
+        let c: Config = toml::from_str(text).map_err(|e| Error::Config {
             reason: e.to_string().trim().replace('\n', " "),
-        })
+        })?;
+        check_state_dir(&c.state_dir)?;
+        Ok(c)
     }
 
-    /// Read and parse a configuration file.
+    /// Read and parse a configuration file (`-`: standard input). It must be a regular file of
+    /// at most [`crate::input::MAX_INPUT`] bytes; it is opened without blocking.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
-            reason: format!("cannot read {}: {e}", path.display()),
+        let text = crate::input::read(path).map_err(|e| Error::Config {
+            reason: format!(
+                "cannot read {}: {}",
+                path.display(),
+                crate::display_chain(&e)
+            ),
         })?;
         Self::from_toml(&text).map_err(|e| match e {
             Error::Config { reason } => Error::Config {
@@ -129,5 +151,16 @@ mod tests {
             Config::from_toml("").unwrap().state_dir,
             PathBuf::from("/var/lib/svirt")
         );
+    }
+
+    #[test]
+    fn a_relative_state_dir_is_refused_with_its_name() {
+        for rel in ["state", "./state", ""] {
+            let e = Config::from_toml(&format!("state_dir = '{rel}'\n")).unwrap_err();
+            assert!(
+                matches!(&e, Error::Config { reason } if reason.contains("is relative")),
+                "{rel}: {e}"
+            );
+        }
     }
 }

@@ -62,6 +62,19 @@ pub struct ResourceReport {
     pub skipped: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The path as the domain gave it, when it resolved to another (`path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given: Option<PathBuf>,
+    /// Parts of a directory share left alone (mount points inside it), with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<Excluded>,
+}
+
+/// A path inside a resource that was deliberately left alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Excluded {
+    pub path: PathBuf,
+    pub reason: String,
 }
 
 /// What a driver would do to one resource: the plan `svirt verify` prints.

@@ -130,6 +130,15 @@ pub enum Error {
         operation: &'static str,
     },
 
+    /// A driver refuses its configuration or a domain's labels (a configuration error, not a
+    /// failed operation); the source is the driver crate's own error type.
+    #[error("the {model} driver refuses this configuration")]
+    DriverRefused {
+        model: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     /// A driver-specific failure; the source is the driver crate's own error type.
     #[error("{model} driver failed")]
     Driver {
@@ -237,6 +246,56 @@ impl Error {
         Error::Driver {
             model: model.into(),
             source: Box::new(source),
+        }
+    }
+
+    /// Wrap a driver crate's own error that refuses configuration or labels.
+    pub fn driver_refused(
+        model: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::DriverRefused {
+            model: model.into(),
+            source: Box::new(source),
+        }
+    }
+
+    /// True for errors in what svirt was given (configuration, domain, labels, paths it must
+    /// refuse), which the CLI reports with exit code 2; false for failed operations.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            Error::ContextSyntax { .. }
+            | Error::IncomparableRanges { .. }
+            | Error::CategoryRangeTooSmall { .. }
+            | Error::LabelOutsideRange { .. }
+            | Error::StoreRangeMismatch { .. }
+            | Error::DomainParse { .. }
+            | Error::DomainInvalid { .. }
+            | Error::InvalidName { .. }
+            | Error::Config { .. }
+            | Error::DriverUnavailable { .. }
+            | Error::ModelUnavailable { .. }
+            | Error::Unconfined { .. }
+            | Error::PathRefused { .. }
+            | Error::DriverRefused { .. } => true,
+            Error::RolledBack { source, .. } => source.is_usage(),
+            Error::State { .. }
+            | Error::StateCorrupt { .. }
+            | Error::LabelsExhausted { .. }
+            | Error::LabelInUse { .. }
+            | Error::Host { .. }
+            | Error::ResourceConflict { .. }
+            | Error::Unsupported { .. }
+            | Error::Driver { .. }
+            | Error::Several { .. }
+            | Error::NoSuchDomain { .. }
+            | Error::NoSuchResource { .. }
+            | Error::DomainExists { .. }
+            | Error::Database { .. }
+            | Error::TaskFailed { .. }
+            | Error::InodeLost { .. }
+            | Error::ModelNotInStack { .. }
+            | Error::NotRestored { .. } => false,
         }
     }
 

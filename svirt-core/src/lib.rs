@@ -28,6 +28,7 @@ pub mod failpoint;
 pub mod fsutil;
 pub mod host;
 pub mod ids;
+pub mod input;
 pub mod manager;
 pub mod mcs;
 pub mod noop;

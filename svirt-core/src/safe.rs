@@ -1,8 +1,10 @@
-//! Which paths svirt may relabel, and how they are opened: a denylist of system paths, symlinks
-//! resolved once and checked again, and nodes opened `O_PATH|O_NOFOLLOW` and verified by type.
+//! Which paths svirt may relabel, and how they are opened: each path is resolved once by the
+//! kernel, and every decision (the denylist of system paths, the file type a resource kind must
+//! have, shared host devices) is made on the resolved path and the type of what was opened.
 
 use std::path::{Path, PathBuf};
 
+use crate::domain::ResourceKind;
 use crate::error::{Error, Result};
 use crate::host::{FileKind, FileMeta, Host, Node};
 
@@ -52,25 +54,27 @@ const DENY_TREES: &[&str] = &[
     "/libx32",
 ];
 
-/// Why `path` must not be relabeled, if it must not.
+/// `path` with `.` components and repeated or trailing slashes removed (no symlink is looked
+/// at, and `..` is kept: the domain validator refuses it, and resolution decides anyway).
+fn lexical(path: &Path) -> PathBuf {
+    path.components().collect()
+}
+
+/// Why `path` must not be relabeled, if it must not. `path` is compared component by
+/// component, so `/var/.`, `//` and `/etc/` are `/var`, `/` and `/etc`.
 pub fn denied(path: &Path) -> Option<&'static str> {
-    let text = path.to_string_lossy();
-    let trimmed = if text.len() > 1 {
-        text.trim_end_matches('/')
-    } else {
-        &text
-    };
-    if tpm_cancel_file(Path::new(trimmed)) {
+    let p = lexical(path);
+    if tpm_cancel_file(&p) {
         return None;
     }
-    if DENY_EXACT.contains(&trimmed) {
+    let text = p.to_string_lossy();
+    if DENY_EXACT.contains(&text.as_ref()) {
         return Some("it is a system directory");
     }
-    if DENY_TREES.iter().any(|t| Path::new(trimmed).starts_with(t)) {
+    if DENY_TREES.iter().any(|t| p.starts_with(t)) {
         return Some("it lies inside a system directory");
     }
     // A user's home directory itself (/home/NAME).
-    let p = Path::new(trimmed);
     if p.parent() == Some(Path::new("/home")) {
         return Some("it is a home directory");
     }
@@ -88,69 +92,241 @@ fn tpm_cancel_file(p: &Path) -> bool {
     )
 }
 
+/// Character devices every process on the host shares, by the path udev gives them.
+const SHARED_DEVICE_PATHS: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/console",
+    "/dev/ptmx",
+    "/dev/pts/ptmx",
+    "/dev/kvm",
+    "/dev/net/tun",
+    "/dev/vhost-net",
+    "/dev/vhost-vsock",
+    "/dev/vfio/vfio",
+    "/dev/fuse",
+    "/dev/kmsg",
+    "/dev/mem",
+    "/dev/kmem",
+    "/dev/port",
+    "/dev/loop-control",
+    "/dev/userfaultfd",
+    "/dev/rfkill",
+];
+
+/// The same devices by number (`major`, `minor`), which a `mknod` copy elsewhere cannot change.
+const SHARED_DEVICE_NUMBERS: &[((u32, u32), &str)] = &[
+    ((1, 1), "mem"),
+    ((1, 2), "kmem"),
+    ((1, 3), "null"),
+    ((1, 4), "port"),
+    ((1, 5), "zero"),
+    ((1, 7), "full"),
+    ((1, 8), "random"),
+    ((1, 9), "urandom"),
+    ((1, 11), "kmsg"),
+    ((4, 0), "tty0"),
+    ((5, 0), "tty"),
+    ((5, 1), "console"),
+    ((5, 2), "ptmx"),
+    ((10, 126), "userfaultfd"),
+    ((10, 196), "vfio"),
+    ((10, 200), "net/tun"),
+    ((10, 229), "fuse"),
+    ((10, 232), "kvm"),
+    ((10, 237), "loop-control"),
+    ((10, 238), "vhost-net"),
+    ((10, 241), "vhost-vsock"),
+    ((10, 242), "rfkill"),
+];
+
+/// Why a device node must be left as it is for every other user of the host, if it must.
+pub fn shared_device(path: &Path, meta: &FileMeta) -> Option<String> {
+    if meta.kind != FileKind::Char {
+        return None;
+    }
+    let (major, minor) = meta.device();
+    if let Some((_, name)) = SHARED_DEVICE_NUMBERS
+        .iter()
+        .find(|(n, _)| *n == (major, minor))
+    {
+        return Some(format!(
+            "shared host device {name} ({major}:{minor}): every process on the host uses it, so it is never relabeled"
+        ));
+    }
+    let p = lexical(path);
+    if SHARED_DEVICE_PATHS.iter().any(|d| p == Path::new(d)) {
+        return Some(format!(
+            "shared host device {}: every process on the host uses it, so it is never relabeled",
+            p.display()
+        ));
+    }
+    None
+}
+
+/// The file types a resource of `kind` may be, in words.
+fn allowed(kind: ResourceKind, file: FileKind) -> Result<(), &'static str> {
+    use FileKind as F;
+    use ResourceKind as R;
+    let ok = match kind {
+        R::Filesystem | R::Smartcard => file == F::Dir,
+        R::Tpm => matches!(file, F::Dir | F::Char),
+        R::Disk
+        | R::Backing
+        | R::DataStore
+        | R::Kernel
+        | R::Initrd
+        | R::Dtb
+        | R::Firmware
+        | R::Loader
+        | R::Nvram
+        | R::Shim
+        | R::AcpiTable
+        | R::Fwcfg
+        | R::Pstore
+        | R::SavedState => matches!(file, F::File | F::Block),
+        // nvdimm and virtio-pmem back on a file or a DAX device; SGX EPC is a char device.
+        R::Memory => matches!(file, F::File | F::Block | F::Char),
+        R::Input | R::TpmDevice => file == F::Char,
+        R::TpmCancel | R::TpmLog => file == F::File,
+        R::TpmSocket => file == F::Socket,
+        // A serial port or console may also log to a regular file.
+        R::Chardev => matches!(file, F::Char | F::Fifo | F::Socket | F::File),
+        R::Hostdev => matches!(file, F::Char | F::Block),
+        R::Path => file != F::Dir,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(match kind {
+        R::Filesystem => "a filesystem share must be a directory",
+        R::Smartcard => "a smartcard certificate database must be a directory",
+        R::Tpm => "TPM state must be a directory or a character device",
+        R::Disk
+        | R::Backing
+        | R::DataStore
+        | R::Kernel
+        | R::Initrd
+        | R::Dtb
+        | R::Firmware
+        | R::Loader
+        | R::Nvram
+        | R::Shim
+        | R::AcpiTable
+        | R::Fwcfg
+        | R::Pstore
+        | R::SavedState => "it must be a regular file or a block device",
+        R::Memory => "a memory backend must be a regular file or a device node",
+        R::Input | R::TpmDevice => "it must be a character device",
+        R::TpmCancel | R::TpmLog => "it must be a regular file",
+        R::TpmSocket => "it must be a socket",
+        R::Chardev => "a chardev must be a character device, FIFO, socket or regular file",
+        R::Hostdev => "a host device must be a character or block device",
+        R::Path => "it is a directory; use a filesystem share",
+    })
+}
+
+fn kind_name(k: FileKind) -> &'static str {
+    match k {
+        FileKind::File => "a regular file",
+        FileKind::Dir => "a directory",
+        FileKind::Symlink => "a symlink",
+        FileKind::Block => "a block device",
+        FileKind::Char => "a character device",
+        FileKind::Socket => "a socket",
+        FileKind::Fifo => "a FIFO",
+    }
+}
+
 /// A resource path resolved and opened for relabeling.
 #[derive(Debug)]
 pub struct Opened {
-    /// The path after resolving a symlink once.
+    /// The path the kernel resolved it to: what every decision was made on.
     pub path: PathBuf,
+    /// The path as the domain gave it.
+    pub given: PathBuf,
+    /// The resolved file, held open (`O_PATH`); every change goes through it.
     pub node: Node,
     pub meta: FileMeta,
+    /// Set for a shared host device node, which is never relabeled: why.
+    pub shared_device: Option<String>,
 }
 
-/// Resolve `path` (a symlink is resolved once), refuse denied targets, open the target without
-/// following symlinks, and check its type: regular files, devices, sockets and fifos always;
-/// directories only when `allow_dir`.
-pub fn open_resource(host: &dyn Host, path: &Path, allow_dir: bool) -> Result<Opened> {
+/// Resolve `path` once (every symlink followed, `/proc` magic links refused), then decide on
+/// what was opened: its resolved path against the denylist, its type against `kind` (`None`:
+/// any type, for entries svirt itself journaled) and shared host devices. Every later change
+/// goes through the returned node.
+pub fn open_resource(host: &dyn Host, path: &Path, kind: Option<ResourceKind>) -> Result<Opened> {
     let refuse = |p: &Path, reason: String| Error::PathRefused {
         path: p.to_owned(),
         reason,
     };
+    // The path as written first, so nothing below a system tree is even opened.
     if let Some(why) = denied(path) {
-        return Err(refuse(path, why.into()));
+        let plain = lexical(path);
+        return Err(if plain.as_os_str() == path.as_os_str() {
+            refuse(path, why.into())
+        } else {
+            refuse(&plain, format!("{why} (given as {})", path.display()))
+        });
     }
-    let first = host
-        .lstat(path)
-        .map_err(|e| Error::host("inspect", path, e))?;
-    let target = if first.kind == FileKind::Symlink {
-        let t = host
-            .canonicalize(path)
-            .map_err(|e| Error::host("resolve symlink", path, e))?;
-        if let Some(why) = denied(&t) {
-            return Err(refuse(
-                &t,
-                format!("{why} (reached through symlink {})", path.display()),
-            ));
-        }
-        t
-    } else {
-        path.to_owned()
-    };
     let node = host
-        .open_node(&target)
-        .map_err(|e| Error::host("open", &target, e))?;
+        .open_resolved(path)
+        .map_err(|e| Error::host("open", path, e))?;
+    let real = host
+        .node_path(&node)
+        .map_err(|e| Error::host("resolve", path, e))?;
+    let through = |why: &str| {
+        if lexical(&real) == lexical(path) {
+            why.to_owned()
+        } else {
+            format!("{why} (reached through {})", path.display())
+        }
+    };
+    if !real.is_absolute() || real.to_string_lossy().ends_with(" (deleted)") {
+        return Err(refuse(
+            path,
+            format!(
+                "it resolves to {}, not a file of the filesystem",
+                real.display()
+            ),
+        ));
+    }
+    if let Some(why) = denied(&real) {
+        return Err(refuse(&real, through(why)));
+    }
     let meta = host
         .meta(&node)
-        .map_err(|e| Error::host("inspect", &target, e))?;
-    match meta.kind {
-        FileKind::File | FileKind::Block | FileKind::Char | FileKind::Socket | FileKind::Fifo => {}
-        FileKind::Dir if allow_dir => {}
-        FileKind::Dir => {
+        .map_err(|e| Error::host("inspect", &real, e))?;
+    if meta.kind == FileKind::Dir && real.starts_with("/dev") {
+        return Err(refuse(&real, through("it is a directory of /dev")));
+    }
+    if meta.kind == FileKind::Symlink {
+        // O_PATH without O_NOFOLLOW never stops at a link; a fake host might.
+        return Err(refuse(
+            &real,
+            through("it is still a symlink once resolved"),
+        ));
+    }
+    if let Some(k) = kind {
+        if let Err(rule) = allowed(k, meta.kind) {
             return Err(refuse(
-                &target,
-                "it is a directory; use a filesystem share".into(),
-            ))
-        }
-        FileKind::Symlink => {
-            return Err(refuse(
-                &target,
-                "it became a symlink while being opened".into(),
-            ))
+                &real,
+                through(&format!("it is {}, and {rule}", kind_name(meta.kind))),
+            ));
         }
     }
+    let shared_device = shared_device(&real, &meta);
     Ok(Opened {
-        path: target,
-        node,
+        node: node.renamed(real.clone()),
+        path: real,
+        given: path.to_owned(),
         meta,
+        shared_device,
     })
 }
 
@@ -176,8 +352,6 @@ mod tests {
             "/dev",
             "/tmp",
             "/boot/vmlinuz",
-            "/sys/class/tpm/tpm0/device/other",
-            "/sys/class/tpm/evil/device/cancel",
         ] {
             assert!(denied(Path::new(p)).is_some(), "{p} should be denied");
         }
@@ -187,19 +361,19 @@ mod tests {
             "/dev/vfio/12",
             "/tmp/x/disk.img",
             "/home/alice/vm.img",
-            "/sys/class/tpm/tpm0/device/cancel",
-            "/sys/class/misc/tpm12/device/cancel",
         ] {
             assert!(denied(Path::new(p)).is_none(), "{p} should be allowed");
         }
     }
+
+    const DISK: Option<ResourceKind> = Some(ResourceKind::Disk);
 
     #[test]
     fn symlink_to_a_system_path_is_refused_after_resolving_it() {
         let h = FakeHost::new();
         h.add_file("/etc/shadow");
         h.add_symlink("/srv/evil.img", "/etc/shadow");
-        let e = open_resource(&h, Path::new("/srv/evil.img"), false).unwrap_err();
+        let e = open_resource(&h, Path::new("/srv/evil.img"), DISK).unwrap_err();
         assert!(
             matches!(e, Error::PathRefused { ref path, .. } if path == Path::new("/etc/shadow")),
             "{e}"
@@ -211,17 +385,163 @@ mod tests {
         let h = FakeHost::new();
         h.add_file("/srv/images/real.img");
         h.add_symlink("/srv/link.img", "/srv/images/real.img");
-        let o = open_resource(&h, Path::new("/srv/link.img"), false).unwrap();
+        let o = open_resource(&h, Path::new("/srv/link.img"), DISK).unwrap();
         assert_eq!(o.path, Path::new("/srv/images/real.img"));
+        assert_eq!(o.given, Path::new("/srv/link.img"));
+        assert_eq!(o.node.path(), Path::new("/srv/images/real.img"));
     }
 
     #[test]
-    fn a_file_swapped_for_a_symlink_while_opening_is_refused() {
+    fn a_file_swapped_for_a_symlink_to_etc_while_opening_is_decided_on_what_was_opened() {
         let h = FakeHost::new();
         h.add_file("/srv/a.img");
-        h.add_file("/srv/other.img");
-        h.swap_before_open("/srv/a.img", "/srv/other.img");
-        let e = open_resource(&h, Path::new("/srv/a.img"), false).unwrap_err();
-        assert!(e.to_string().contains("became a symlink"), "{e}");
+        h.add_file("/etc/shadow");
+        h.swap_before_open("/srv/a.img", "/etc/shadow");
+        let e = open_resource(&h, Path::new("/srv/a.img"), DISK).unwrap_err();
+        assert!(
+            matches!(e, Error::PathRefused { ref path, .. } if path == Path::new("/etc/shadow")),
+            "{e}"
+        );
+        assert!(e.to_string().contains("reached through /srv/a.img"), "{e}");
+    }
+
+    #[test]
+    fn dot_and_slash_spellings_of_system_roots_are_denied() {
+        for p in [
+            "/var/.", "/tmp/.", "/home/.", "/root/.", "/run/.", "//", "/.", "/etc/", "/./etc",
+            "/srv/", "/opt/.", "/mnt//", "/media",
+        ] {
+            assert!(denied(Path::new(p)).is_some(), "{p} should be denied");
+        }
+        assert!(denied(Path::new("/var/lib/libvirt/images/x.img")).is_none());
+    }
+
+    #[test]
+    fn a_symlinked_directory_with_a_trailing_slash_is_refused_by_its_target() {
+        let h = FakeHost::new();
+        h.add(Path::new("/etc"), FileKind::Dir, 0, 0, 0o755);
+        h.add_file("/etc/passwd");
+        h.add_symlink("/srv/x/etcdirlink", "/etc");
+        let e = open_resource(
+            &h,
+            Path::new("/srv/x/etcdirlink/"),
+            Some(ResourceKind::Filesystem),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, Error::PathRefused { ref path, .. } if path == Path::new("/etc")),
+            "{e}"
+        );
+        // A symlinked directory component in a disk path is resolved too.
+        let e = open_resource(&h, Path::new("/srv/x/etcdirlink/passwd"), DISK).unwrap_err();
+        assert!(
+            matches!(e, Error::PathRefused { ref path, .. } if path == Path::new("/etc/passwd")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn each_resource_kind_accepts_only_its_file_types() {
+        let h = FakeHost::new();
+        h.add(Path::new("/srv/dir"), FileKind::Dir, 0, 0, 0o755);
+        h.add_file("/srv/file");
+        h.add(Path::new("/srv/fifo"), FileKind::Fifo, 0, 0, 0o644);
+        h.add(Path::new("/srv/sock"), FileKind::Socket, 0, 0, 0o644);
+        h.add_device("/srv/blk", FileKind::Block, 8, 0);
+        h.add_device("/srv/chr", FileKind::Char, 4, 64);
+        use ResourceKind as R;
+        let table: &[(R, &[&str])] = &[
+            (R::Filesystem, &["dir"]),
+            (R::Disk, &["file", "blk"]),
+            (R::Backing, &["file", "blk"]),
+            (R::Kernel, &["file", "blk"]),
+            (R::Chardev, &["file", "fifo", "sock", "chr"]),
+            (R::Hostdev, &["blk", "chr"]),
+            (R::Tpm, &["dir", "chr"]),
+        ];
+        for (kind, ok) in table {
+            for name in ["dir", "file", "fifo", "sock", "blk", "chr"] {
+                let p = format!("/srv/{name}");
+                let r = open_resource(&h, Path::new(&p), Some(*kind));
+                assert_eq!(r.is_ok(), ok.contains(&name), "{kind:?} {p}: {r:?}");
+                if let Err(e) = r {
+                    assert!(matches!(e, Error::PathRefused { .. }), "{e}");
+                }
+            }
+        }
+        let e = open_resource(&h, Path::new("/srv/fifo"), Some(R::Filesystem)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("it is a FIFO, and a filesystem share must be a directory"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn shared_host_devices_are_recognised_by_path_and_by_number() {
+        let h = FakeHost::new();
+        h.add_device("/dev/null", FileKind::Char, 1, 3);
+        h.add_device("/srv/x/mynull", FileKind::Char, 1, 3);
+        h.add_device("/dev/kvm", FileKind::Char, 10, 232);
+        h.add_device("/dev/net/tun", FileKind::Char, 10, 200);
+        h.add_device("/dev/vfio/12", FileKind::Char, 243, 0);
+        h.add_symlink("/srv/x/null-link", "/dev/null");
+        for p in [
+            "/dev/null",
+            "/srv/x/mynull",
+            "/dev/kvm",
+            "/dev/net/tun",
+            "/srv/x/null-link",
+        ] {
+            let o = open_resource(&h, Path::new(p), Some(ResourceKind::Chardev)).unwrap();
+            let why = o.shared_device.unwrap_or_default();
+            assert!(why.contains("shared host device"), "{p}: {why:?}");
+        }
+        let o = open_resource(
+            &h,
+            Path::new("/srv/x/null-link"),
+            Some(ResourceKind::Chardev),
+        )
+        .unwrap();
+        assert_eq!(o.path, Path::new("/dev/null"));
+        let o = open_resource(&h, Path::new("/dev/vfio/12"), Some(ResourceKind::Hostdev)).unwrap();
+        assert_eq!(
+            o.shared_device, None,
+            "a passed-through device is the VM's own"
+        );
+    }
+
+    #[test]
+    fn device_numbers_round_trip_through_dev_t() {
+        for (ma, mi) in [
+            (1, 3),
+            (10, 232),
+            (259, 1_048_575),
+            (4095, 255),
+            (4096, 256),
+        ] {
+            let m = FileMeta {
+                kind: FileKind::Char,
+                uid: 0,
+                gid: 0,
+                mode: 0,
+                dev: 0,
+                ino: 0,
+                nlink: 1,
+                ctime_ns: 0,
+                rdev: FileMeta::make_rdev(ma, mi),
+            };
+            assert_eq!(m.device(), (ma, mi));
+        }
+        assert_eq!(FileMeta::make_rdev(1, 3), 0x103, "glibc's makedev(1, 3)");
+    }
+
+    #[test]
+    fn directories_of_dev_are_refused_as_trees() {
+        let h = FakeHost::new();
+        h.add(Path::new("/dev/shm/vm"), FileKind::Dir, 0, 0, 0o755);
+        let e = open_resource(&h, Path::new("/dev/shm/vm"), Some(ResourceKind::Filesystem))
+            .unwrap_err();
+        assert!(e.to_string().contains("directory of /dev"), "{e}");
     }
 }

@@ -8,7 +8,7 @@ use svirt_core::config::{BuildContext, DriverConfig};
 use svirt_core::driver::SecurityDriver;
 
 use crate::driver::DacDriver;
-use crate::ids::IdRange;
+use crate::ids::{check_shared_group, sys_gid_max, IdRange};
 
 /// DAC driver settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,6 +26,20 @@ pub struct DacConfig {
     pub passwd: PathBuf,
     #[serde(default = "default_group")]
     pub group: PathBuf,
+    /// The login.defs whose `SYS_GID_MAX` (else `GID_MIN - 1`, else 999) ends the system group
+    /// range; the shared group must lie above it.
+    #[serde(default = "default_login_defs")]
+    pub login_defs: PathBuf,
+    /// The procfs mount, read for the user namespace svirt runs in.
+    #[serde(default = "default_proc")]
+    pub proc: PathBuf,
+}
+
+fn default_login_defs() -> PathBuf {
+    PathBuf::from("/etc/login.defs")
+}
+fn default_proc() -> PathBuf {
+    PathBuf::from("/proc")
 }
 
 fn default_range() -> String {
@@ -45,6 +59,8 @@ impl Default for DacConfig {
             shared_group: None,
             passwd: default_passwd(),
             group: default_group(),
+            login_defs: default_login_defs(),
+            proc: default_proc(),
         }
     }
 }
@@ -56,6 +72,7 @@ impl DriverConfig for DacConfig {
         range.check_free(&self.passwd, "user")?;
         range.check_free(&self.group, "group")?;
         let shared = self.shared_group.unwrap_or(range.hi);
+        check_shared_group(shared, sys_gid_max(&self.login_defs))?;
         Ok(Arc::new(DacDriver::new(self.clone(), range, shared, ctx)))
     }
 }

@@ -21,7 +21,7 @@ use crate::attr::{value, DacAttr};
 use crate::config::DacConfig;
 use crate::error::DacError;
 use crate::hook::DacHook;
-use crate::ids::{parse_owner, IdRange};
+use crate::ids::{check_initial_userns, check_static_owner, parse_owner, IdRange};
 use crate::wall::{DacMarker, DacWall};
 
 const POOL: &str = "dac-uid";
@@ -88,6 +88,10 @@ impl DacDriver {
         Ok(self.in_pool(uid).then_some(uid))
     }
 
+    fn uid_map(&self) -> std::path::PathBuf {
+        self.config.proc.join("self/uid_map")
+    }
+
     fn in_pool(&self, id: u32) -> bool {
         (self.range.lo..=self.range.hi).contains(&id) && id != self.shared_gid
     }
@@ -137,6 +141,12 @@ impl SecurityDriver for DacDriver {
 
     async fn probe(&self) -> Probe {
         let root = nix::unistd::geteuid().is_root();
+        if let (true, Err(e)) = (root, check_initial_userns(&self.uid_map())) {
+            return Probe {
+                available: false,
+                detail: e.to_string(),
+            };
+        }
         Probe {
             available: root,
             detail: if root {
@@ -152,7 +162,10 @@ impl SecurityDriver for DacDriver {
 
     async fn verify(&self, domain: &Domain, seclabel: &SecLabel) -> Result<()> {
         if let Some(l) = &seclabel.label {
-            parse_owner(l, &self.config.passwd, &self.config.group)?;
+            let owner = parse_owner(l, &self.config.passwd, &self.config.group)?;
+            if seclabel.kind() == LabelType::Static {
+                check_static_owner(l, owner, &self.config.passwd, &self.config.group)?;
+            }
         }
         for r in domain.resources() {
             if let Some(l) = r.override_for("dac").and_then(|o| o.label.as_ref()) {
@@ -321,6 +334,7 @@ impl SecurityDriver for DacDriver {
         if ctx.label.kind == LabelType::None {
             return Ok(None);
         }
+        check_initial_userns(&self.uid_map())?;
         let (uid, gid) = self.owner_of(ctx.label, &ctx.domain.name)?;
         let groups = groups_of(ctx.label);
         Ok(Some(Box::new(DacHook::new(

@@ -26,6 +26,15 @@ pub enum DacError {
     /// A static DAC label does not parse or names an unknown user or group.
     #[error("invalid DAC label {label:?}: {reason}")]
     BadLabel { label: String, reason: String },
+    /// The shared group would hand the VMs a group that must never be theirs.
+    #[error("shared_group {gid} is refused: {reason}")]
+    BadSharedGroup { gid: u32, reason: String },
+    /// A static label would run the VM as root or as an account of the host.
+    #[error("static DAC label {label:?} is refused: {reason}")]
+    AccountLabel { label: String, reason: String },
+    /// svirt runs inside a user namespace, where ids outside its map do not exist.
+    #[error("the DAC driver needs the initial user namespace: a real uid change (setresuid to a VM uid, chown to it) is impossible inside a user namespace ({map})")]
+    UserNamespace { map: String },
     /// A stored DAC label is damaged.
     #[error("recorded DAC label {label:?} of domain {domain} is damaged")]
     BadRecord { domain: String, label: String },
@@ -33,6 +42,16 @@ pub enum DacError {
 
 impl From<DacError> for svirt_core::Error {
     fn from(e: DacError) -> Self {
-        svirt_core::Error::driver("dac", e)
+        match e {
+            DacError::BadRange { .. }
+            | DacError::RangeOverlap { .. }
+            | DacError::BadLabel { .. }
+            | DacError::BadSharedGroup { .. }
+            | DacError::AccountLabel { .. }
+            | DacError::UserNamespace { .. } => svirt_core::Error::driver_refused("dac", e),
+            DacError::AccountsUnreadable { .. } | DacError::BadRecord { .. } => {
+                svirt_core::Error::driver("dac", e)
+            }
+        }
     }
 }

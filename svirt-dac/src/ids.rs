@@ -21,10 +21,29 @@ impl IdRange {
         let (a, b) = text
             .split_once('-')
             .ok_or_else(|| bad("expected LOW-HIGH"))?;
-        let lo: u32 = a.trim().parse().map_err(|_| bad("LOW is not a number"))?;
-        let hi: u32 = b.trim().parse().map_err(|_| bad("HIGH is not a number"))?;
-        if lo == 0 || lo >= hi {
-            return Err(bad("need 0 < LOW < HIGH"));
+        let number = |t: &str, which: &str| -> Result<u32, DacError> {
+            let n: u64 = t
+                .trim()
+                .parse()
+                .map_err(|_| bad(&format!("{which} is not a number")))?;
+            u32::try_from(n)
+                .ok()
+                .filter(|&n| n != u32::MAX)
+                .ok_or_else(|| {
+                    bad(&format!(
+                        "{which} does not fit: ids go up to 4294967294 (4294967295 is (uid_t)-1, \"no change\")"
+                    ))
+                })
+        };
+        let lo = number(a, "LOW")?;
+        let hi = number(b, "HIGH")?;
+        if lo == 0 {
+            return Err(bad("must not include 0 (root)"));
+        }
+        if lo >= hi {
+            return Err(bad(
+                "need LOW < HIGH (one VM id and the shared group at least)",
+            ));
         }
         if hi >= 65534 && lo <= 65534 {
             return Err(bad("must not include 65534 (nobody)"));
@@ -64,6 +83,90 @@ impl IdRange {
         }
         Ok(())
     }
+}
+
+/// The name of the entry of a passwd- or group-format file with id `id`, if any.
+pub fn name_of(file: &Path, id: u32) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 3 && f[2].parse::<u32>() == Ok(id)).then(|| f[0].to_owned())
+    })
+}
+
+/// The highest system group id: `SYS_GID_MAX` of a login.defs file, else `GID_MIN - 1`, else
+/// 999 (the shadow suite's defaults, which Debian and Fedora keep).
+pub fn sys_gid_max(login_defs: &Path) -> u32 {
+    let text = std::fs::read_to_string(login_defs).unwrap_or_default();
+    let key = |k: &str| -> Option<u32> {
+        text.lines().find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(k)).then(|| w.next()?.parse().ok())?
+        })
+    };
+    key("SYS_GID_MAX")
+        .or_else(|| key("GID_MIN").map(|m| m.saturating_sub(1)))
+        .unwrap_or(999)
+}
+
+/// Refuse a shared group that is root's, a system group's (at most `sys_max`), nobody's or
+/// (gid_t)-1: every VM process holds it as a supplementary group.
+pub fn check_shared_group(gid: u32, sys_max: u32) -> Result<(), DacError> {
+    let reason = if gid == 0 {
+        "it is root's group".to_owned()
+    } else if gid <= sys_max {
+        format!("it lies in the system group range 0-{sys_max} (SYS_GID_MAX of login.defs); every VM process would hold it")
+    } else if gid == 65534 || gid == u32::MAX {
+        "it is nobody's group or (gid_t)-1".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(DacError::BadSharedGroup { gid, reason })
+}
+
+/// Refuse a static label that would run a VM as root or as an account the host has.
+pub fn check_static_owner(
+    label: &str,
+    (uid, gid): (u32, u32),
+    passwd: &Path,
+    group: &Path,
+) -> Result<(), DacError> {
+    let refuse = |reason: String| DacError::AccountLabel {
+        label: label.to_owned(),
+        reason,
+    };
+    if uid == 0 || gid == 0 {
+        return Err(refuse("uid or gid 0 is root".into()));
+    }
+    if let Some(n) = name_of(passwd, uid) {
+        return Err(refuse(format!(
+            "uid {uid} is the account {n} in {}; a VM must not run as a host account",
+            passwd.display()
+        )));
+    }
+    if let Some(n) = name_of(group, gid) {
+        return Err(refuse(format!(
+            "gid {gid} is the group {n} in {}; a VM must not run as a host group",
+            group.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The user namespace svirt runs in, from a `uid_map` file: `Err(map)` unless it is the
+/// initial one (a single line mapping every id to itself).
+pub fn check_initial_userns(uid_map: &Path) -> Result<(), DacError> {
+    let Ok(text) = std::fs::read_to_string(uid_map) else {
+        // No procfs to tell: assume the initial namespace (the syscalls will say otherwise).
+        return Ok(());
+    };
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    if fields == ["0", "0", "4294967295"] {
+        return Ok(());
+    }
+    Err(DacError::UserNamespace {
+        map: format!("uid_map: {}", fields.join(" ")),
+    })
 }
 
 fn lookup(file: &Path, name: &str) -> Option<(u32, u32)> {
@@ -115,6 +218,77 @@ mod tests {
         for bad in ["", "64000", "0-10", "10-10", "a-b", "65000-66000"] {
             assert!(IdRange::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ranges_holding_root_nobody_or_minus_one_or_not_fitting_are_refused_by_cause() {
+        for (range, cause) in [
+            ("0-100", "must not include 0 (root)"),
+            ("65000-65600", "must not include 65534 (nobody)"),
+            ("4294967294-4294967295", "HIGH does not fit"),
+            ("4294967290-4294967296", "HIGH does not fit"),
+            ("99999999999-99999999999", "LOW does not fit"),
+            ("100-100", "need LOW < HIGH"),
+        ] {
+            let e = IdRange::parse(range).unwrap_err().to_string();
+            assert!(e.contains(cause), "{range}: {e}");
+        }
+        assert!(IdRange::parse("4294967000-4294967294").is_ok());
+    }
+
+    #[test]
+    fn the_shared_group_must_lie_above_the_system_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let defs = dir.path().join("login.defs");
+        assert_eq!(sys_gid_max(&defs), 999, "no file: the shadow default");
+        std::fs::write(&defs, "# x\nGID_MIN 2000\n").unwrap();
+        assert_eq!(sys_gid_max(&defs), 1999);
+        std::fs::write(&defs, "GID_MIN 2000\nSYS_GID_MAX\t499\n").unwrap();
+        assert_eq!(sys_gid_max(&defs), 499);
+        for (gid, cause) in [
+            (0, "root's group"),
+            (6, "system group range 0-999"),
+            (999, "system group range 0-999"),
+            (65534, "nobody"),
+            (u32::MAX, "nobody"),
+        ] {
+            let e = check_shared_group(gid, 999).unwrap_err().to_string();
+            assert!(e.contains(cause), "{gid}: {e}");
+        }
+        check_shared_group(1000, 999).unwrap();
+        check_shared_group(64999, 999).unwrap();
+    }
+
+    #[test]
+    fn static_labels_of_root_or_host_accounts_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("passwd");
+        let g = dir.path().join("group");
+        std::fs::write(&p, "alice:x:1000:1000::/home/alice:/bin/sh\n").unwrap();
+        std::fs::write(&g, "alice:x:1000:\nkvm:x:992:\n").unwrap();
+        for (label, ids, cause) in [
+            ("+0:+0", (0, 0), "root"),
+            ("+64001:+0", (64001, 0), "root"),
+            ("+1000:+64001", (1000, 64001), "account alice"),
+            ("+64001:+992", (64001, 992), "group kvm"),
+        ] {
+            let e = check_static_owner(label, ids, &p, &g)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(cause), "{label}: {e}");
+        }
+        check_static_owner("+64001:+64001", (64001, 64001), &p, &g).unwrap();
+    }
+
+    #[test]
+    fn only_the_initial_user_namespace_map_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("uid_map");
+        std::fs::write(&m, "         0          0 4294967295\n").unwrap();
+        check_initial_userns(&m).unwrap();
+        std::fs::write(&m, "         0          0          1\n").unwrap();
+        let e = check_initial_userns(&m).unwrap_err().to_string();
+        assert!(e.contains("needs the initial user namespace"), "{e}");
     }
 
     #[test]

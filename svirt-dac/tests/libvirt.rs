@@ -71,6 +71,8 @@ async fn dac_owners_follow_libvirts_rules_and_stop_restores_them() {
         shared_group: None,
         passwd,
         group,
+        login_defs: dir.path().join("login.defs"),
+        proc: "/proc".into(),
     };
     let driver = config.build(&ctx).unwrap();
     let manager = SecurityManager::new(vec![driver], false).unwrap();

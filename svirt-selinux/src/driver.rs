@@ -202,7 +202,7 @@ impl SecurityDriver for SelinuxDriver {
         }
     }
 
-    async fn verify(&self, _domain: &Domain, seclabel: &SecLabel) -> Result<()> {
+    async fn verify(&self, domain: &Domain, seclabel: &SecLabel) -> Result<()> {
         if seclabel.kind() == LabelType::Static {
             svirt_static::check(
                 seclabel,
@@ -213,6 +213,21 @@ impl SecurityDriver for SelinuxDriver {
         }
         if let Some(b) = &seclabel.baselabel {
             let _: SecurityContext = b.parse()?;
+        }
+        // A per-device label is set as given: its level must lie within the manager's range.
+        if let Some(mr) = &self.contexts.manager.range {
+            for r in domain.resources() {
+                let Some(l) = r.override_for("selinux").and_then(|o| o.label.as_ref()) else {
+                    continue;
+                };
+                let c: SecurityContext = l.parse()?;
+                if c.range.as_ref().is_some_and(|lr| !mr.contains(lr)) {
+                    return Err(svirt_core::Error::LabelOutsideRange {
+                        label: format!("{l} (for {})", r.path.display()),
+                        range: mr.to_string(),
+                    });
+                }
+            }
         }
         Ok(())
     }

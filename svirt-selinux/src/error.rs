@@ -66,6 +66,19 @@ pub enum SelinuxError {
 
 impl From<SelinuxError> for svirt_core::Error {
     fn from(e: SelinuxError) -> Self {
-        svirt_core::Error::driver("selinux", e)
+        match e {
+            // What the configuration or the domain asks for cannot be done here.
+            SelinuxError::NotEnabled
+            | SelinuxError::ContextsFile { .. }
+            | SelinuxError::OfflineExec { .. }
+            | SelinuxError::Nul { .. }
+            | SelinuxError::PolicyLoad { .. }
+            | SelinuxError::NotInPolicy { .. }
+            | SelinuxError::NoPolicy { .. } => svirt_core::Error::driver_refused("selinux", e),
+            SelinuxError::Compute { .. } => svirt_core::Error::driver("selinux", e),
+            SelinuxError::NoManagerContext(_)
+            | SelinuxError::BadRecord { .. }
+            | SelinuxError::LiveMismatch { .. } => svirt_core::Error::driver("selinux", e),
+        }
     }
 }

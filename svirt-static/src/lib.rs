@@ -26,7 +26,8 @@ pub enum StaticError {
 
 impl From<StaticError> for svirt_core::Error {
     fn from(e: StaticError) -> Self {
-        svirt_core::Error::driver("selinux", e)
+        // Every cause is in the label the administrator wrote.
+        svirt_core::Error::driver_refused("selinux", e)
     }
 }
 
@@ -68,13 +69,21 @@ pub fn check(
     if policy_check(&text) == Some(false) {
         return Err(StaticError::RejectedByPolicy { label: text });
     }
-    let image = match &seclabel.imagelabel {
+    let image: SecurityContext = match &seclabel.imagelabel {
         Some(i) => i.parse().map_err(|source| StaticError::Syntax {
             label: i.clone(),
             source,
         })?,
         None => image_context.with_range(range.clone()),
     };
+    if let (Some(mr), Some(ir)) = (&manager.range, &image.range) {
+        if !mr.contains(ir) {
+            return Err(StaticError::OutsideManagerRange {
+                label: image.to_string(),
+                manager: mr.to_string(),
+            });
+        }
+    }
     if policy_check(&image.to_string()) == Some(false) {
         return Err(StaticError::RejectedByPolicy {
             label: image.to_string(),
@@ -139,6 +148,17 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, StaticError::OutsideManagerRange { .. }), "{e}");
+    }
+
+    #[test]
+    fn an_imagelabel_outside_the_manager_range_is_refused() {
+        let mut l = sec("system_u:system_r:svirt_t:s0:c1,c2");
+        l.imagelabel = Some("system_u:object_r:svirt_image_t:s9:c1,c2".into());
+        let e = check(&l, &mgr(), &img(), &|_| None).unwrap_err();
+        assert!(
+            matches!(&e, StaticError::OutsideManagerRange { label, .. } if label.contains(":s9:")),
+            "{e}"
+        );
     }
 
     #[test]

@@ -353,7 +353,11 @@ fn the_embedding_example_confines_its_vmm_and_restores_the_image() {
     std::fs::write(&img, "embedded image\n").unwrap();
     std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o644)).unwrap();
     let before = owner(&img);
-    let o = Command::new(&example).arg(&img).output().unwrap();
+    let o = Command::new(&example)
+        .env("PATH", SYSTEM_PATH)
+        .arg(&img)
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{out}");
     assert!(
@@ -440,6 +444,7 @@ fn recover_keeps_a_domain_whose_vmm_is_alive_and_tears_it_down_once_it_is_gone()
     let mut vmm = Command::new(svirt())
         .arg("--config")
         .arg(&cfg)
+        .env("PATH", SYSTEM_PATH)
         .args(["exec", "live", "--", "sleep", "30"])
         .spawn()
         .unwrap();
@@ -493,7 +498,7 @@ fn run_forwards_a_signal_to_the_command_and_still_restores_everything() {
             "--rw",
             img.to_str().unwrap(),
             "--",
-            "sleep",
+            &system_tool("sleep"),
             "30",
         ])
         .spawn()

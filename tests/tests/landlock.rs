@@ -51,6 +51,7 @@ const LANDLOCK: &str = "[[driver]]\ndriver = \"landlock\"\n";
 
 fn sh(cfg: &Path, own: &Path, script: &str) -> String {
     let o = Command::new(svirt())
+        .env("PATH", SYSTEM_PATH)
         .arg("--config")
         .arg(cfg)
         .args([

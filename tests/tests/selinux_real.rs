@@ -94,7 +94,8 @@ async fn every_row_of_the_resource_table_on_real_files() {
         &p("vfio12"),
         nix::sys::stat::SFlag::S_IFCHR,
         nix::sys::stat::Mode::from_bits_truncate(0o600),
-        nix::sys::stat::makedev(1, 3),
+        // A device number of no shared host device (the null device 1:3 is never relabeled).
+        nix::sys::stat::makedev(243, 12),
     )
     .unwrap();
     orig(&p("vfio12"));
@@ -303,6 +304,12 @@ impl Host for Swapping {
     }
     fn open_node(&self, p: &Path) -> io::Result<Node> {
         self.real.open_node(p)
+    }
+    fn open_resolved(&self, p: &Path) -> io::Result<Node> {
+        self.real.open_resolved(p)
+    }
+    fn node_path(&self, n: &Node) -> io::Result<PathBuf> {
+        self.real.node_path(n)
     }
     fn open_child(&self, d: &Node, n: &OsStr) -> io::Result<Node> {
         self.maybe_swap(&d.path().join(n));

@@ -292,14 +292,21 @@ impl Access {
 
 impl Domain {
     /// Parse a domain file by its extension: `.xml` as libvirt XML, anything else as TOML.
+    /// `-` reads standard input, as XML when it starts with `<`. The file must be a regular
+    /// file of at most [`crate::input::MAX_INPUT`] bytes; it is opened without blocking.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::DomainParse {
+        let text = crate::input::read(path).map_err(|e| Error::DomainParse {
             source_name: path.display().to_string(),
             format: "file",
-            reason: e.to_string(),
+            reason: crate::display_chain(&e),
         })?;
         let name = path.display().to_string();
-        if path.extension().is_some_and(|e| e == "xml") {
+        let xml = if path.as_os_str() == crate::input::STDIN {
+            text.trim_start().starts_with('<')
+        } else {
+            path.extension().is_some_and(|e| e == "xml")
+        };
+        if xml {
             Self::from_xml(&text, &name)
         } else {
             Self::from_toml(&text, &name)

@@ -15,6 +15,23 @@ use crate::error::{Error, Result};
 
 type Res<T> = std::result::Result<T, String>;
 
+fn unique(parent: Node, tags: &[&str]) -> std::result::Result<(), String> {
+    for tag in tags {
+        if parent
+            .children()
+            .filter(|c| c.is_element() && c.tag_name().name() == *tag)
+            .nth(1)
+            .is_some()
+        {
+            return Err(format!(
+                "<{tag}> appears more than once in <{}>",
+                parent.tag_name().name()
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn parse(text: &str, source_name: &str) -> Result<Domain> {
     let err = |reason: String| Error::DomainParse {
         source_name: source_name.to_owned(),
@@ -29,7 +46,13 @@ pub(super) fn parse(text: &str, source_name: &str) -> Result<Domain> {
             root.tag_name().name()
         )));
     }
+    // Elements libvirt allows once: a second one would be silently ignored here (a second
+    // <devices> would hide its disks from labeling), so it is refused.
+    unique(root, &["name", "uuid", "os", "devices"]).map_err(err)?;
     let name = child_text(root, "name").ok_or_else(|| err("missing <name>".into()))?;
+    if let Some(o) = child(root, "os") {
+        unique(o, &["kernel", "initrd", "dtb", "loader", "nvram"]).map_err(err)?;
+    }
     let mut d = Domain {
         name,
         uuid: child_text(root, "uuid"),
@@ -454,6 +477,33 @@ fn hostdev(n: Node<'_, '_>, d: &mut Domain) -> Res<()> {
 #[cfg(test)]
 mod tests {
     use super::super::{Access, Domain, LabelType, ResourceKind};
+    use crate::error::Error;
+
+    #[test]
+    fn elements_libvirt_allows_once_are_refused_when_repeated() {
+        for (xml, tag) in [
+            ("<domain><name>a</name><name>b</name></domain>", "<name>"),
+            (
+                "<domain><name>a</name><uuid>1</uuid><uuid>2</uuid></domain>",
+                "<uuid>",
+            ),
+            (
+                "<domain><name>a</name><devices/><devices><disk type='file'><source file='/x'/></disk></devices></domain>",
+                "<devices>",
+            ),
+            (
+                "<domain><name>a</name><os><kernel>/a</kernel><kernel>/etc/shadow</kernel></os></domain>",
+                "<kernel>",
+            ),
+        ] {
+            match Domain::from_xml(xml, "t.xml") {
+                Err(Error::DomainParse { reason, .. }) => {
+                    assert!(reason.contains(&format!("{tag} appears more than once")), "{reason}")
+                }
+                other => panic!("{xml}: expected a parse error, got {other:?}"),
+            }
+        }
+    }
 
     const XML: &str = r#"<domain type='kvm' id='3'>
   <name>web1</name>

@@ -659,7 +659,7 @@ impl Inner {
             .filter_map(|d| d.file_attr())
             .collect();
         for dir in dirs {
-            let root = crate::safe::open_resource(host, dir, true)?;
+            let root = crate::safe::open_resource(host, dir, None)?;
             let mut visit = |node: &crate::host::Node,
                              meta: &crate::host::FileMeta|
              -> Result<()> {
@@ -695,7 +695,7 @@ impl Inner {
                 Ok(())
             };
             if root.meta.kind == crate::host::FileKind::Dir {
-                crate::tree::walk_all(host, &root.path, &mut |_, node, meta| visit(node, meta))?;
+                crate::tree::walk_all(host, &root.node, &mut |_, node, meta| visit(node, meta))?;
             }
             visit(&root.node, &root.meta)?;
         }

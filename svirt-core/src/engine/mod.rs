@@ -16,6 +16,8 @@
 
 mod marks;
 mod restore;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +31,7 @@ pub use restore::{RestoreOptions, Restored};
 use crate::attr::{FileAttr, Plan};
 use crate::db::{Ident, Item, ItemState, Tx};
 use crate::domain::{Access, Resource};
-use crate::driver::ResourceReport;
+use crate::driver::{Excluded, ResourceReport};
 use crate::error::{Error, Result};
 use crate::host::{is_unsupported, FileKind, FileMeta, Host, Node};
 use crate::safe::{self, Opened};
@@ -126,7 +128,17 @@ fn report(res: &Resource, model: &str, label: &str, skipped: Option<String>) -> 
         label: label.to_owned(),
         skipped: skipped.is_some(),
         reason: skipped,
+        given: None,
+        excluded: Vec::new(),
     }
+}
+
+/// A report for a resource opened at `path` (resolved) from the given `res.path`.
+fn opened_report(res: &Resource, path: &Path, model: &str, label: &str) -> ResourceReport {
+    let mut r = report(res, model, label, None);
+    r.path = path.to_owned();
+    r.given = (res.path != path).then(|| res.path.clone());
+    r
 }
 
 fn ident_of(host: &dyn Host, node: &Node, meta: &FileMeta) -> Result<Ident> {
@@ -198,8 +210,21 @@ impl Engine {
                 }
                 Plan::Set(v) => v.clone(),
             };
-            let Opened { path, node, meta } =
-                safe::open_resource(self.host.as_ref(), &c.res.path, c.res.is_tree())?;
+            let Opened {
+                path,
+                node,
+                meta,
+                shared_device,
+                ..
+            } = safe::open_resource(self.host.as_ref(), &c.res.path, Some(c.res.kind))?;
+            if let Some(why) = shared_device {
+                info!(path = %path.display(), model, reason = %why, "left as it is");
+                let mut r = opened_report(&c.res, &path, &model, "");
+                r.skipped = true;
+                r.reason = Some(why);
+                p.reports.push(r);
+                continue;
+            }
             let current = self.read(c.attr.as_ref(), &node)?;
             let ident = ident_of(self.host.as_ref(), &node, &meta)?;
             let exclusive = c.res.access == Access::Private;
@@ -227,9 +252,7 @@ impl Engine {
                     if !it.holders.iter().any(|h| h == holder) {
                         tx.add_holder(it.id, holder)?;
                     }
-                    let mut r = report(&c.res, &model, &value, None);
-                    r.path = path;
-                    p.reports.push(r);
+                    p.reports.push(opened_report(&c.res, &path, &model, &value));
                     continue;
                 }
                 // Left by a domain that is gone (an earlier boot's): the recorded original stays
@@ -247,8 +270,28 @@ impl Engine {
                 },
             };
             let mut entries = HashMap::new();
+            let mut excluded = Vec::new();
             if c.res.is_tree() && meta.kind == FileKind::Dir {
-                self.prepare_tree(tx, holder, &c, &path, &value, &mut p, &mut entries, dead)?;
+                let mounts = self.prepare_tree(
+                    tx,
+                    holder,
+                    &c,
+                    (&path, &node),
+                    &value,
+                    &mut p,
+                    &mut entries,
+                    dead,
+                )?;
+                for rel in mounts {
+                    let at = path.join(rel);
+                    warn!(path = %at.display(), model, "mount point inside a share; not crossed");
+                    excluded.push(Excluded {
+                        path: at,
+                        reason:
+                            "a mount point inside the share: another filesystem is never relabeled"
+                                .into(),
+                    });
+                }
             }
             let root_item = p.items.len();
             p.items.push(Item {
@@ -263,8 +306,8 @@ impl Engine {
                 state: ItemState::Intent,
                 holders: vec![holder.to_owned()],
             });
-            let mut r = report(&c.res, &model, &value, None);
-            r.path = path.clone();
+            let mut r = opened_report(&c.res, &path, &model, &value);
+            r.excluded = excluded;
             p.reports.push(r);
             p.steps.push(Step {
                 attr: c.attr.clone(),
@@ -290,14 +333,14 @@ impl Engine {
         tx: &Tx<'_>,
         holder: &str,
         c: &Change,
-        root: &Path,
+        (root, root_node): (&Path, &Node),
         value: &str,
         p: &mut Prepared,
         entries: &mut HashMap<PathBuf, usize>,
         dead: &dyn Fn(&str) -> bool,
-    ) -> Result<()> {
+    ) -> Result<Vec<PathBuf>> {
         let model = c.attr.model();
-        tree::walk(self.host.as_ref(), root, &mut |rel, node, meta| {
+        tree::walk(self.host.as_ref(), root_node, &mut |rel, node, meta| {
             let current = self.read(c.attr.as_ref(), node)?;
             let original = match tx.item_by_inode(model, meta.dev, meta.ino)? {
                 // A hard link to an inode svirt manages for another resource: never changed
@@ -373,7 +416,7 @@ impl Engine {
             let entries = &step.entries;
             let items = &mut p.items;
             let applied = &mut p.applied;
-            tree::walk(host, &step.root, &mut |rel, node, meta| {
+            tree::walk(host, &step.node, &mut |rel, node, meta| {
                 let Some(&i) = entries.get(rel) else {
                     return Ok(());
                 };

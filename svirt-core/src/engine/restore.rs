@@ -143,7 +143,7 @@ impl Engine {
 
     fn locate(&self, item: &Item) -> Result<Located> {
         let path = full_path(item);
-        match safe::open_resource(self.host.as_ref(), &path, true) {
+        match safe::open_resource(self.host.as_ref(), &path, None) {
             Ok(o) if self.same_inode(&o.node, &o.meta, item) => Ok(Located::Here(o.node)),
             Ok(_) => self.by_handle(item, &path),
             Err(e) if e.errno() == Some(libc::ENOENT) => match self.by_handle(item, &path) {
@@ -328,17 +328,13 @@ impl Engine {
             .iter()
             .map(|i| ((i.ident.dev, i.ident.ino), *i))
             .collect();
-        let is_dir = self.host.lstat(root).is_ok_and(|m| m.kind == FileKind::Dir);
-        let root_is_ours = root_item.is_none_or(|ri| {
-            self.host
-                .open_node(root)
-                .ok()
-                .and_then(|n| self.host.meta(&n).ok().map(|m| (n, m)))
-                .is_some_and(|(n, m)| self.same_inode(&n, &m, ri))
-        });
-        if is_dir && root_is_ours {
+        let opened = safe::open_resource(self.host.as_ref(), root, None)
+            .ok()
+            .filter(|o| o.meta.kind == FileKind::Dir)
+            .filter(|o| root_item.is_none_or(|ri| self.same_inode(&o.node, &o.meta, ri)));
+        if let Some(root_node) = opened.map(|o| o.node) {
             let root_original = root_item.and_then(|r| r.original.clone());
-            let walked = tree::walk_all(self.host.as_ref(), root, &mut |rel, node, meta| {
+            let walked = tree::walk_all(self.host.as_ref(), &root_node, &mut |rel, node, meta| {
                 let key = (meta.dev, meta.ino);
                 if let Some(item) = by_inode.get(&key).copied() {
                     if self.same_inode(node, meta, item) {

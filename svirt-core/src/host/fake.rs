@@ -33,6 +33,7 @@ struct Inner {
     procs: BTreeMap<u32, (String, u32, u32)>,
     swaps: Vec<(PathBuf, PathBuf)>,
     fs_types: BTreeMap<PathBuf, i64>,
+    mounts: Vec<PathBuf>,
     next_ino: u64,
     clock: i64,
 }
@@ -114,6 +115,20 @@ impl FakeHost {
         if let Some(e) = self.lock().files.get_mut(&normalize(Path::new(path))) {
             e.target = Some(PathBuf::from(target));
         }
+    }
+
+    /// Add a device node `major:minor` of `kind` (Char or Block), root-owned, mode 0666.
+    pub fn add_device(&self, path: &str, kind: FileKind, major: u32, minor: u32) {
+        self.add(Path::new(path), kind, 0, 0, 0o666);
+        if let Some(e) = self.lock().files.get_mut(&normalize(Path::new(path))) {
+            e.meta.rdev = FileMeta::make_rdev(major, minor);
+        }
+    }
+
+    /// Make the directory `path` a mount point: opening it from its parent gives `EXDEV`, as
+    /// `RESOLVE_NO_XDEV` does.
+    pub fn add_mount(&self, path: &str) {
+        self.lock().mounts.push(normalize(Path::new(path)));
     }
 
     /// Set an xattr directly (no call recorded).
@@ -322,6 +337,7 @@ fn entry(kind: FileKind, uid: u32, gid: u32, mode: u32, ino: u64) -> Entry {
             ino,
             nlink: 1,
             ctime_ns: 0,
+            rdev: 0,
         },
         xattrs: BTreeMap::new(),
         target: None,
@@ -343,39 +359,7 @@ impl Host for FakeHost {
 
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
         self.begin("canonicalize", path, "")?;
-        let mut cur = normalize(path);
-        for _ in 0..40 {
-            // Resolve the first symlink component, if any.
-            let mut resolved = PathBuf::from("/");
-            let mut changed = false;
-            let comps: Vec<_> = cur.components().collect();
-            for (i, c) in comps.iter().enumerate() {
-                resolved.push(c);
-                let target = self
-                    .lock()
-                    .files
-                    .get(&resolved)
-                    .and_then(|e| e.target.clone());
-                if let Some(t) = target {
-                    let base = resolved.parent().map(Path::to_owned).unwrap_or_default();
-                    let mut next = normalize(&base.join(t));
-                    for rest in &comps[i + 1..] {
-                        next.push(rest);
-                    }
-                    cur = normalize(&next);
-                    changed = true;
-                    break;
-                }
-            }
-            if !changed {
-                return if self.lock().files.contains_key(&cur) {
-                    Ok(cur)
-                } else {
-                    Err(errno(libc::ENOENT))
-                };
-            }
-        }
-        Err(errno(libc::ELOOP))
+        self.resolve(path)
     }
 
     fn open_node(&self, path: &Path) -> io::Result<Node> {
@@ -389,10 +373,24 @@ impl Host for FakeHost {
         }
     }
 
+    fn open_resolved(&self, path: &Path) -> io::Result<Node> {
+        self.begin("open_resolved", path, "")?;
+        self.apply_swap(path);
+        Ok(Node::new(self.resolve(path)?, None))
+    }
+
+    fn node_path(&self, node: &Node) -> io::Result<PathBuf> {
+        self.begin("node_path", node.path(), "")?;
+        Ok(node.path().to_owned())
+    }
+
     fn open_child(&self, dir: &Node, name: &OsStr) -> io::Result<Node> {
         let path = dir.path().join(name);
         self.begin("open_child", &path, "")?;
         if name == ".." || name == "." || name.to_string_lossy().contains('/') {
+            return Err(errno(libc::EXDEV));
+        }
+        if self.lock().mounts.contains(&path) {
             return Err(errno(libc::EXDEV));
         }
         // The directory itself must still be a directory (not swapped for a link).
@@ -420,6 +418,9 @@ impl Host for FakeHost {
         let path = dir.path().join(name);
         self.begin("open_child_data", &path, "")?;
         if name == ".." || name == "." || name.to_string_lossy().contains('/') {
+            return Err(errno(libc::EXDEV));
+        }
+        if self.lock().mounts.contains(&path) {
             return Err(errno(libc::EXDEV));
         }
         if !matches!(
@@ -553,6 +554,43 @@ impl Host for FakeHost {
 }
 
 impl FakeHost {
+    /// Every symlink of `path` followed, as `realpath` does.
+    fn resolve(&self, path: &Path) -> io::Result<PathBuf> {
+        let mut cur = normalize(path);
+        for _ in 0..40 {
+            // Resolve the first symlink component, if any.
+            let mut resolved = PathBuf::from("/");
+            let mut changed = false;
+            let comps: Vec<_> = cur.components().collect();
+            for (i, c) in comps.iter().enumerate() {
+                resolved.push(c);
+                let target = self
+                    .lock()
+                    .files
+                    .get(&resolved)
+                    .and_then(|e| e.target.clone());
+                if let Some(t) = target {
+                    let base = resolved.parent().map(Path::to_owned).unwrap_or_default();
+                    let mut next = normalize(&base.join(t));
+                    for rest in &comps[i + 1..] {
+                        next.push(rest);
+                    }
+                    cur = normalize(&next);
+                    changed = true;
+                    break;
+                }
+            }
+            if !changed {
+                return if self.lock().files.contains_key(&cur) {
+                    Ok(cur)
+                } else {
+                    Err(errno(libc::ENOENT))
+                };
+            }
+        }
+        Err(errno(libc::ELOOP))
+    }
+
     fn apply_swap(&self, path: &Path) {
         let p = normalize(path);
         let mut g = self.lock();

@@ -81,6 +81,7 @@ fn meta_of(st: &rfs::Stat) -> FileMeta {
         ctime_ns: (st.st_ctime as i64)
             .saturating_mul(1_000_000_000)
             .saturating_add(st.st_ctime_nsec as i64),
+        rdev: st.st_rdev,
     }
 }
 
@@ -111,6 +112,25 @@ impl Host for LinuxHost {
         Ok(Node::new(path.to_owned(), Some(fd)))
     }
 
+    fn open_resolved(&self, path: &Path) -> io::Result<Node> {
+        let fd = rfs::openat2(
+            CWD,
+            path,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(io_err)?;
+        Ok(Node::new(path.to_owned(), Some(fd)))
+    }
+
+    fn node_path(&self, node: &Node) -> io::Result<PathBuf> {
+        match node.fd() {
+            Some(_) => fs::read_link(self.fd_path(node)),
+            None => Ok(node.path().to_owned()),
+        }
+    }
+
     fn open_child(&self, dir: &Node, name: &OsStr) -> io::Result<Node> {
         let path = dir.path().join(name);
         let Some(dfd) = dir.fd() else {
@@ -124,7 +144,10 @@ impl Host for LinuxHost {
             name,
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            ResolveFlags::BENEATH
+                | ResolveFlags::NO_SYMLINKS
+                | ResolveFlags::NO_MAGICLINKS
+                | ResolveFlags::NO_XDEV,
         )
         .map_err(io_err)?;
         Ok(Node::new(path, Some(fd)))
@@ -144,8 +167,10 @@ impl Host for LinuxHost {
         }
         let flags =
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-        let resolve =
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let resolve = ResolveFlags::BENEATH
+            | ResolveFlags::NO_SYMLINKS
+            | ResolveFlags::NO_MAGICLINKS
+            | ResolveFlags::NO_XDEV;
         let fd = match dir.fd() {
             Some(d) => rfs::openat2(d.as_fd(), name, flags, Mode::empty(), resolve),
             None => rfs::openat(CWD, &path, flags, Mode::empty()),

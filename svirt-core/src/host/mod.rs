@@ -42,6 +42,25 @@ pub struct FileMeta {
     /// The inode's change time in nanoseconds since the epoch; it moves on every write,
     /// chown, chmod and xattr change, and no unprivileged process can set it back.
     pub ctime_ns: i64,
+    /// The device number a block or character device node stands for (0 otherwise).
+    pub rdev: u64,
+}
+
+impl FileMeta {
+    /// The (major, minor) numbers of a device node.
+    pub fn device(&self) -> (u32, u32) {
+        let (major, minor) = (
+            ((self.rdev >> 32) & 0xffff_f000) | ((self.rdev >> 8) & 0xfff),
+            ((self.rdev >> 12) & 0xffff_ff00) | (self.rdev & 0xff),
+        );
+        (major as u32, minor as u32)
+    }
+
+    /// The Linux `dev_t` encoding of `major:minor` (the inverse of [`FileMeta::device`]).
+    pub fn make_rdev(major: u32, minor: u32) -> u64 {
+        let (ma, mi) = (u64::from(major), u64::from(minor));
+        ((ma & 0xffff_f000) << 32) | ((ma & 0xfff) << 8) | ((mi & 0xffff_ff00) << 12) | (mi & 0xff)
+    }
 }
 
 /// A file opened without following symlinks (`O_PATH|O_NOFOLLOW`). The fake keeps only the path.
@@ -82,6 +101,11 @@ impl Node {
         &self.path
     }
 
+    /// The same node under another name (the path the kernel resolved it to).
+    pub fn renamed(self, path: PathBuf) -> Self {
+        Node { path, ..self }
+    }
+
     /// The file descriptor, when the host opened one.
     pub fn fd(&self) -> Option<&OwnedFd> {
         self.fd.as_ref()
@@ -112,15 +136,23 @@ pub trait Host: Send + Sync + Debug {
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf>;
     /// `open(path, O_PATH|O_NOFOLLOW|O_CLOEXEC)`.
     fn open_node(&self, path: &Path) -> io::Result<Node>;
-    /// `openat2(dir, name, O_PATH|O_NOFOLLOW, RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)`: one entry of
-    /// a directory, never leaving it. A symlink entry gives a node for the link itself.
+    /// `openat2(AT_FDCWD, path, O_PATH, RESOLVE_NO_MAGICLINKS)`: `path` with every symlink
+    /// followed (as libvirt follows them for disks and devices), but never a `/proc` magic link.
+    /// The caller decides on what it got through [`Host::node_path`] and [`Host::meta`].
+    fn open_resolved(&self, path: &Path) -> io::Result<Node>;
+    /// The path the kernel knows an opened node by (`readlink /proc/self/fd/N`).
+    fn node_path(&self, node: &Node) -> io::Result<PathBuf>;
+    /// `openat2(dir, name, O_PATH|O_NOFOLLOW, RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_XDEV)`:
+    /// one entry of a directory, never leaving it nor crossing a mount point (`EXDEV`). A
+    /// symlink entry gives a node for the link itself.
     fn open_child(&self, dir: &Node, name: &OsStr) -> io::Result<Node>;
     /// `fstat` of a node.
     fn meta(&self, node: &Node) -> io::Result<FileMeta>;
     /// The entries of a directory node (without `.` and `..`), with their type when the
     /// filesystem reports it (`d_type`).
     fn list_dir(&self, dir: &Node) -> io::Result<Vec<(OsString, Option<FileKind>)>>;
-    /// Like [`Host::open_child`], but opened for reading (`O_RDONLY|O_NOFOLLOW|O_NONBLOCK`), so
+    /// Like [`Host::open_child`] (mount points give `EXDEV` too), but opened for reading
+    /// (`O_RDONLY|O_NOFOLLOW|O_NONBLOCK`), so
     /// attributes are read and written on the fd itself. Only for regular files and directories:
     /// callers must know the entry's type first, since opening a device node has side effects.
     fn open_child_data(&self, dir: &Node, name: &OsStr) -> io::Result<Node>;

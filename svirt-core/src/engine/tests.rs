@@ -1,0 +1,116 @@
+//! The engine on the fake host: shared devices and mount points inside shares.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Change, Engine, RestoreOptions};
+use crate::attr::{FileAttr, Plan};
+use crate::db::Db;
+use crate::domain::{Access, Resource, ResourceKind};
+use crate::driver::ResourceReport;
+use crate::host::fake::FakeHost;
+use crate::host::{FileKind, Host, Node};
+
+/// A file attribute kept in one xattr.
+#[derive(Debug)]
+struct Tag;
+impl FileAttr for Tag {
+    fn model(&self) -> &str {
+        "tag"
+    }
+    fn read(&self, host: &dyn Host, node: &Node) -> std::io::Result<Option<String>> {
+        Ok(host
+            .get_xattr(node, "user.tag")?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+    fn write(&self, host: &dyn Host, node: &Node, value: Option<&str>) -> std::io::Result<()> {
+        match value {
+            Some(v) => host.set_xattr(node, "user.tag", v.as_bytes()),
+            None => host.remove_xattr(node, "user.tag"),
+        }
+    }
+}
+
+fn attr_for(_: &str) -> Option<Arc<dyn FileAttr>> {
+    Some(Arc::new(Tag))
+}
+
+/// Start `res` for "vm" (intent, apply, completion), returning its report.
+fn start(h: &Arc<FakeHost>, db: &Db, res: Resource) -> ResourceReport {
+    let engine = Engine::new(h.clone());
+    let change = Change {
+        res,
+        attr: Arc::new(Tag),
+        plan: Plan::Set("vm-label".into()),
+    };
+    let mut p = db
+        .write(|tx| engine.prepare(tx, "vm", vec![change], &|_| false))
+        .unwrap();
+    engine.apply(&mut p).unwrap();
+    db.write(|tx| {
+        let (ids, ctimes) = p.applied_items();
+        tx.set_applied(&ids, &ctimes)?;
+        tx.delete_items(&p.unapplied_items())
+    })
+    .unwrap();
+    p.reports[0].clone()
+}
+
+/// Stop "vm": restore everything it holds.
+fn stop(h: &Arc<FakeHost>, db: &Db) {
+    let engine = Engine::new(h.clone());
+    let items = db.read(|tx| tx.items_of("vm")).unwrap();
+    let out = engine.restore(&items, &attr_for, &RestoreOptions::rollback());
+    assert!(out.failed.is_empty(), "{:?}", out.failed);
+    db.write(|tx| tx.delete_items(&out.done)).unwrap();
+}
+
+#[test]
+fn a_shared_device_is_reported_skipped_and_never_written_or_remembered() {
+    let h = Arc::new(FakeHost::new());
+    h.add_device("/dev/null", FileKind::Char, 1, 3);
+    h.add_symlink("/srv/vm/console", "/dev/null");
+    let state = tempfile::tempdir().unwrap();
+    let db = Db::open(state.path()).unwrap();
+    let res = Resource::new("/srv/vm/console", ResourceKind::Chardev, Access::Private);
+    let rep = start(&h, &db, res);
+    assert!(rep.skipped);
+    assert!(rep
+        .reason
+        .unwrap()
+        .contains("shared host device null (1:3)"));
+    assert_eq!(rep.path, Path::new("/dev/null"));
+    assert_eq!(rep.given.as_deref(), Some(Path::new("/srv/vm/console")));
+    let writes: Vec<_> = h
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("set_xattr") || c.starts_with("chown"))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+    assert!(db.read(|tx| tx.items_of("vm")).unwrap().is_empty());
+    stop(&h, &db);
+    assert_eq!(h.xattr_names("/dev/null"), Vec::<String>::new());
+}
+
+#[test]
+fn a_share_reports_its_mount_points_and_leaves_them_alone() {
+    let h = Arc::new(FakeHost::new());
+    h.add_file("/srv/share/a");
+    h.add_file("/srv/share/etc/shadow");
+    h.add_mount("/srv/share/etc");
+    let state = tempfile::tempdir().unwrap();
+    let db = Db::open(state.path()).unwrap();
+    let res = Resource::new("/srv/share/.", ResourceKind::Filesystem, Access::Private);
+    let rep = start(&h, &db, res);
+    assert_eq!(rep.path, Path::new("/srv/share"));
+    assert_eq!(rep.excluded.len(), 1);
+    assert_eq!(rep.excluded[0].path, Path::new("/srv/share/etc"));
+    assert_eq!(
+        h.xattr("/srv/share/a", "user.tag").as_deref(),
+        Some(&b"vm-label"[..])
+    );
+    assert_eq!(h.xattr("/srv/share/etc/shadow", "user.tag"), None);
+    assert_eq!(h.xattr("/srv/share/etc", "user.tag"), None);
+    stop(&h, &db);
+    assert_eq!(h.xattr("/srv/share/a", "user.tag"), None);
+}
