@@ -30,7 +30,7 @@ pub use restore::{RestoreOptions, Restored};
 
 use crate::attr::{FileAttr, Plan};
 use crate::db::{Ident, Item, ItemState, Tx};
-use crate::domain::{Access, Resource};
+use crate::domain::{Access, Derive, Resource, ResourceKind};
 use crate::driver::{Excluded, ResourceReport};
 use crate::error::{Error, Result};
 use crate::host::{is_unsupported, FileKind, FileMeta, Host, Node};
@@ -133,6 +133,21 @@ fn report(res: &Resource, model: &str, label: &str, skipped: Option<String>) -> 
     }
 }
 
+/// The kind whose file-type rule a resource is opened under: a device node found on the host for
+/// a disk or a host device (an NVMe disk's VFIO group, a USB or SCSI generic node) is a host
+/// device, whatever element named it.
+fn opened_as(res: &Resource) -> ResourceKind {
+    match res.derive {
+        Some(
+            Derive::PciGroup { .. }
+            | Derive::MdevGroup { .. }
+            | Derive::Usb { .. }
+            | Derive::ScsiGeneric { .. },
+        ) => ResourceKind::Hostdev,
+        _ => res.kind,
+    }
+}
+
 /// A report for a resource opened at `path` (resolved) from the given `res.path`.
 fn opened_report(res: &Resource, path: &Path, model: &str, label: &str) -> ResourceReport {
     let mut r = report(res, model, label, None);
@@ -216,7 +231,7 @@ impl Engine {
                 meta,
                 shared_device,
                 ..
-            } = safe::open_resource(self.host.as_ref(), &c.res.path, Some(c.res.kind))?;
+            } = safe::open_resource(self.host.as_ref(), &c.res.path, Some(opened_as(&c.res)))?;
             if let Some(why) = shared_device {
                 info!(path = %path.display(), model, reason = %why, "left as it is");
                 let mut r = opened_report(&c.res, &path, &model, "");
