@@ -60,7 +60,7 @@ pub(crate) fn open_by_handle(
     if handle.len() < 4 || handle.len() - 4 > MAX_HANDLE_SZ {
         return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
     }
-    let mut bytes = vec![0u8; 8 + MAX_HANDLE_SZ];
+    let mut bytes = [0u8; 8 + MAX_HANDLE_SZ];
     bytes[0..4].copy_from_slice(&((handle.len() - 4) as u32).to_ne_bytes());
     bytes[4..8].copy_from_slice(&handle[0..4]);
     bytes[8..8 + handle.len() - 4].copy_from_slice(&handle[4..]);

@@ -196,6 +196,7 @@ fn env_number(name: &str, default: u64) -> u64 {
 /// no svirt mark left. CI runs 10 trials over a 1,000-file share; `SVIRT_KILL_TRIALS=200
 /// SVIRT_KILL_FILES=20000` is the full run.
 #[test]
+#[allow(clippy::print_stderr)] // the figures of the run, for the record
 fn random_kills_during_start_and_stop_leave_every_file_as_it_was() {
     if !root_or_skip("random_kills_during_start_and_stop_leave_every_file_as_it_was") {
         return;
