@@ -87,15 +87,16 @@ impl Host {
 
 /// Run a shell command as the guest would: the VM's uid and gid, no other groups.
 fn as_guest(uid: u32, script: &str) {
-    let st = Command::new("setpriv")
+    let st = Command::new("/usr/bin/setpriv")
         .args([
             &format!("--reuid={uid}"),
             &format!("--regid={uid}"),
             "--clear-groups",
-            "sh",
+            "/bin/sh",
             "-c",
             script,
         ])
+        .env("PATH", SYSTEM_PATH)
         .status()
         .unwrap();
     assert!(st.success(), "guest script failed: {script}");
@@ -179,9 +180,10 @@ fn a_setuid_binary_planted_through_a_share_never_comes_back_setuid() {
         vm_leftovers(&share)
     );
     // Run as nobody, the planted file gives no euid 0.
-    let o = Command::new("setpriv")
+    let o = Command::new("/usr/bin/setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&tool)
+        .env("PATH", SYSTEM_PATH)
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&o.stdout).contains("euid=0"));
@@ -299,7 +301,12 @@ fn a_stop_that_cannot_restore_exits_1_names_the_file_and_keeps_the_uid_reserved(
     h.ok(&["start", dom.to_str().unwrap()]);
     let uid = h.uid_of("h");
     // An immutable file refuses chown: the restore cannot happen.
-    let chattr = |flag: &str| Command::new("chattr").arg(flag).arg(&disk).status();
+    let chattr = |flag: &str| {
+        Command::new("/usr/bin/chattr")
+            .arg(flag)
+            .arg(&disk)
+            .status()
+    };
     if !chattr("+i").is_ok_and(|s| s.success()) {
         skip(
             "a_stop_that_cannot_restore_exits_1_names_the_file_and_keeps_the_uid_reserved",
@@ -346,14 +353,15 @@ fn a_lost_state_database_never_hands_out_a_running_vms_uid_and_scan_restores_its
         h.ok(&["start", dom.to_str().unwrap()]);
         let uid = h.uid_of("a");
         // The VM runs as its uid.
-        let mut vmm = Command::new("setpriv")
+        let mut vmm = Command::new("/usr/bin/setpriv")
             .args([
                 &format!("--reuid={uid}"),
                 &format!("--regid={uid}"),
                 "--clear-groups",
-                "sleep",
+                "/bin/sleep",
                 "60",
             ])
+            .env("PATH", SYSTEM_PATH)
             .spawn()
             .unwrap();
         for f in ["svirt.db", "svirt.db-wal", "svirt.db-shm"] {
@@ -423,8 +431,9 @@ fn a_full_state_filesystem_never_leaves_files_labeled() {
             cfg = h.cfg.display(),
             dom = dom.display(),
         );
-        let o = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        let o = Command::new("/usr/bin/unshare")
+            .args(["-m", "--propagation", "private", "/bin/sh", "-c", &script])
+            .env("PATH", SYSTEM_PATH)
             .output()
             .unwrap();
         outcomes.push(String::from_utf8_lossy(&o.stdout).trim().to_owned());
