@@ -157,6 +157,10 @@ step "guest finished (qemu rc=$qrc)"
 tr -d '\r' < "$LOG" | grep -a '^SVTEST' > "$WORK/result.txt" || true
 cat "$WORK/result.txt"
 # Every check of guest.sh: a check that silently did not run is a failure too.
+# 43 isolation checks, the issue-14 block (libvirt fidelity) and the svirt audit block of guest.sh.
+EXPECTED_I14=10
+EXPECTED_I13=7
+EXPECTED=$((43 + EXPECTED_I14 + EXPECTED_I13))
 fails=$(grep -c '^SVTEST-FAIL' "$WORK/result.txt" || true)
 passes=$(grep -c '^SVTEST-PASS' "$WORK/result.txt" || true)
 if grep -q '^SVTEST getenforce=Enforcing' "$WORK/result.txt" && grep -q '^SVTEST-DONE' "$WORK/result.txt" \
