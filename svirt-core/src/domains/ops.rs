@@ -1,0 +1,495 @@
+//! The operations of [`super::Domains`], each run on the blocking pool under the operation
+//! lock: intent transaction, changes, completion transaction.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use tokio::runtime::Handle;
+use tracing::{info, warn};
+
+use super::{Inner, Record, Recovered, StopReport};
+use crate::db::{DomainRow, Item, Phase};
+use crate::domain::{Access, Disk, Domain, Resource, ResourceKind};
+use crate::driver::{ProcessInfo, ResourceReport};
+use crate::engine::{RestoreOptions, Restored};
+use crate::error::{Error, Result};
+
+impl Inner {
+    pub(super) fn inner_write<T>(
+        &self,
+        f: impl FnOnce(&crate::db::Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.db.write(f)
+    }
+
+    fn boot_id(&self) -> Result<String> {
+        self.host
+            .boot_id()
+            .map_err(|e| Error::host("read boot id", "/proc/sys/kernel/random/boot_id", e))
+    }
+
+    fn row(&self, phase: Phase, rec: &Record, pid: Option<u32>, boot: &str) -> Result<DomainRow> {
+        Ok(DomainRow {
+            name: rec.domain.name.clone(),
+            phase,
+            record: rec.encode(self.db.path())?,
+            pid,
+            boot_id: boot.to_owned(),
+            held_reason: None,
+        })
+    }
+
+    /// Whether `holder` is a domain recorded in an earlier boot (its VMM is gone, whatever its
+    /// record says) or no recorded domain at all. One indexed lookup: the cost of an operation
+    /// does not grow with the number of domains.
+    fn is_dead(&self, tx: &crate::db::Tx<'_>, holder: &str, boot: &str) -> bool {
+        match tx.domain(holder) {
+            Ok(Some(row)) => row.boot_id != boot,
+            Ok(None) => true,
+            // Unreadable: count it as alive, so nothing of it is taken over.
+            Err(_) => false,
+        }
+    }
+
+    /// Decide the privileges of guarded items and record the verdicts in `tx`, before anything
+    /// is restored.
+    fn decide_guards(&self, tx: &crate::db::Tx<'_>, items: &mut [Item]) -> Result<Vec<PathBuf>> {
+        let (decided, dropped) = self
+            .engine
+            .verify_guards(items, &|m: &str| self.manager.attr_for(m));
+        for it in &decided {
+            tx.set_original(it.id, it.original.as_deref(), it.ctime_ns)?;
+        }
+        Ok(dropped)
+    }
+
+    /// Items in restore order: the stack in reverse (so the driver that changed an inode last
+    /// puts it back first), keeping each driver's own order.
+    fn restore_order(&self, mut items: Vec<Item>) -> Vec<Item> {
+        items.sort_by_key(|i| std::cmp::Reverse(self.manager.position(&i.model)));
+        items
+    }
+
+    /// Restore `items` with the stack's own drivers, reclaiming share entries the VM created.
+    fn restore_items(&self, items: Vec<Item>) -> Result<Restored> {
+        let ids: HashSet<i64> = items.iter().map(|i| i.id).collect();
+        // Asked only for share entries with several links: one indexed lookup each.
+        let is_managed = move |dev: u64, ino: u64| {
+            self.db
+                .read(|tx| tx.items_by_inode(dev, ino))
+                .map(|found| found.iter().any(|i| !ids.contains(&i.id)))
+                // Unknown: treat it as managed elsewhere, so it is left alone.
+                .unwrap_or(true)
+        };
+        let items = self.restore_order(items);
+        Ok(self.engine.restore(
+            &items,
+            &|m: &str| self.manager.attr_for(m),
+            &RestoreOptions {
+                reclaim: true,
+                managed: Some(&is_managed),
+            },
+        ))
+    }
+
+    pub(super) fn start(&self, domain: Domain, rt: &Handle) -> Result<Record> {
+        let boot = self.boot_id()?;
+        rt.block_on(self.manager.verify(&domain))?;
+        let name = domain.name.clone();
+        let (mut prepared, mut rec) = self.db.write(|tx| {
+            if tx.domain(&name)?.is_some() {
+                return Err(Error::DomainExists { name: name.clone() });
+            }
+            let labels = rt.block_on(self.manager.generate(&domain))?;
+            crate::failpoint::hit("state.labels-generated");
+            let resources = domain.resources_on(self.host.as_ref(), &self.host_paths)?;
+            let changes = self.manager.changes(&domain, &labels, &resources)?;
+            let dead = |h: &str| self.is_dead(tx, h, &boot);
+            let prepared = self.engine.prepare(tx, &name, changes, &dead)?;
+            let rec = Record {
+                domain: domain.clone(),
+                labels,
+                resources: prepared.reports.clone(),
+            };
+            tx.put_domain(&self.row(Phase::Starting, &rec, None, &boot)?)?;
+            Ok((prepared, rec))
+        })?;
+        crate::failpoint::hit("state.record-written");
+        if let Err(e) = self.engine.apply(&mut prepared) {
+            self.drop_failed_start(&rec, rt);
+            return Err(e);
+        }
+        rec.resources = prepared.reports.clone();
+        let done = self.db.write(|tx| {
+            let (ids, ctimes) = prepared.applied_items();
+            tx.set_applied(&ids, &ctimes)?;
+            tx.delete_items(&prepared.unapplied_items())?;
+            tx.put_domain(&self.row(Phase::Running, &rec, None, &boot)?)
+        });
+        if let Err(e) = done {
+            // Put the files back: that needs no space on the state filesystem. The intent stays
+            // recorded for `recover` to clear.
+            let (ids, _) = prepared.applied_items();
+            let applied: Vec<Item> = prepared
+                .items
+                .iter()
+                .filter(|i| ids.contains(&i.id))
+                .cloned()
+                .collect();
+            let out = self.engine.restore(
+                &self.restore_order(applied),
+                &|m: &str| self.manager.attr_for(m),
+                &RestoreOptions::rollback(),
+            );
+            self.drop_failed_start(&rec, rt);
+            return Err(if out.failed.is_empty() {
+                e
+            } else {
+                Error::RolledBack {
+                    source: Box::new(e),
+                    rollback_errors: out.failed.into_iter().map(|(_, e)| e).collect(),
+                }
+            });
+        }
+        info!(vm = %name, "started");
+        Ok(rec)
+    }
+
+    /// Forget a start whose changes were put back: its items, holds, labels and record.
+    fn drop_failed_start(&self, rec: &Record, rt: &Handle) {
+        let name = &rec.domain.name;
+        let r = self.db.write(|tx| {
+            let mut mine = Vec::new();
+            for it in tx.items_of(name)? {
+                if tx.remove_holder(it.id, name)? == 0 {
+                    mine.push(it.id);
+                }
+            }
+            tx.delete_items(&mine)?;
+            rt.block_on(self.manager.release(&rec.domain, &rec.labels))?;
+            tx.delete_domain(name)
+        });
+        if let Err(e) = r {
+            warn!(vm = %name, error = %crate::display_chain(&e), "cannot clear the intent of a failed start; `svirt recover` will");
+        }
+    }
+
+    pub(super) fn stop(&self, name: &str, rt: &Handle) -> Result<StopReport> {
+        let (mut row, items) = self.db.write(|tx| {
+            let mut row = tx.domain(name)?.ok_or_else(|| Error::NoSuchDomain {
+                name: name.to_owned(),
+            })?;
+            let mut last = Vec::new();
+            for it in tx.items_of(name)? {
+                if tx.remove_holder(it.id, name)? == 0 {
+                    last.push(it);
+                }
+            }
+            let dropped = self.decide_guards(tx, &mut last)?;
+            row.phase = Phase::Stopping;
+            tx.put_domain(&row)?;
+            Ok((row, (last, dropped)))
+        })?;
+        let (items, dropped) = items;
+        let rec = Record::decode(&row, self.db.path())?;
+        crate::failpoint::hit("restore.released");
+        let out = self.restore_items(items)?;
+        let mut report = StopReport {
+            moved: out.moved,
+            reclaimed: out.reclaimed,
+            left: out.left,
+            privileges_dropped: out.privileges_dropped,
+        };
+        report.privileges_dropped.extend(dropped);
+        let failures: Vec<Error> = self.db.write(|tx| {
+            tx.delete_items(&out.done)?;
+            for (it, _) in &out.failed {
+                // Still carried: the domain holds it, and its identities stay reserved.
+                tx.add_holder(it.id, name)?;
+            }
+            if out.failed.is_empty() {
+                rt.block_on(self.manager.release(&rec.domain, &rec.labels))?;
+                tx.delete_domain(name)?;
+            } else {
+                row.phase = Phase::Held;
+                row.held_reason = Some(
+                    out.failed
+                        .iter()
+                        .map(|(_, e)| crate::display_chain(e))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+                tx.put_domain(&row)?;
+            }
+            Ok(out.failed.into_iter().map(|(_, e)| e).collect())
+        })?;
+        if !failures.is_empty() {
+            return Err(Error::NotRestored {
+                domain: name.to_owned(),
+                failures,
+            });
+        }
+        info!(vm = %name, "stopped");
+        Ok(report)
+    }
+
+    pub(super) fn attach(
+        &self,
+        name: &str,
+        path: &Path,
+        access: Access,
+        rt: &Handle,
+    ) -> Result<Vec<ResourceReport>> {
+        let _ = rt;
+        let res = Resource::new(path, ResourceKind::Disk, access);
+        let (mut prepared, mut row, mut rec) = self.db.write(|tx| {
+            let row = tx.domain(name)?.ok_or_else(|| Error::NoSuchDomain {
+                name: name.to_owned(),
+            })?;
+            let mut rec = Record::decode(&row, self.db.path())?;
+            rec.domain.disks.push(Disk::new(path, access));
+            rec.domain.validate()?;
+            let changes =
+                self.manager
+                    .changes(&rec.domain, &rec.labels, std::slice::from_ref(&res))?;
+            let boot = self.boot_id()?;
+            let dead = |h: &str| self.is_dead(tx, h, &boot);
+            let prepared = self.engine.prepare(tx, name, changes, &dead)?;
+            let mut row = row;
+            row.record = rec.encode(self.db.path())?;
+            tx.put_domain(&row)?;
+            Ok((prepared, row, rec))
+        })?;
+        if let Err(e) = self.engine.apply(&mut prepared) {
+            let ids: Vec<i64> = prepared.items.iter().map(|i| i.id).collect();
+            let r = self.db.write(|tx| {
+                tx.delete_items(&ids)?;
+                for it in tx.items_of(name)? {
+                    if it.root == res.path {
+                        tx.remove_holder(it.id, name)?;
+                    }
+                }
+                rec.domain.disks.retain(|d| d.path != path);
+                row.record = rec.encode(self.db.path())?;
+                tx.put_domain(&row)
+            });
+            if let Err(ce) = r {
+                warn!(vm = %name, error = %crate::display_chain(&ce), "cannot clear the intent of a failed attach; `svirt recover` will");
+            }
+            return Err(e);
+        }
+        rec.resources.extend(prepared.reports.clone());
+        self.db.write(|tx| {
+            let (ids, ctimes) = prepared.applied_items();
+            tx.set_applied(&ids, &ctimes)?;
+            tx.delete_items(&prepared.unapplied_items())?;
+            row.record = rec.encode(self.db.path())?;
+            tx.put_domain(&row)
+        })?;
+        Ok(prepared.reports)
+    }
+
+    pub(super) fn detach(&self, name: &str, path: &Path, rt: &Handle) -> Result<StopReport> {
+        let _ = rt;
+        let resolved = self
+            .host
+            .canonicalize(path)
+            .unwrap_or_else(|_| path.to_owned());
+        let (mut row, rec, items) = self.db.write(|tx| {
+            let row = tx.domain(name)?.ok_or_else(|| Error::NoSuchDomain {
+                name: name.to_owned(),
+            })?;
+            let mut rec = Record::decode(&row, self.db.path())?;
+            if !rec.domain.disks.iter().any(|d| d.path == path) {
+                return Err(Error::NoSuchResource {
+                    domain: name.to_owned(),
+                    path: path.to_owned(),
+                });
+            }
+            let mut last = Vec::new();
+            for it in tx.items_of(name)? {
+                if (it.root == path || it.root == resolved) && tx.remove_holder(it.id, name)? == 0 {
+                    last.push(it);
+                }
+            }
+            self.decide_guards(tx, &mut last)?;
+            rec.domain.disks.retain(|d| d.path != path);
+            rec.resources
+                .retain(|r| r.path != path && r.path != resolved);
+            Ok((row, rec, last))
+        })?;
+        let mut out = self.restore_items(items)?;
+        let failed = std::mem::take(&mut out.failed);
+        self.db.write(|tx| {
+            tx.delete_items(&out.done)?;
+            for (it, _) in &failed {
+                tx.add_holder(it.id, name)?;
+            }
+            row.record = rec.encode(self.db.path())?;
+            tx.put_domain(&row)
+        })?;
+        if !failed.is_empty() {
+            return Err(Error::NotRestored {
+                domain: name.to_owned(),
+                failures: failed.into_iter().map(|(_, e)| e).collect(),
+            });
+        }
+        Ok(StopReport {
+            moved: out.moved,
+            reclaimed: out.reclaimed,
+            left: out.left,
+            privileges_dropped: out.privileges_dropped,
+        })
+    }
+
+    pub(super) fn recover(&self, rt: &Handle) -> Result<Recovered> {
+        self.db.check()?;
+        let boot = self.boot_id()?;
+        let mut out = Recovered::default();
+        let mut errors = Vec::new();
+        for row in self.db.read(|tx| tx.domains())? {
+            let dead = row.boot_id != boot
+                || matches!(row.phase, Phase::Starting | Phase::Stopping | Phase::Held)
+                || row.pid.is_some_and(|p| !self.host.pid_alive(p));
+            if !dead {
+                continue;
+            }
+            match self.stop(&row.name, rt) {
+                Ok(r) => {
+                    out.domains.push(row.name.clone());
+                    out.report.moved.extend(r.moved);
+                    out.report.reclaimed.extend(r.reclaimed);
+                    out.report.left.extend(r.left);
+                    out.report.privileges_dropped.extend(r.privileges_dropped);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let orphans = self.db.read(|tx| tx.orphan_items())?;
+        if !orphans.is_empty() {
+            let names: Vec<String> = orphans
+                .iter()
+                .map(|i| format!("{} ({})", i.root.join(&i.rel).display(), i.model))
+                .collect();
+            let restored = self.restore_items(orphans)?;
+            self.db.write(|tx| tx.delete_items(&restored.done))?;
+            out.orphans = names;
+            errors.extend(restored.failed.into_iter().map(|(_, e)| e));
+        }
+        let live: Vec<(DomainRow, Record)> = self
+            .db
+            .read(|tx| tx.domains())?
+            .into_iter()
+            .map(|row| Record::decode(&row, self.db.path()).map(|r| (row, r)))
+            .collect::<Result<_>>()?;
+        for (row, rec) in &live {
+            if let Some(pid) = row.pid.filter(|p| self.host.pid_alive(*p)) {
+                if let Err(e) =
+                    rt.block_on(self.manager.reserve(&rec.domain, &rec.labels, Some(pid)))
+                {
+                    errors.push(e);
+                }
+            }
+        }
+        let procs = self.processes()?;
+        self.db.write(|_tx| {
+            for d in self.manager.drivers() {
+                let mine: Vec<(Domain, crate::driver::LabelRecord)> = live
+                    .iter()
+                    .filter_map(|(_, r)| {
+                        r.labels
+                            .iter()
+                            .find(|l| l.model == d.model())
+                            .map(|l| (r.domain.clone(), l.clone()))
+                    })
+                    .collect();
+                rt.block_on(d.reconcile(&mine, &procs))?;
+            }
+            Ok(())
+        })?;
+        match errors.len() {
+            0 => Ok(out),
+            _ => Err(Error::Several {
+                operation: "recovering",
+                errors,
+            }),
+        }
+    }
+
+    pub(super) fn scan(&self, dirs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+        let host = self.host.as_ref();
+        let mut restored = Vec::new();
+        let mut errors = Vec::new();
+        let attrs: Vec<_> = self
+            .manager
+            .drivers()
+            .iter()
+            .rev()
+            .filter_map(|d| d.file_attr())
+            .collect();
+        for dir in dirs {
+            let root = crate::safe::open_resource(host, dir, None)?;
+            let mut visit = |node: &crate::host::Node,
+                             meta: &crate::host::FileMeta|
+             -> Result<()> {
+                for attr in &attrs {
+                    let model = attr.model();
+                    let Some(mark) = self.engine.marks().read(host, node, model) else {
+                        continue;
+                    };
+                    let held = self
+                        .db
+                        .read(|tx| tx.item_by_inode(model, meta.dev, meta.ino))?
+                        .is_some_and(|it| !it.holders.is_empty());
+                    if held {
+                        continue;
+                    }
+                    let current = attr.read(host, node).unwrap_or(None);
+                    let value = match mark.original.as_deref() {
+                        Some(o) if attr.matches(current.as_deref(), o) => Some(o.to_owned()),
+                        Some(o) => Some(attr.without_privileges(o).unwrap_or_else(|| o.to_owned())),
+                        None => None,
+                    };
+                    match attr.write(host, node, value.as_deref()) {
+                        Ok(()) => {
+                            self.engine.marks().remove(host, node, model);
+                            info!(path = %node.path().display(), model, "restored from its mark");
+                            restored.push(node.path().to_owned());
+                        }
+                        Err(e) => {
+                            errors.push(Error::host("restore the attribute of", node.path(), e))
+                        }
+                    }
+                }
+                Ok(())
+            };
+            if root.meta.kind == crate::host::FileKind::Dir {
+                crate::tree::walk_all(host, &root.node, &mut |_, node, meta| visit(node, meta))?;
+            }
+            visit(&root.node, &root.meta)?;
+        }
+        Error::from_all("restoring from marks", errors)?;
+        Ok(restored)
+    }
+
+    /// Every process of the host, with its label (where the kernel has one) and owner. A
+    /// process that exits while being read is left out.
+    fn processes(&self) -> Result<Vec<ProcessInfo>> {
+        let pids = self
+            .host
+            .pids()
+            .map_err(|e| Error::host("list the processes in", "/proc", e))?;
+        Ok(pids
+            .into_iter()
+            .filter_map(|pid| {
+                let (uid, gid) = self.host.pid_owner(pid).ok()?;
+                Some(ProcessInfo {
+                    pid,
+                    label: self.host.pid_label(pid).ok(),
+                    uid,
+                    gid,
+                })
+            })
+            .collect())
+    }
+}
