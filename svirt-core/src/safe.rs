@@ -172,9 +172,17 @@ pub fn shared_device(path: &Path, meta: &FileMeta) -> Option<String> {
 fn allowed(kind: ResourceKind, file: FileKind) -> Result<(), &'static str> {
     use FileKind as F;
     use ResourceKind as R;
-    let ok = match kind {
-        R::Filesystem | R::Smartcard => file == F::Dir,
-        R::Tpm => matches!(file, F::Dir | F::Char),
+    // One row per kind: whether `file` fits, and the rule to name when it does not.
+    let (ok, rule) = match kind {
+        R::Filesystem => (file == F::Dir, "a filesystem share must be a directory"),
+        R::Smartcard => (
+            file == F::Dir,
+            "a smartcard certificate database must be a directory",
+        ),
+        R::Tpm => (
+            matches!(file, F::Dir | F::Char),
+            "TPM state must be a directory or a character device",
+        ),
         R::Disk
         | R::Backing
         | R::DataStore
@@ -188,46 +196,34 @@ fn allowed(kind: ResourceKind, file: FileKind) -> Result<(), &'static str> {
         | R::AcpiTable
         | R::Fwcfg
         | R::Pstore
-        | R::SavedState => matches!(file, F::File | F::Block),
+        | R::SavedState => (
+            matches!(file, F::File | F::Block),
+            "it must be a regular file or a block device",
+        ),
         // nvdimm and virtio-pmem back on a file or a DAX device; SGX EPC is a char device.
-        R::Memory => matches!(file, F::File | F::Block | F::Char),
-        R::Input | R::TpmDevice => file == F::Char,
-        R::TpmCancel | R::TpmLog => file == F::File,
-        R::TpmSocket => file == F::Socket,
+        R::Memory => (
+            matches!(file, F::File | F::Block | F::Char),
+            "a memory backend must be a regular file or a device node",
+        ),
+        R::Input | R::TpmDevice => (file == F::Char, "it must be a character device"),
+        R::TpmCancel | R::TpmLog => (file == F::File, "it must be a regular file"),
+        R::TpmSocket => (file == F::Socket, "it must be a socket"),
         // A serial port or console may also log to a regular file.
-        R::Chardev => matches!(file, F::Char | F::Fifo | F::Socket | F::File),
-        R::Hostdev => matches!(file, F::Char | F::Block),
-        R::Path => file != F::Dir,
+        R::Chardev => (
+            matches!(file, F::Char | F::Fifo | F::Socket | F::File),
+            "a chardev must be a character device, FIFO, socket or regular file",
+        ),
+        R::Hostdev => (
+            matches!(file, F::Char | F::Block),
+            "a host device must be a character or block device",
+        ),
+        R::Path => (file != F::Dir, "it is a directory; use a filesystem share"),
     };
     if ok {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(rule)
     }
-    Err(match kind {
-        R::Filesystem => "a filesystem share must be a directory",
-        R::Smartcard => "a smartcard certificate database must be a directory",
-        R::Tpm => "TPM state must be a directory or a character device",
-        R::Disk
-        | R::Backing
-        | R::DataStore
-        | R::Kernel
-        | R::Initrd
-        | R::Dtb
-        | R::Firmware
-        | R::Loader
-        | R::Nvram
-        | R::Shim
-        | R::AcpiTable
-        | R::Fwcfg
-        | R::Pstore
-        | R::SavedState => "it must be a regular file or a block device",
-        R::Memory => "a memory backend must be a regular file or a device node",
-        R::Input | R::TpmDevice => "it must be a character device",
-        R::TpmCancel | R::TpmLog => "it must be a regular file",
-        R::TpmSocket => "it must be a socket",
-        R::Chardev => "a chardev must be a character device, FIFO, socket or regular file",
-        R::Hostdev => "a host device must be a character or block device",
-        R::Path => "it is a directory; use a filesystem share",
-    })
 }
 
 fn kind_name(k: FileKind) -> &'static str {
