@@ -69,7 +69,8 @@ pub async fn load(config: Option<&Path>, state_dir: Option<&Path>) -> Result<Env
         db,
         &cfg.state_dir,
         crate::progress::terminal_bar(),
-    );
+    )
+    .with_relabel_threads(cfg.relabel_threads);
     Ok(Env {
         domains,
         host,

@@ -2,11 +2,12 @@
 //! SELinux and DAC differ only in their [`FileAttr`]; remembering, applying and restoring are one
 //! implementation, the [`crate::engine`].
 
+use std::ffi::OsStr;
 use std::fmt::Debug;
 use std::io;
 use std::path::Path;
 
-use crate::host::{fs_magic, FileKind, Host, Node};
+use crate::host::{fs_magic, FileKind, FileMeta, Host, Node};
 
 /// One attribute of a file that a driver changes.
 pub trait FileAttr: Send + Sync + Debug {
@@ -16,6 +17,38 @@ pub trait FileAttr: Send + Sync + Debug {
     fn read(&self, host: &dyn Host, node: &Node) -> io::Result<Option<String>>;
     /// Set the value; `None` removes it.
     fn write(&self, host: &dyn Host, node: &Node, value: Option<&str>) -> io::Result<()>;
+    /// The current value of the entry `name` of the directory `dir`, not following it.
+    /// The default opens the entry; drivers make one entry-relative call.
+    fn read_at(&self, host: &dyn Host, dir: &Node, name: &OsStr) -> io::Result<Option<String>> {
+        self.read(host, &host.open_child(dir, name)?)
+    }
+    /// Like [`FileAttr::read_at`], with the entry's metadata when reading it gave that too
+    /// (an owner is read with `statx`, which also names the inode's birth).
+    fn read_at_meta(
+        &self,
+        host: &dyn Host,
+        dir: &Node,
+        name: &OsStr,
+    ) -> io::Result<(Option<String>, Option<FileMeta>)> {
+        Ok((self.read_at(host, dir, name)?, None))
+    }
+    /// Set the value of the entry `name` (of type `kind`) of `dir`, never following it.
+    fn write_at(
+        &self,
+        host: &dyn Host,
+        dir: &Node,
+        name: &OsStr,
+        _kind: FileKind,
+        value: Option<&str>,
+    ) -> io::Result<()> {
+        self.write(host, &host.open_child(dir, name)?, value)
+    }
+    /// Whether a value carries a VM's identity (a VM's uid or MCS pair). Only an entry whose
+    /// value does, or whose value svirt applied to something, can be a VM's leftover or a link
+    /// to an inode svirt manages; every other entry of a share is taken as it is.
+    fn carries_vm(&self, _current: Option<&str>) -> bool {
+        false
+    }
     /// Whether the applied `target` already holds for `current` (so nothing needs doing).
     fn matches(&self, current: Option<&str>, target: &str) -> bool {
         current == Some(target)

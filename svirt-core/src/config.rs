@@ -63,6 +63,10 @@ pub struct Config {
     /// Refuse domains that no driver confines.
     #[serde(default)]
     pub require_confined: bool,
+    /// Threads that relabel a directory share (walk, change, restore): 1 for one core; absent
+    /// or 0 for every core (at most 4).
+    #[serde(default)]
+    pub relabel_threads: Option<usize>,
     /// The driver stack, primary first. Empty means: probe.
     #[serde(default, rename = "driver")]
     pub drivers: Vec<Box<dyn DriverConfig>>,
@@ -92,6 +96,7 @@ impl Default for Config {
         Config {
             state_dir: default_state_dir(),
             require_confined: false,
+            relabel_threads: None,
             drivers: Vec::new(),
         }
     }

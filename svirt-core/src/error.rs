@@ -308,6 +308,17 @@ impl Error {
         }
     }
 
+    /// The state database could not be written because its filesystem is full.
+    pub fn is_state_full(&self) -> bool {
+        match self {
+            Error::Database { source, .. } => {
+                source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+                    || self.errno() == Some(libc::ENOSPC)
+            }
+            _ => false,
+        }
+    }
+
     /// The errno of the innermost I/O error, if any.
     pub fn errno(&self) -> Option<i32> {
         let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(self);

@@ -526,6 +526,7 @@ mod tests {
                 nlink: 1,
                 ctime_ns: 0,
                 rdev: FileMeta::make_rdev(ma, mi),
+                birth_ns: None,
             };
             assert_eq!(m.device(), (ma, mi));
         }

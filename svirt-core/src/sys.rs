@@ -83,3 +83,125 @@ pub(crate) fn open_by_handle(
     // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
+
+/// `struct xattr_args` of `getxattrat(2)`/`setxattrat(2)` (Linux 6.13).
+#[repr(C)]
+struct XattrArgs {
+    value: u64,
+    size: u32,
+    flags: u32,
+}
+
+/// The syscall numbers of `setxattrat` and `getxattrat`: new syscalls share one number on
+/// every architecture that uses the common table.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const SYS_SETXATTRAT: libc::c_long = 463;
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const SYS_GETXATTRAT: libc::c_long = 464;
+
+/// `getxattrat(dir, name, AT_SYMLINK_NOFOLLOW, key, buf)`: the length of the value, which is
+/// copied into `buf` (ERANGE when it does not fit, ENODATA when absent, ENOSYS before 6.13).
+pub(crate) fn getxattrat(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+    key: &std::ffi::CStr,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        use std::os::fd::AsRawFd;
+        let mut args = XattrArgs {
+            value: buf.as_mut_ptr() as u64,
+            size: u32::try_from(buf.len()).unwrap_or(u32::MAX),
+            flags: 0,
+        };
+        // SAFETY: `name` and `key` are NUL-terminated; `args` points at `buf`, writable for
+        // `args.size` bytes, and the kernel writes at most that many; `args` is a valid
+        // `struct xattr_args` of the size passed; `dir` is a valid fd for the call.
+        let r = unsafe {
+            libc::syscall(
+                SYS_GETXATTRAT,
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+                key.as_ptr(),
+                &mut args as *mut XattrArgs,
+                std::mem::size_of::<XattrArgs>(),
+            )
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(r as usize)
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = (dir, name, key, buf);
+        Err(std::io::Error::from_raw_os_error(libc::ENOSYS))
+    }
+}
+
+/// `setxattrat(dir, name, AT_SYMLINK_NOFOLLOW, key, value)` (ENOSYS before 6.13).
+pub(crate) fn setxattrat(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+    key: &std::ffi::CStr,
+    value: &[u8],
+) -> std::io::Result<()> {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        use std::os::fd::AsRawFd;
+        let args = XattrArgs {
+            value: value.as_ptr() as u64,
+            size: u32::try_from(value.len())
+                .map_err(|_| std::io::Error::from_raw_os_error(libc::E2BIG))?,
+            flags: 0,
+        };
+        // SAFETY: `name` and `key` are NUL-terminated; `args` points at `value`, readable for
+        // `args.size` bytes, and the kernel only reads it; `dir` is a valid fd for the call.
+        let r = unsafe {
+            libc::syscall(
+                SYS_SETXATTRAT,
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+                key.as_ptr(),
+                &args as *const XattrArgs,
+                std::mem::size_of::<XattrArgs>(),
+            )
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = (dir, name, key, value);
+        Err(std::io::Error::from_raw_os_error(libc::ENOSYS))
+    }
+}
+
+/// `fchmodat2(dir, name, mode, AT_SYMLINK_NOFOLLOW)` (Linux 6.6; ENOSYS before, EOPNOTSUPP
+/// on a symlink).
+pub(crate) fn fchmodat_nofollow(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &std::ffi::CStr,
+    mode: u32,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `name` is NUL-terminated and `dir` a valid fd for the call; no memory is written.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            mode as libc::mode_t,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,11 +1,12 @@
 //! The DAC file attribute: owner and mode, written `uid:gid:mode` (mode in octal).
 
+use std::ffi::OsStr;
 use std::io;
 
 use std::path::Path;
 
 use svirt_core::attr::FileAttr;
-use svirt_core::host::{FileKind, Host, Node};
+use svirt_core::host::{FileKind, FileMeta, Host, Node};
 
 /// Owner and permission bits. Directories get the execute bit wherever they get read.
 #[derive(Debug, Default)]
@@ -62,6 +63,50 @@ impl FileAttr for DacAttr {
         host.chown(node, uid, gid)?;
         svirt_core::failpoint::hit("dac.owner-changed");
         host.chmod(node, mode)
+    }
+
+    fn read_at(&self, host: &dyn Host, dir: &Node, name: &OsStr) -> io::Result<Option<String>> {
+        let m = host.stat_at(dir, name)?;
+        Ok(Some(value(m.uid, m.gid, m.mode)))
+    }
+
+    fn read_at_meta(
+        &self,
+        host: &dyn Host,
+        dir: &Node,
+        name: &OsStr,
+    ) -> io::Result<(Option<String>, Option<FileMeta>)> {
+        let m = host.stat_at(dir, name)?;
+        Ok((Some(value(m.uid, m.gid, m.mode)), Some(m)))
+    }
+
+    fn write_at(
+        &self,
+        host: &dyn Host,
+        dir: &Node,
+        name: &OsStr,
+        kind: FileKind,
+        v: Option<&str>,
+    ) -> io::Result<()> {
+        let Some(v) = v else { return Ok(()) };
+        let (uid, gid, mut mode) =
+            parse(v).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        if kind == FileKind::Dir {
+            mode |= (mode & 0o444) >> 2;
+        }
+        host.chown_at(dir, name, uid, gid)?;
+        svirt_core::failpoint::hit("dac.owner-changed");
+        if kind == FileKind::Symlink {
+            // A symlink's mode means nothing and cannot be changed.
+            return Ok(());
+        }
+        host.chmod_at(dir, name, mode)
+    }
+
+    fn carries_vm(&self, current: Option<&str>) -> bool {
+        current
+            .and_then(parse)
+            .is_some_and(|(uid, gid, _)| self.is_vm_id(uid) || self.is_vm_id(gid))
     }
 
     fn reclaim(

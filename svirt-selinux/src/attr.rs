@@ -1,5 +1,6 @@
 //! The SELinux file attribute: the `security.selinux` xattr.
 
+use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -35,6 +36,19 @@ impl SelinuxAttr {
     }
 }
 
+/// A label with categories: a VM's pair (or a static label's), never a share's own.
+fn carries_pair(current: Option<&str>) -> bool {
+    // Cheap first: categories can only follow the third colon, as `c<N>`.
+    let level_has_c = current
+        .and_then(|c| c.splitn(4, ':').nth(3))
+        .is_some_and(|level| level.contains('c'));
+    level_has_c
+        && current
+            .and_then(|c| c.parse::<SecurityContext>().ok())
+            .and_then(|c| c.range)
+            .is_some_and(|r| !r.high.categories.is_empty())
+}
+
 impl FileAttr for SelinuxAttr {
     fn model(&self) -> &str {
         "selinux"
@@ -53,6 +67,35 @@ impl FileAttr for SelinuxAttr {
             }
             None => host.remove_xattr(node, SELINUX_XATTR),
         }
+    }
+
+    fn read_at(&self, host: &dyn Host, dir: &Node, name: &OsStr) -> io::Result<Option<String>> {
+        Ok(host
+            .get_xattr_at(dir, name, SELINUX_XATTR)?
+            .map(|v| String::from_utf8_lossy(v.strip_suffix(b"\0").unwrap_or(&v)).into_owned()))
+    }
+
+    fn write_at(
+        &self,
+        host: &dyn Host,
+        dir: &Node,
+        name: &OsStr,
+        _kind: FileKind,
+        value: Option<&str>,
+    ) -> io::Result<()> {
+        match value {
+            Some(v) => {
+                let mut bytes = Vec::with_capacity(v.len() + 1);
+                bytes.extend_from_slice(v.as_bytes());
+                bytes.push(0);
+                host.set_xattr_at(dir, name, SELINUX_XATTR, &bytes)
+            }
+            None => host.remove_xattr_at(dir, name, SELINUX_XATTR),
+        }
+    }
+
+    fn carries_vm(&self, current: Option<&str>) -> bool {
+        carries_pair(current)
     }
 
     fn original_for(&self, path: &Path, current: Option<String>) -> Option<String> {
@@ -87,11 +130,7 @@ impl FileAttr for SelinuxAttr {
     ) -> Option<String> {
         // A label with categories that nothing remembered is a VM's (its pair): the entry gets
         // the policy default, else the share's own original.
-        let carries_pair = current
-            .and_then(|c| c.parse::<SecurityContext>().ok())
-            .and_then(|c| c.range)
-            .is_some_and(|r| !r.high.categories.is_empty());
-        if !carries_pair {
+        if !carries_pair(current) {
             return None;
         }
         self.default_label_of(path, kind == FileKind::Dir)

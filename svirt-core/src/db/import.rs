@@ -231,6 +231,7 @@ fn entry_items(e: &Entry, boot: &str) -> Vec<Item> {
         ctime_ns: None,
         state: ItemState::Applied,
         holders: holders.clone(),
+        tree: None,
     };
     let mut out = vec![item(Path::new(""), &e.original)];
     out.extend(e.tree.iter().map(|t| item(&t.rel, &t.original)));

@@ -33,6 +33,7 @@ struct Raw {
     ctime_ns: Option<i64>,
     state: String,
     holder: Option<String>,
+    has_tree: bool,
 }
 
 fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
@@ -49,6 +50,7 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
         ctime_ns: r.get(9)?,
         state: r.get(10)?,
         holder: r.get(11)?,
+        has_tree: r.get(12)?,
     })
 }
 
@@ -56,8 +58,8 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
 fn select(filter: &str) -> String {
     format!(
         "SELECT i.id, i.model, i.dev, i.ino, i.handle, i.root, i.rel, i.original, i.applied,
-                i.ctime_ns, i.state, h.domain
-         FROM items i LEFT JOIN item_holders h ON h.item = i.id
+                i.ctime_ns, i.state, h.domain, t.item IS NOT NULL
+         FROM items i LEFT JOIN item_holders h ON h.item = i.id LEFT JOIN trees t ON t.item = i.id
          WHERE {filter} ORDER BY i.id, h.domain"
     )
 }
@@ -88,6 +90,10 @@ fn insert_one(c: &Connection, item: &Item) -> rusqlite::Result<i64> {
         item.state.as_sql(),
     ])?;
     let id = c.last_insert_rowid();
+    if let Some(tree) = &item.tree {
+        c.prepare_cached("INSERT OR REPLACE INTO trees(item, entries) VALUES (?1, ?2)")?
+            .execute(params![id, tree.encode()])?;
+    }
     let mut hold =
         c.prepare_cached("INSERT OR IGNORE INTO item_holders(item, domain) VALUES (?1, ?2)")?;
     for h in &item.holders {
@@ -136,7 +142,14 @@ impl Tx<'_> {
                 ctime_ns: r.ctime_ns,
                 state,
                 holders: r.holder.into_iter().collect(),
+                tree: None,
             });
+            if r.has_tree {
+                let tree = self.tree(r.id)?;
+                if let Some(last) = out.last_mut() {
+                    last.tree = tree.map(std::sync::Arc::new);
+                }
+            }
         }
         Ok(out)
     }
@@ -151,6 +164,18 @@ impl Tx<'_> {
             None
         } else {
             Some(v.swap_remove(0))
+        })
+    }
+
+    /// Every value svirt applied for `model` to anything it remembers.
+    pub fn applied_values(&self, model: &str) -> Result<std::collections::HashSet<String>> {
+        self.with(|c| {
+            c.prepare_cached("SELECT DISTINCT applied FROM items WHERE model = ?1")
+                .and_then(|mut s| {
+                    s.query_map([model], |r| r.get::<_, String>(0))?
+                        .collect::<rusqlite::Result<_>>()
+                })
+                .map_err(self.db.err("read remembered originals from"))
         })
     }
 
@@ -313,6 +338,7 @@ pub(super) mod tests {
             ctime_ns: None,
             state: ItemState::Intent,
             holders: holders.iter().map(|h| h.to_string()).collect(),
+            tree: None,
         }
     }
 

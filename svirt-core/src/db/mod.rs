@@ -14,6 +14,7 @@ mod items;
 mod labels;
 mod records;
 mod schema;
+mod trees;
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -28,6 +29,7 @@ use tracing::error;
 
 use crate::error::{Error, Result};
 use crate::fsutil::create_private_dir;
+pub use trees::{Tree, TreeEntry};
 
 /// The database's file name inside the state directory.
 pub const DB_FILE: &str = "svirt.db";
@@ -93,6 +95,8 @@ pub struct Item {
     pub state: ItemState,
     /// The domains holding the item.
     pub holders: Vec<String>,
+    /// A directory share root's changed entries.
+    pub tree: Option<std::sync::Arc<Tree>>,
 }
 
 /// The state database. Cheap to share behind an `Arc`; every method takes `&self`.

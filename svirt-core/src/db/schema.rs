@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The ordered migrations: step `i` takes the schema from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[V1];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -60,6 +60,14 @@ CREATE TABLE item_holders(
     PRIMARY KEY (item, domain)
 ) WITHOUT ROWID;
 CREATE INDEX item_holders_domain ON item_holders(domain, item);
+";
+
+/// A directory share's entries, packed, with the share root's item.
+const V2: &str = "
+CREATE TABLE trees(
+    item INTEGER PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE,
+    entries BLOB NOT NULL
+);
 ";
 
 /// Connection settings, before anything else touches the file.

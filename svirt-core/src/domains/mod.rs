@@ -71,6 +71,15 @@ impl Domains {
         }
     }
 
+    /// How many threads relabel a directory share (`None` or 0: every core, at most 4). Call
+    /// before any operation.
+    pub fn with_relabel_threads(mut self, threads: Option<usize>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.engine = inner.engine.clone().with_threads(threads);
+        }
+        self
+    }
+
     /// Find host-derived resources (VFIO groups, USB and SCSI nodes, swtpm files) under
     /// `paths` instead of `/sys` and `/dev` (tests give a fake tree). Call before any operation.
     pub fn with_host_paths(mut self, paths: HostPaths) -> Self {

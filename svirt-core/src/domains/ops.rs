@@ -1,7 +1,7 @@
 //! The operations of [`super::Domains`], each run on the blocking pool under the operation
 //! lock: intent transaction, changes, completion transaction.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use tokio::runtime::Handle;
@@ -59,6 +59,9 @@ impl Inner {
             .verify_guards(items, &|m: &str| self.manager.attr_for(m));
         for it in &decided {
             tx.set_original(it.id, it.original.as_deref(), it.ctime_ns)?;
+            if let Some(t) = &it.tree {
+                tx.set_tree(it.id, t)?;
+            }
         }
         Ok(dropped)
     }
@@ -123,6 +126,9 @@ impl Inner {
         let done = self.db.write(|tx| {
             let (ids, ctimes) = prepared.applied_items();
             tx.set_applied(&ids, &ctimes)?;
+            for (id, t) in prepared.changed_trees() {
+                tx.set_tree(id, t)?;
+            }
             tx.delete_items(&prepared.unapplied_items())?;
             tx.put_domain(&self.row(Phase::Running, &rec, None, &boot)?)
         });
@@ -175,7 +181,7 @@ impl Inner {
     }
 
     pub(super) fn stop(&self, name: &str, rt: &Handle) -> Result<StopReport> {
-        let (mut row, items) = self.db.write(|tx| {
+        let first = self.db.write(|tx| {
             let mut row = tx.domain(name)?.ok_or_else(|| Error::NoSuchDomain {
                 name: name.to_owned(),
             })?;
@@ -189,8 +195,33 @@ impl Inner {
             row.phase = Phase::Stopping;
             tx.put_domain(&row)?;
             Ok((row, (last, dropped)))
-        })?;
-        let (items, dropped) = items;
+        });
+        let (mut row, (items, dropped), full) = match first {
+            Ok((row, items)) => (row, items, false),
+            // The state filesystem is full: the files go back all the same (restoring needs no
+            // space there), with the verdicts kept in memory; the record stays as it is, so
+            // the domain's identities stay reserved until a later `stop` or `recover` can
+            // write, and that one finds the files already back.
+            Err(e) if e.is_state_full() => {
+                warn!(vm = %name, error = %crate::display_chain(&e), "the state filesystem is full; restoring the files without recording the stop");
+                let (row, mut last) = self.db.read(|tx| {
+                    let row = tx.domain(name)?.ok_or_else(|| Error::NoSuchDomain {
+                        name: name.to_owned(),
+                    })?;
+                    let last: Vec<Item> = tx
+                        .items_of(name)?
+                        .into_iter()
+                        .filter(|it| it.holders.iter().all(|h| h == name))
+                        .collect();
+                    Ok((row, last))
+                })?;
+                let (_, dropped) = self
+                    .engine
+                    .verify_guards(&mut last, &|m: &str| self.manager.attr_for(m));
+                (row, (last, dropped), true)
+            }
+            Err(e) => return Err(e),
+        };
         let rec = Record::decode(&row, self.db.path())?;
         crate::failpoint::hit("restore.released");
         let out = self.restore_items(items)?;
@@ -202,6 +233,11 @@ impl Inner {
         };
         report.privileges_dropped.extend(dropped);
         let failures: Vec<Error> = self.db.write(|tx| {
+            if full {
+                for it in tx.items_of(name)? {
+                    tx.remove_holder(it.id, name)?;
+                }
+            }
             tx.delete_items(&out.done)?;
             for (it, _) in &out.failed {
                 // Still carried: the domain holds it, and its identities stay reserved.
@@ -282,6 +318,9 @@ impl Inner {
         self.db.write(|tx| {
             let (ids, ctimes) = prepared.applied_items();
             tx.set_applied(&ids, &ctimes)?;
+            for (id, t) in prepared.changed_trees() {
+                tx.set_tree(id, t)?;
+            }
             tx.delete_items(&prepared.unapplied_items())?;
             row.record = rec.encode(self.db.path())?;
             tx.put_domain(&row)
@@ -429,26 +468,56 @@ impl Inner {
             .collect();
         for dir in dirs {
             let root = crate::safe::open_resource(host, dir, None)?;
-            let mut visit = |node: &crate::host::Node,
+            // Share roots name the common original of their entries that carry no mark of
+            // their own: (path below `dir`, model) -> original.
+            let mut common: HashMap<(PathBuf, String), Option<String>> = HashMap::new();
+            let mut visit = |rel: &Path,
+                             node: &crate::host::Node,
                              meta: &crate::host::FileMeta|
              -> Result<()> {
                 for attr in &attrs {
                     let model = attr.model();
-                    let Some(mark) = self.engine.marks().read(host, node, model) else {
-                        continue;
-                    };
-                    let held = self
-                        .db
-                        .read(|tx| tx.item_by_inode(model, meta.dev, meta.ino))?
-                        .is_some_and(|it| !it.holders.is_empty());
-                    if held {
-                        continue;
+                    if meta.kind == crate::host::FileKind::Dir {
+                        if let Some(m) = self.engine.marks().read_entries(host, node, model) {
+                            common.insert((rel.to_owned(), model.to_owned()), m.original);
+                        }
                     }
+                    let held = || {
+                        self.db
+                            .read(|tx| tx.item_by_inode(model, meta.dev, meta.ino))
+                            .map(|it| it.is_some_and(|it| !it.holders.is_empty()))
+                    };
                     let current = attr.read(host, node).unwrap_or(None);
-                    let value = match mark.original.as_deref() {
-                        Some(o) if attr.matches(current.as_deref(), o) => Some(o.to_owned()),
-                        Some(o) => Some(attr.without_privileges(o).unwrap_or_else(|| o.to_owned())),
-                        None => None,
+                    let value = match self.engine.marks().read(host, node, model) {
+                        Some(mark) => {
+                            if held()? {
+                                continue;
+                            }
+                            match mark.original.as_deref() {
+                                Some(o) if attr.matches(current.as_deref(), o) => {
+                                    Some(o.to_owned())
+                                }
+                                Some(o) => {
+                                    Some(attr.without_privileges(o).unwrap_or_else(|| o.to_owned()))
+                                }
+                                None => None,
+                            }
+                        }
+                        // An entry of a marked share with no mark of its own, still carrying a
+                        // VM's identity: the share's common original.
+                        None => {
+                            let shared = rel
+                                .ancestors()
+                                .skip(1)
+                                .find_map(|a| common.get(&(a.to_owned(), model.to_owned())));
+                            let Some(original) = shared else { continue };
+                            if !attr.carries_vm(current.as_deref()) || held()? {
+                                continue;
+                            }
+                            original
+                                .as_deref()
+                                .map(|o| attr.without_privileges(o).unwrap_or_else(|| o.to_owned()))
+                        }
                     };
                     match attr.write(host, node, value.as_deref()) {
                         Ok(()) => {
@@ -464,9 +533,27 @@ impl Inner {
                 Ok(())
             };
             if root.meta.kind == crate::host::FileKind::Dir {
-                crate::tree::walk_all(host, &root.node, &mut |_, node, meta| visit(node, meta))?;
+                // The root's own entries mark first: its entries are visited before it.
+                visit(Path::new(""), &root.node, &root.meta)?;
+                crate::tree::walk_all(host, &root.node, &mut |rel, node, meta| {
+                    visit(rel, node, meta)
+                })?;
+                for attr in &attrs {
+                    for ((rel, model), _) in common.iter().filter(|(k, _)| k.1 == attr.model()) {
+                        let at = if rel.as_os_str().is_empty() {
+                            crate::safe::open_resource(host, dir, None).map(|o| o.node)
+                        } else {
+                            crate::safe::open_resource(host, &root.path.join(rel), None)
+                                .map(|o| o.node)
+                        };
+                        if let Ok(n) = at {
+                            self.engine.marks().remove_entries(host, &n, model);
+                        }
+                    }
+                }
+            } else {
+                visit(Path::new(""), &root.node, &root.meta)?;
             }
-            visit(&root.node, &root.meta)?;
         }
         Error::from_all("restoring from marks", errors)?;
         Ok(restored)

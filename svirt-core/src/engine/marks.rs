@@ -96,6 +96,78 @@ impl Marks {
     }
 }
 
+/// The mark on a share root naming the common original of its entries (those without a mark
+/// of their own).
+fn entries_name(model: &str) -> String {
+    format!("{XATTR_PREFIX}{model}.entries")
+}
+
+impl Marks {
+    /// Mark the entry `name` of `dir` with its original (see [`Marks::write`]).
+    pub fn write_at(
+        &self,
+        host: &dyn Host,
+        dir: &Node,
+        name: &std::ffi::OsStr,
+        model: &str,
+        original: Option<&str>,
+    ) {
+        if self.refused.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) =
+            host.set_xattr_at(dir, name, &self::name(model), encode(original).as_bytes())
+        {
+            if !self.refused(&e, dir) {
+                debug!(path = %dir.path().join(name).display(), error = %e, "cannot write svirt mark");
+            }
+        }
+    }
+
+    /// Remove the entry's mark once its original is back.
+    pub fn remove_at(&self, host: &dyn Host, dir: &Node, name: &std::ffi::OsStr, model: &str) {
+        if self.refused.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = host.remove_xattr_at(dir, name, &self::name(model)) {
+            if !self.refused(&e, dir) {
+                debug!(path = %dir.path().join(name).display(), error = %e, "cannot remove svirt mark");
+            }
+        }
+    }
+
+    /// Mark a share root with the common original of its entries.
+    pub fn write_entries(&self, host: &dyn Host, root: &Node, model: &str, original: Option<&str>) {
+        if self.refused.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = host.set_xattr(root, &entries_name(model), encode(original).as_bytes()) {
+            if !self.refused(&e, root) {
+                debug!(path = %root.path().display(), error = %e, "cannot write svirt mark");
+            }
+        }
+    }
+
+    /// The common original of a share root's entries, if the root is so marked.
+    pub fn read_entries(&self, host: &dyn Host, root: &Node, model: &str) -> Option<Mark> {
+        if self.refused.load(Ordering::Relaxed) {
+            return None;
+        }
+        let v = host.get_xattr(root, &entries_name(model)).ok()??;
+        Some(Mark {
+            original: decode(&String::from_utf8_lossy(&v))?,
+        })
+    }
+
+    /// Remove a share root's entries mark.
+    pub fn remove_entries(&self, host: &dyn Host, root: &Node, model: &str) {
+        if self.refused.load(Ordering::Relaxed) {
+            return;
+        }
+        let _ = host.remove_xattr(root, &entries_name(model));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

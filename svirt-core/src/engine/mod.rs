@@ -16,10 +16,10 @@
 
 mod marks;
 mod restore;
+mod share;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -35,7 +35,6 @@ use crate::driver::{Excluded, ResourceReport};
 use crate::error::{Error, Result};
 use crate::host::{is_unsupported, FileKind, FileMeta, Host, Node};
 use crate::safe::{self, Opened};
-use crate::tree;
 
 /// Progress of a long relabel: (items done, items in all).
 pub type ProgressFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
@@ -54,6 +53,8 @@ pub struct Engine {
     host: Arc<dyn Host>,
     marks: Arc<Marks>,
     progress: Option<ProgressFn>,
+    /// Threads for directory shares; `None`: every core, at most 4.
+    threads: Option<usize>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -68,12 +69,12 @@ impl std::fmt::Debug for Engine {
 struct Step {
     attr: Arc<dyn FileAttr>,
     root: PathBuf,
-    node: Node,
+    node: Arc<Node>,
     value: String,
     /// The root's item (an index into [`Prepared::items`]).
     root_item: usize,
-    /// Entries below a directory root to change: relative path → item index.
-    entries: HashMap<PathBuf, usize>,
+    /// A directory share's entries to change.
+    share: Option<share::ShareWork>,
     /// Index into [`Prepared::reports`].
     report: usize,
 }
@@ -87,6 +88,8 @@ pub struct Prepared {
     steps: Vec<Step>,
     /// Whether each item's change was made.
     applied: Vec<bool>,
+    /// Per step, the share entries changed (indices into the root item's tree).
+    share_applied: Vec<Vec<usize>>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -107,6 +110,19 @@ impl Prepared {
             .filter(|(_, a)| **a)
             .map(|(i, _)| (i.id, i.ctime_ns))
             .unzip()
+    }
+
+    /// Share roots whose entries gained guard ctimes while applied: their trees to keep again.
+    pub fn changed_trees(&self) -> Vec<(i64, &crate::db::Tree)> {
+        self.steps
+            .iter()
+            .filter_map(|s| {
+                let it = &self.items[s.root_item];
+                let t = it.tree.as_deref()?;
+                (self.applied[s.root_item] && t.entries.iter().any(|e| e.ctime_ns.is_some()))
+                    .then_some((it.id, t))
+            })
+            .collect()
     }
 
     /// Ids of the items whose change was not made (the file already changed under us, or
@@ -148,6 +164,12 @@ fn opened_as(res: &Resource) -> ResourceKind {
     }
 }
 
+/// The filesystem cannot hold the attribute.
+fn unsupported(e: &Error) -> bool {
+    e.errno()
+        .is_some_and(|n| is_unsupported(&std::io::Error::from_raw_os_error(n)))
+}
+
 /// A report for a resource opened at `path` (resolved) from the given `res.path`.
 fn opened_report(res: &Resource, path: &Path, model: &str, label: &str) -> ResourceReport {
     let mut r = report(res, model, label, None);
@@ -174,7 +196,14 @@ impl Engine {
             host,
             marks: Arc::new(Marks::default()),
             progress: None,
+            threads: None,
         }
+    }
+
+    /// Relabel directory shares on `threads` threads (`None` or 0: every core, at most 4).
+    pub fn with_threads(mut self, threads: Option<usize>) -> Self {
+        self.threads = threads.filter(|&n| n > 0);
+        self
     }
 
     /// Report progress of directory relabels.
@@ -214,6 +243,7 @@ impl Engine {
             items: Vec::new(),
             steps: Vec::new(),
             applied: Vec::new(),
+            share_applied: Vec::new(),
         };
         for c in changes {
             let model = c.attr.model().to_owned();
@@ -284,19 +314,13 @@ impl Engine {
                     None => c.attr.original_for(&path, current.clone()),
                 },
             };
-            let mut entries = HashMap::new();
+            let node = Arc::new(node);
             let mut excluded = Vec::new();
+            let mut share = None;
+            let mut tree = None;
             if c.res.is_tree() && meta.kind == FileKind::Dir {
-                let mounts = self.prepare_tree(
-                    tx,
-                    holder,
-                    &c,
-                    (&path, &node),
-                    &value,
-                    &mut p,
-                    &mut entries,
-                    dead,
-                )?;
+                let (t, work, mounts) =
+                    self.prepare_share(tx, &c.attr, &path, node.clone(), &value, dead)?;
                 for rel in mounts {
                     let at = path.join(rel);
                     warn!(path = %at.display(), model, "mount point inside a share; not crossed");
@@ -307,6 +331,8 @@ impl Engine {
                                 .into(),
                     });
                 }
+                tree = Some(Arc::new(t));
+                share = Some(work);
             }
             let root_item = p.items.len();
             p.items.push(Item {
@@ -320,6 +346,7 @@ impl Engine {
                 ctime_ns: None,
                 state: ItemState::Intent,
                 holders: vec![holder.to_owned()],
+                tree,
             });
             let mut r = opened_report(&c.res, &path, &model, &value);
             r.excluded = excluded;
@@ -330,7 +357,7 @@ impl Engine {
                 node,
                 value,
                 root_item,
-                entries,
+                share,
                 report: p.reports.len() - 1,
             });
         }
@@ -339,53 +366,8 @@ impl Engine {
             item.id = id;
         }
         p.applied = vec![false; p.items.len()];
+        p.share_applied = vec![Vec::new(); p.steps.len()];
         Ok(p)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn prepare_tree(
-        &self,
-        tx: &Tx<'_>,
-        holder: &str,
-        c: &Change,
-        (root, root_node): (&Path, &Node),
-        value: &str,
-        p: &mut Prepared,
-        entries: &mut HashMap<PathBuf, usize>,
-        dead: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<PathBuf>> {
-        let model = c.attr.model();
-        tree::walk(self.host.as_ref(), root_node, &mut |rel, node, meta| {
-            let current = self.read(c.attr.as_ref(), node)?;
-            let original = match tx.item_by_inode(model, meta.dev, meta.ino)? {
-                // A hard link to an inode svirt manages for another resource: never changed
-                // through the share.
-                Some(it) if it.holders.iter().any(|h| !dead(h)) => {
-                    warn!(path = %node.path().display(), model, other = %it.root.display(), "entry is a hard link to an inode svirt manages for another resource; leaving it alone");
-                    return Ok(());
-                }
-                Some(it) => {
-                    tx.delete_items(&[it.id])?;
-                    it.original
-                }
-                None if c.attr.matches(current.as_deref(), value) => return Ok(()),
-                None => c.attr.original_for(node.path(), current),
-            };
-            entries.insert(rel.to_owned(), p.items.len());
-            p.items.push(Item {
-                id: 0,
-                model: model.to_owned(),
-                ident: ident_of(self.host.as_ref(), node, meta)?,
-                root: root.to_owned(),
-                rel: rel.to_owned(),
-                original,
-                applied: value.to_owned(),
-                ctime_ns: None,
-                state: ItemState::Intent,
-                holders: vec![holder.to_owned()],
-            });
-            Ok(())
-        })
     }
 
     /// Make the changes. On failure, every change made is put back (through the same
@@ -396,12 +378,26 @@ impl Engine {
         let mut done = 0u64;
         for s in 0..p.steps.len() {
             if let Err(e) = self.apply_step(p, s, &mut done, total) {
+                let mut rollback_errors = Vec::new();
+                for (st, entries) in p.steps.iter().zip(&p.share_applied) {
+                    if let (Some(work), Some(tree)) = (&st.share, &p.items[st.root_item].tree) {
+                        rollback_errors.extend(self.unapply_share(
+                            st.attr.as_ref(),
+                            work,
+                            tree,
+                            entries,
+                        ));
+                    }
+                }
                 let applied: Vec<Item> = p
                     .items
                     .iter()
                     .zip(&p.applied)
                     .filter(|(_, a)| **a)
-                    .map(|(i, _)| i.clone())
+                    .map(|(i, _)| Item {
+                        tree: None,
+                        ..i.clone()
+                    })
                     .collect();
                 let attrs: Vec<Arc<dyn FileAttr>> =
                     p.steps.iter().map(|s| s.attr.clone()).collect();
@@ -410,12 +406,13 @@ impl Engine {
                     &|m: &str| attrs.iter().find(|a| a.model() == m).cloned(),
                     &RestoreOptions::rollback(),
                 );
-                if out.failed.is_empty() {
+                rollback_errors.extend(out.failed.into_iter().map(|(_, e)| e));
+                if rollback_errors.is_empty() {
                     return Err(e);
                 }
                 return Err(Error::RolledBack {
                     source: Box::new(e),
-                    rollback_errors: out.failed.into_iter().map(|(_, e)| e).collect(),
+                    rollback_errors,
                 });
             }
         }
@@ -427,58 +424,65 @@ impl Engine {
         let step = &p.steps[s];
         let attr = step.attr.clone();
         let model = attr.model().to_owned();
-        if !step.entries.is_empty() {
-            let entries = &step.entries;
-            let items = &mut p.items;
-            let applied = &mut p.applied;
-            tree::walk(host, &step.node, &mut |rel, node, meta| {
-                let Some(&i) = entries.get(rel) else {
-                    return Ok(());
-                };
-                if (items[i].ident.dev, items[i].ident.ino) != (meta.dev, meta.ino) {
-                    // Replaced since the intent was recorded: not ours to change.
-                    return Ok(());
-                }
-                self.change(attr.as_ref(), node, &mut items[i])?;
-                applied[i] = true;
-                *done += 1;
+        let mut share_error = None;
+        if let Some(work) = step.share.as_ref().filter(|w| !w.is_empty()) {
+            let tree = p.items[step.root_item]
+                .tree
+                .clone()
+                .expect("a share step has a tree");
+            self.marks
+                .write_entries(host, &step.node, &model, tree.originals[0].as_deref());
+            let base = *done;
+            let progress = |k: u64| {
                 if let Some(pr) = &self.progress {
-                    if done.is_multiple_of(256) {
-                        pr(*done, total);
-                    }
+                    pr(base + k, total);
                 }
-                Ok(())
-            })?;
+            };
+            let (applied, ctimes, err) =
+                self.apply_share(&attr, work, &tree, &step.value, &progress);
+            *done += applied.len() as u64;
+            if !ctimes.is_empty() {
+                let t = Arc::make_mut(
+                    p.items[step.root_item]
+                        .tree
+                        .as_mut()
+                        .expect("a share step has a tree"),
+                );
+                for (i, c) in ctimes {
+                    t.entries[i].ctime_ns = Some(c);
+                }
+            }
+            p.share_applied[s] = applied;
+            match err {
+                Some(e) if unsupported(&e) => share_error = Some(e),
+                Some(e) => return Err(e),
+                None => {}
+            }
         }
         let i = step.root_item;
-        let node = &p.steps[s].node;
-        match self.change(attr.as_ref(), node, &mut p.items[i]) {
+        let node = p.steps[s].node.clone();
+        let changed = match share_error {
+            Some(e) => Err(e),
+            None => self.change(attr.as_ref(), &node, &mut p.items[i]),
+        };
+        match changed {
             Ok(()) => p.applied[i] = true,
-            Err(e)
-                if e.errno()
-                    .is_some_and(|n| is_unsupported(&std::io::Error::from_raw_os_error(n))) =>
-            {
+            Err(e) if unsupported(&e) => {
                 // The filesystem cannot hold the attribute: leave the resource as it is.
-                let fs = host.fs_type(node).unwrap_or(0);
+                let fs = host.fs_type(&node).unwrap_or(0);
                 let hint = attr.unsupported_hint(fs).unwrap_or("");
                 let root = p.steps[s].root.clone();
                 warn!(path = %root.display(), model, hint, "filesystem cannot hold the attribute; resource left as it is");
-                let entries: Vec<usize> = p.steps[s].entries.values().copied().collect();
-                let changed: Vec<Item> = entries
-                    .iter()
-                    .filter(|&&i| p.applied[i])
-                    .map(|&i| p.items[i].clone())
-                    .collect();
-                let out = self.restore(
-                    &changed,
-                    &|m: &str| (m == model).then(|| attr.clone()),
-                    &RestoreOptions::rollback(),
-                );
-                for i in entries {
-                    p.applied[i] = false;
-                }
-                if let Some((_, e)) = out.failed.into_iter().next() {
-                    return Err(e);
+                let entries = std::mem::take(&mut p.share_applied[s]);
+                if let (Some(work), Some(tree)) = (&p.steps[s].share, &p.items[i].tree) {
+                    if let Some(e) = self
+                        .unapply_share(attr.as_ref(), work, tree, &entries)
+                        .into_iter()
+                        .next()
+                    {
+                        return Err(e);
+                    }
+                    self.marks.remove_entries(host, &node, &model);
                 }
                 let r = &mut p.reports[p.steps[s].report];
                 r.skipped = true;

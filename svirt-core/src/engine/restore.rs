@@ -175,6 +175,15 @@ impl Engine {
         let mut decided = Vec::new();
         let mut dropped = Vec::new();
         for item in items.iter_mut() {
+            if item.state == ItemState::Applied && item.tree.is_some() {
+                if let Some(attr) = attr_for(&item.model) {
+                    let (any, d) = self.verify_share_guards(attr.as_ref(), item);
+                    dropped.extend(d);
+                    if any {
+                        decided.push(item.clone());
+                    }
+                }
+            }
             let (Some(recorded), ItemState::Applied) = (item.ctime_ns, item.state) else {
                 continue;
             };
@@ -195,7 +204,11 @@ impl Engine {
             let Ok(meta) = self.host.meta(&node) else {
                 continue;
             };
-            if meta.ctime_ns != recorded {
+            // Already back (a stop that could not record its verdicts, cut short): its own
+            // restore moved the ctime, and the original stands.
+            let back = item.original.is_some()
+                && attr.read(self.host.as_ref(), &node).ok().flatten() == item.original;
+            if meta.ctime_ns != recorded && !back {
                 warn!(path = %node.path().display(), "the file changed while the VM held it; its setuid/setgid bits are not given back");
                 dropped.push(node.path().to_owned());
                 item.original = Some(safe);
@@ -299,7 +312,13 @@ impl Engine {
                 .filter(|i| !i.rel.as_os_str().is_empty())
                 .copied()
                 .collect();
-            if !entries.is_empty() || (opts.reclaim && root_item.is_some()) {
+            if entries.is_empty() {
+                if let Some(it) = root_item.filter(|it| it.tree.is_some() || opts.reclaim) {
+                    self.restore_share_root(attr.as_ref(), it, opts, &mut out);
+                    continue;
+                }
+            } else {
+                // Entries kept one row each (a state imported from an older svirt).
                 self.restore_tree(attr.as_ref(), &root, root_item, &entries, opts, &mut out);
             }
             if let Some(it) = root_item {
@@ -310,6 +329,125 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// A share root kept with its tree: the entries first, on every core, then the root. The
+    /// root's item is done only once every remembered entry is settled.
+    fn restore_share_root(
+        &self,
+        attr: &dyn FileAttr,
+        it: &Item,
+        opts: &RestoreOptions<'_>,
+        out: &mut Restored,
+    ) {
+        let node = match self.locate(it) {
+            Ok(Located::Gone) => {
+                out.done.push(it.id);
+                return;
+            }
+            Ok(Located::Here(node)) => node,
+            Ok(Located::Moved(node, now)) => {
+                info!(then = %full_path(it).display(), now = %now.display(), "restoring a share that moved");
+                out.moved.push((full_path(it), now));
+                node
+            }
+            Err(e) => {
+                out.failed.push((it.clone(), e));
+                return;
+            }
+        };
+        let node = Arc::new(node);
+        let is_dir = self.host.meta(&node).is_ok_and(|m| m.kind == FileKind::Dir);
+        let settled = !is_dir || self.restore_share(attr, it, node.clone(), opts, out);
+        match self.put_back(attr, &node, it, out) {
+            Ok(()) if settled => {
+                self.marks
+                    .remove_entries(self.host.as_ref(), &node, attr.model());
+                out.done.push(it.id);
+            }
+            Ok(()) => {}
+            Err(e) => out.failed.push((it.clone(), e)),
+        }
+    }
+
+    /// Decide the guarded entries of a share (see [`Engine::verify_guards`]): each found at the
+    /// path it was changed at, with the inode number recorded, is judged by its ctime. Returns
+    /// whether any entry was decided, and the paths whose privileges were dropped.
+    fn verify_share_guards(&self, attr: &dyn FileAttr, item: &mut Item) -> (bool, Vec<PathBuf>) {
+        let mut dropped = Vec::new();
+        if !item
+            .tree
+            .as_ref()
+            .is_some_and(|t| t.entries.iter().any(|e| e.ctime_ns.is_some()))
+        {
+            return (false, dropped);
+        }
+        let root = match self.locate(&Item {
+            tree: None,
+            ..item.clone()
+        }) {
+            Ok(Located::Here(n)) | Ok(Located::Moved(n, _)) => n,
+            _ => return (false, dropped),
+        };
+        let Some(tree) = item.tree.as_mut() else {
+            return (false, dropped);
+        };
+        let host = self.host.as_ref();
+        let t = Arc::make_mut(tree);
+        let mut decided = false;
+        for i in 0..t.entries.len() {
+            let Some(recorded) = t.entries[i].ctime_ns else {
+                continue;
+            };
+            let rel = t.entries[i].rel.clone();
+            let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+                continue;
+            };
+            let mut dir: Option<Node> = None;
+            let mut ok = true;
+            for c in parent.components() {
+                match host.open_child_data(dir.as_ref().unwrap_or(&root), c.as_os_str()) {
+                    Ok(n) => dir = Some(n),
+                    Err(_) => {
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if !ok {
+                continue;
+            }
+            let Ok(meta) = host.stat_at(dir.as_ref().unwrap_or(&root), name) else {
+                continue;
+            };
+            if meta.ino != t.entries[i].ino {
+                continue;
+            }
+            let original = t.original(&t.entries[i]).map(str::to_owned);
+            let back = original.is_some()
+                && attr
+                    .read_at(host, dir.as_ref().unwrap_or(&root), name)
+                    .ok()
+                    .flatten()
+                    == original;
+            if meta.ctime_ns != recorded && !back {
+                if let Some(safe) = original.as_deref().and_then(|o| attr.without_privileges(o)) {
+                    warn!(path = %root.path().join(&rel).display(), "the file changed while the VM held it; its setuid/setgid bits are not given back");
+                    dropped.push(root.path().join(&rel));
+                    let idx = match t.originals.iter().position(|o| o.as_deref() == Some(&safe)) {
+                        Some(k) => k,
+                        None => {
+                            t.originals.push(Some(safe));
+                            t.originals.len() - 1
+                        }
+                    };
+                    t.entries[i].original = idx as u32;
+                }
+            }
+            t.entries[i].ctime_ns = None;
+            decided = true;
+        }
+        (decided, dropped)
     }
 
     /// Walk a share: remembered inodes go back to their originals wherever they moved inside

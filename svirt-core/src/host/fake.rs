@@ -338,6 +338,7 @@ fn entry(kind: FileKind, uid: u32, gid: u32, mode: u32, ino: u64) -> Entry {
             nlink: 1,
             ctime_ns: 0,
             rdev: 0,
+            birth_ns: None,
         },
         xattrs: BTreeMap::new(),
         target: None,

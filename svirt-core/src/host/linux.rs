@@ -1,11 +1,13 @@
 //! The real host: rustix/nix calls on Linux.
 
+use std::ffi::CStr;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags, CWD};
 
@@ -42,6 +44,26 @@ impl LinuxHost {
     pub fn with_boot_id_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.boot_id = path.into();
         self
+    }
+
+    /// The directory itself opened for reading (O_PATH fds cannot be read), relative to the node.
+    fn dir_fd(&self, dir: &Node) -> io::Result<OwnedFd> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match dir.fd() {
+            Some(d) => rfs::openat(d.as_fd(), ".", flags, Mode::empty()),
+            None => rfs::openat(CWD, dir.path(), flags, Mode::empty()),
+        }
+        .map_err(io_err)
+    }
+
+    /// `/proc/self/fd/N/NAME`: the entry of an open directory, for the path-based fallbacks
+    /// (the directory is the one the fd holds, whatever its path is now).
+    fn entry_path(&self, dir: BorrowedFd<'_>, name: &OsStr) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        self.proc
+            .join("self/fd")
+            .join(dir.as_raw_fd().to_string())
+            .join(name)
     }
 
     fn fd_path(&self, node: &Node) -> PathBuf {
@@ -82,6 +104,27 @@ fn meta_of(st: &rfs::Stat) -> FileMeta {
             .saturating_mul(1_000_000_000)
             .saturating_add(st.st_ctime_nsec as i64),
         rdev: st.st_rdev,
+        birth_ns: None,
+    }
+}
+
+fn meta_of_statx(st: &rfs::Statx) -> FileMeta {
+    let ns = |t: &rfs::StatxTimestamp| {
+        t.tv_sec
+            .saturating_mul(1_000_000_000)
+            .saturating_add(i64::from(t.tv_nsec))
+    };
+    FileMeta {
+        kind: kind_of(u32::from(st.stx_mode)),
+        uid: st.stx_uid,
+        gid: st.stx_gid,
+        mode: u32::from(st.stx_mode) & 0o7777,
+        dev: FileMeta::make_rdev(st.stx_dev_major, st.stx_dev_minor),
+        ino: st.stx_ino,
+        nlink: u64::from(st.stx_nlink),
+        ctime_ns: ns(&st.stx_ctime),
+        rdev: FileMeta::make_rdev(st.stx_rdev_major, st.stx_rdev_minor),
+        birth_ns: (st.stx_mask & rfs::StatxFlags::BTIME.bits() != 0).then(|| ns(&st.stx_btime)),
     }
 }
 
@@ -180,42 +223,11 @@ impl Host for LinuxHost {
     }
 
     fn list_dir(&self, dir: &Node) -> io::Result<Vec<(OsString, Option<FileKind>)>> {
-        // Re-open the directory itself (O_PATH fds cannot be read), relative to the node.
-        let fd = match dir.fd() {
-            Some(d) => rfs::openat(
-                d.as_fd(),
-                ".",
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ),
-            None => rfs::openat(
-                CWD,
-                dir.path(),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ),
-        }
-        .map_err(io_err)?;
-        let mut out = Vec::new();
-        let it = rfs::Dir::read_from(&fd).map_err(io_err)?;
-        for entry in it {
-            let entry = entry.map_err(io_err)?;
-            let name = entry.file_name().to_bytes();
-            if name != b"." && name != b".." {
-                let kind = match entry.file_type() {
-                    rfs::FileType::RegularFile => Some(FileKind::File),
-                    rfs::FileType::Directory => Some(FileKind::Dir),
-                    rfs::FileType::Symlink => Some(FileKind::Symlink),
-                    rfs::FileType::BlockDevice => Some(FileKind::Block),
-                    rfs::FileType::CharacterDevice => Some(FileKind::Char),
-                    rfs::FileType::Socket => Some(FileKind::Socket),
-                    rfs::FileType::Fifo => Some(FileKind::Fifo),
-                    _ => None,
-                };
-                out.push((OsStr::from_bytes(name).to_owned(), kind));
-            }
-        }
-        Ok(out)
+        Ok(self
+            .read_dir(dir)?
+            .into_iter()
+            .map(|e| (e.name, e.kind))
+            .collect())
     }
 
     fn get_xattr(&self, node: &Node, name: &str) -> io::Result<Option<Vec<u8>>> {
@@ -389,4 +401,192 @@ impl Host for LinuxHost {
             None => Ok(node.path().to_owned()),
         }
     }
+
+    fn read_dir(&self, dir: &Node) -> io::Result<Vec<super::DirEntry>> {
+        let fd = self.dir_fd(dir)?;
+        let mut out = Vec::new();
+        for entry in rfs::Dir::read_from(&fd).map_err(io_err)? {
+            let entry = entry.map_err(io_err)?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                out.push(super::DirEntry {
+                    name: OsStr::from_bytes(name).to_owned(),
+                    ino: entry.ino(),
+                    kind: kind_of_dirent(entry.file_type()),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn stat_at(&self, dir: &Node, name: &OsStr) -> io::Result<FileMeta> {
+        let (dfd, name) = at(dir, name)?;
+        rfs::statx(
+            dfd,
+            name,
+            AtFlags::SYMLINK_NOFOLLOW,
+            rfs::StatxFlags::BASIC_STATS | rfs::StatxFlags::BTIME,
+        )
+        .map(|s| meta_of_statx(&s))
+        .map_err(io_err)
+    }
+
+    fn get_xattr_at(&self, dir: &Node, name: &OsStr, key: &str) -> io::Result<Option<Vec<u8>>> {
+        let (dfd, name) = at(dir, name)?;
+        let mut name_buf = [0u8; 256];
+        let mut key_buf = [0u8; 256];
+        let c = cstr_in(&mut name_buf, name.as_bytes())?;
+        let k = cstr_in(&mut key_buf, key.as_bytes())?;
+        // Labels fit on the stack; a bigger value is read into a growing buffer.
+        let mut small = [0u8; 256];
+        let mut big = Vec::new();
+        loop {
+            let buf: &mut [u8] = if big.is_empty() { &mut small } else { &mut big };
+            let r = if XATTRAT.load(Ordering::Relaxed) {
+                crate::sys::getxattrat(dfd, c, k, buf)
+            } else {
+                Err(io::Error::from_raw_os_error(libc::ENOSYS))
+            };
+            let r = match r {
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                    XATTRAT.store(false, Ordering::Relaxed);
+                    rfs::lgetxattr(self.entry_path(dfd, name), k, &mut *buf).map_err(io_err)
+                }
+                other => other,
+            };
+            match r {
+                Ok(n) => return Ok(Some(buf[..n].to_vec())),
+                Err(e) if e.raw_os_error() == Some(libc::ENODATA) => return Ok(None),
+                Err(e) if e.raw_os_error() == Some(libc::ERANGE) && buf.len() < 1 << 16 => {
+                    let len = buf.len() * 16;
+                    big.resize(len, 0);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn set_xattr_at(&self, dir: &Node, name: &OsStr, key: &str, value: &[u8]) -> io::Result<()> {
+        let (dfd, name) = at(dir, name)?;
+        let mut name_buf = [0u8; 256];
+        let mut key_buf = [0u8; 256];
+        let k = cstr_in(&mut key_buf, key.as_bytes())?;
+        if XATTRAT.load(Ordering::Relaxed) {
+            match crate::sys::setxattrat(dfd, cstr_in(&mut name_buf, name.as_bytes())?, k, value) {
+                Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                    XATTRAT.store(false, Ordering::Relaxed)
+                }
+                other => return other,
+            }
+        }
+        rfs::lsetxattr(
+            self.entry_path(dfd, name),
+            k,
+            value,
+            rfs::XattrFlags::empty(),
+        )
+        .map_err(io_err)
+    }
+
+    fn remove_xattr_at(&self, dir: &Node, name: &OsStr, key: &str) -> io::Result<()> {
+        let (dfd, name) = at(dir, name)?;
+        match rfs::lremovexattr(self.entry_path(dfd, name), key) {
+            Ok(()) | Err(rustix::io::Errno::NODATA) => Ok(()),
+            Err(e) => Err(io_err(e)),
+        }
+    }
+
+    fn chown_at(&self, dir: &Node, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
+        let (dfd, name) = at(dir, name)?;
+        rfs::chownat(
+            dfd,
+            name,
+            Some(rustix::process::Uid::from_raw(uid)),
+            Some(rustix::process::Gid::from_raw(gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(io_err)
+    }
+
+    fn chmod_at(&self, dir: &Node, name: &OsStr, mode: u32) -> io::Result<()> {
+        let (dfd, name) = at(dir, name)?;
+        let mut name_buf = [0u8; 256];
+        match crate::sys::fchmodat_nofollow(dfd, cstr_in(&mut name_buf, name.as_bytes())?, mode) {
+            // Before 6.6: through an O_PATH fd of the entry itself, never a symlink's target.
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                self.chmod(&self.open_child(dir, name)?, mode)
+            }
+            other => other,
+        }
+    }
+
+    fn mount_points(&self) -> io::Result<Vec<PathBuf>> {
+        let text = fs::read(self.proc.join("self/mountinfo"))?;
+        Ok(text
+            .split(|b| *b == b'\n')
+            .filter_map(|line| line.split(|b| *b == b' ').nth(4))
+            .map(|field| PathBuf::from(OsStr::from_bytes(&unescape_octal(field))))
+            .collect())
+    }
+}
+
+/// Whether `getxattrat`/`setxattrat` exist (Linux 6.13); cleared at the first ENOSYS.
+static XATTRAT: AtomicBool = AtomicBool::new(true);
+
+/// The directory fd and entry name of an entry-relative call; a name that is not a single
+/// component is refused.
+fn at<'a>(dir: &'a Node, name: &'a OsStr) -> io::Result<(BorrowedFd<'a>, &'a OsStr)> {
+    if name.as_bytes().contains(&b'/') || name == ".." || name == "." || name.is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let fd = dir
+        .fd()
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+    Ok((fd.as_fd(), name))
+}
+
+/// `b` as a C string in `buf` (names and xattr keys are at most 255 bytes).
+fn cstr_in<'a>(buf: &'a mut [u8; 256], b: &[u8]) -> io::Result<&'a CStr> {
+    if b.len() >= buf.len() || b.contains(&0) {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    buf[..b.len()].copy_from_slice(b);
+    buf[b.len()] = 0;
+    CStr::from_bytes_with_nul(&buf[..=b.len()])
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn kind_of_dirent(t: rfs::FileType) -> Option<FileKind> {
+    match t {
+        rfs::FileType::RegularFile => Some(FileKind::File),
+        rfs::FileType::Directory => Some(FileKind::Dir),
+        rfs::FileType::Symlink => Some(FileKind::Symlink),
+        rfs::FileType::BlockDevice => Some(FileKind::Block),
+        rfs::FileType::CharacterDevice => Some(FileKind::Char),
+        rfs::FileType::Socket => Some(FileKind::Socket),
+        rfs::FileType::Fifo => Some(FileKind::Fifo),
+        _ => None,
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_octal(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let oct = field
+            .get(i + 1..i + 4)
+            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match oct {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |a, c| a.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }

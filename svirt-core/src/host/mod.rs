@@ -44,6 +44,9 @@ pub struct FileMeta {
     pub ctime_ns: i64,
     /// The device number a block or character device node stands for (0 otherwise).
     pub rdev: u64,
+    /// The inode's birth time in nanoseconds, where known (`statx`): a new inode that reuses
+    /// a deleted one's number has another.
+    pub birth_ns: Option<i64>,
 }
 
 impl FileMeta {
@@ -126,6 +129,16 @@ pub mod fs_magic {
     pub const NINEP: i64 = 0x0102_1997;
 }
 
+/// One directory entry, as `getdents64` gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: OsString,
+    /// The inode number the directory names (`d_ino`).
+    pub ino: u64,
+    /// The entry's type when the filesystem reports it (`d_type`).
+    pub kind: Option<FileKind>,
+}
+
 /// The syscalls svirt's drivers make. Paths are never followed through a final symlink.
 pub trait Host: Send + Sync + Debug {
     /// `lstat(path)`.
@@ -186,6 +199,53 @@ pub trait Host: Send + Sync + Debug {
     fn open_by_handle(&self, mount: &Node, handle: &[u8]) -> io::Result<Node>;
     /// Where a node is now (`/proc/self/fd/N`), for reports after a rename.
     fn current_path(&self, node: &Node) -> io::Result<PathBuf>;
+
+    // Entry-relative calls, for walking a big share without opening every entry. Each acts on
+    // the entry `name` of the directory `dir` itself, never following it if it is a symlink.
+    // The defaults open the entry (`O_PATH|O_NOFOLLOW`); the real host makes one syscall.
+
+    /// The entries of a directory with their inode numbers (without `.` and `..`).
+    fn read_dir(&self, dir: &Node) -> io::Result<Vec<DirEntry>> {
+        self.list_dir(dir)?
+            .into_iter()
+            .map(|(name, kind)| {
+                // 0 (no inode) for an entry that cannot be opened here (a mount point).
+                let ino = self
+                    .open_child(dir, &name)
+                    .and_then(|n| self.meta(&n))
+                    .map_or(0, |m| m.ino);
+                Ok(DirEntry { name, ino, kind })
+            })
+            .collect()
+    }
+    /// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`.
+    fn stat_at(&self, dir: &Node, name: &OsStr) -> io::Result<FileMeta> {
+        self.meta(&self.open_child(dir, name)?)
+    }
+    /// `getxattrat(dir, name, AT_SYMLINK_NOFOLLOW, key)`; `None` when absent.
+    fn get_xattr_at(&self, dir: &Node, name: &OsStr, key: &str) -> io::Result<Option<Vec<u8>>> {
+        self.get_xattr(&self.open_child(dir, name)?, key)
+    }
+    /// `setxattrat(dir, name, AT_SYMLINK_NOFOLLOW, key, value)`.
+    fn set_xattr_at(&self, dir: &Node, name: &OsStr, key: &str, value: &[u8]) -> io::Result<()> {
+        self.set_xattr(&self.open_child(dir, name)?, key, value)
+    }
+    /// `removexattrat(dir, name, AT_SYMLINK_NOFOLLOW, key)`; absent is fine.
+    fn remove_xattr_at(&self, dir: &Node, name: &OsStr, key: &str) -> io::Result<()> {
+        self.remove_xattr(&self.open_child(dir, name)?, key)
+    }
+    /// `fchownat(dir, name, uid, gid, AT_SYMLINK_NOFOLLOW)`.
+    fn chown_at(&self, dir: &Node, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
+        self.chown(&self.open_child(dir, name)?, uid, gid)
+    }
+    /// `fchmodat2(dir, name, mode, AT_SYMLINK_NOFOLLOW)`.
+    fn chmod_at(&self, dir: &Node, name: &OsStr, mode: u32) -> io::Result<()> {
+        self.chmod(&self.open_child(dir, name)?, mode)
+    }
+    /// Every mount point of this mount namespace (`/proc/self/mountinfo`).
+    fn mount_points(&self) -> io::Result<Vec<PathBuf>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Read a node's `security.selinux` label, without the trailing NUL.

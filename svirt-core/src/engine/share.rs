@@ -1,0 +1,586 @@
+//! Directory shares in bulk: one walk on every core, one entry-relative call per entry to read
+//! and one to write, and the originals kept packed with the share root's item.
+//!
+//! At start the walk reads every regular file's and directory's value (`getxattrat` or
+//! `fstatat` relative to the directory's fd, from `getdents64`'s names and types); entries that
+//! already hold the value are left alone. Only an entry whose value carries a VM's identity, or
+//! is a value svirt applied to something, is opened and looked up in the store (a hard link to
+//! an inode svirt manages, or a leftover of a VM): every other entry is taken as it is. The
+//! originals go into the intent with the root's item, each distinct one once; the changes are
+//! then made on every core, relative to the directories the walk opened. No entry is opened,
+//! and no call ever follows a symlink or leaves the share's mount.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tracing::{debug, info, warn};
+
+use super::{Engine, RestoreOptions, Restored};
+use crate::attr::FileAttr;
+use crate::db::{Item, ItemState, Tree, TreeEntry, Tx};
+use crate::error::{Error, Result};
+use crate::host::{is_unsupported, DirEntry, FileKind, Host, Node};
+use crate::tree::{self, Dir};
+
+/// The entry is gone or no longer what the walk saw (renamed, replaced by a symlink).
+fn vanished(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT) | Some(libc::ELOOP) | Some(libc::ENOTDIR)
+    )
+}
+
+/// One entry to change: where it is, and its index in the tree.
+pub(super) struct Pending {
+    dir: Arc<Dir>,
+    name: OsString,
+    kind: FileKind,
+    entry: usize,
+}
+
+/// A share's changes between the intent and the completion.
+pub(super) struct ShareWork {
+    pub root: Arc<Node>,
+    pending: Vec<Pending>,
+}
+
+impl ShareWork {
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+/// What one worker found at start.
+#[derive(Default)]
+struct Found {
+    originals: Vec<Option<String>>,
+    index: HashMap<Option<String>, u32>,
+    /// Entries per original.
+    counts: Vec<usize>,
+    last: Option<u32>,
+    /// (dir, name, kind, inode, index into `originals`, birth time)
+    plain: Vec<(Arc<Dir>, OsString, FileKind, u64, u32, Option<i64>)>,
+    /// Entries to look at closely: (dir, name, kind, current value).
+    careful: Vec<(Arc<Dir>, OsString, FileKind, Option<String>)>,
+}
+
+impl Found {
+    fn intern(&mut self, v: Option<String>) -> u32 {
+        // Most entries of a share share one original: try the last one first.
+        let i = match self.last.filter(|&l| self.originals[l as usize] == v) {
+            Some(l) => l,
+            None => self.intern_new(v),
+        };
+        self.last = Some(i);
+        self.counts[i as usize] += 1;
+        i
+    }
+
+    fn intern_new(&mut self, v: Option<String>) -> u32 {
+        if let Some(&i) = self.index.get(&v) {
+            return i;
+        }
+        let i = self.originals.len() as u32;
+        self.originals.push(v.clone());
+        self.counts.push(0);
+        self.index.insert(v, i);
+        i
+    }
+}
+
+/// A node for the directory of an entry: the walk's own, or opened again.
+fn dir_node<'a>(
+    host: &dyn Host,
+    root: &'a Node,
+    dir: &'a Dir,
+    cache: &'a mut Option<(*const Dir, Node)>,
+) -> std::io::Result<&'a Node> {
+    if let Some(n) = &dir.node {
+        return Ok(n);
+    }
+    if dir.rel.as_os_str().is_empty() {
+        return Ok(root);
+    }
+    let key = dir as *const Dir;
+    if cache.as_ref().is_none_or(|(k, _)| *k != key) {
+        *cache = Some((key, tree::reopen(host, root, dir)?));
+    }
+    Ok(&cache.as_ref().expect("just set").1)
+}
+
+impl Engine {
+    /// Worker threads for a share: as configured, else every core, at most four.
+    fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(4)
+        })
+    }
+
+    /// Read a share's entries for the intent: the tree of originals to keep with the root's
+    /// item, the changes to make, and the mount points left out.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn prepare_share(
+        &self,
+        tx: &Tx<'_>,
+        attr: &Arc<dyn FileAttr>,
+        root: &Path,
+        root_node: Arc<Node>,
+        value: &str,
+        dead: &dyn Fn(&str) -> bool,
+    ) -> Result<(Tree, ShareWork, Vec<PathBuf>)> {
+        let host = self.host.as_ref();
+        let model = attr.model();
+        let started = std::time::Instant::now();
+        let applied = tx.applied_values(model)?;
+        let mounts = tree::mounts_below(host, root);
+        let visit = |f: &mut Found, dir: &Arc<Dir>, node: &Node, e: &DirEntry, kind: FileKind| {
+            let (current, meta) = match attr.read_at_meta(host, node, &e.name) {
+                Ok(v) => v,
+                Err(err) if vanished(&err) => return Ok(()),
+                Err(err) if is_unsupported(&err) => (None, None),
+                Err(err) => {
+                    return Err(Error::host(
+                        "read the attribute of",
+                        node.path().join(&e.name),
+                        err,
+                    ))
+                }
+            };
+            if attr.matches(current.as_deref(), value) {
+                return Ok(());
+            }
+            if attr.carries_vm(current.as_deref())
+                || current.as_ref().is_some_and(|c| applied.contains(c))
+            {
+                f.careful.push((dir.clone(), e.name.clone(), kind, current));
+                return Ok(());
+            }
+            let i = f.intern(current);
+            let birth = meta.and_then(|m| m.birth_ns);
+            f.plain
+                .push((dir.clone(), e.name.clone(), kind, e.ino, i, birth));
+            Ok(())
+        };
+        let (found, mounts) = tree::walk_entries(
+            host,
+            root_node.clone(),
+            &mounts,
+            false,
+            self.threads(),
+            &Found::default,
+            &visit,
+        )?;
+
+        // Merge, most frequent original first (the one the root's mark names).
+        let mut count: HashMap<&Option<String>, usize> = HashMap::new();
+        for f in &found {
+            for (o, n) in f.originals.iter().zip(&f.counts) {
+                *count.entry(o).or_default() += n;
+            }
+        }
+        let mut originals: Vec<(&Option<String>, usize)> = count.into_iter().collect();
+        originals.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let mut tree = Tree {
+            originals: originals.into_iter().map(|(o, _)| o.clone()).collect(),
+            entries: Vec::with_capacity(found.iter().map(|f| f.plain.len()).sum()),
+        };
+        let mut global: HashMap<Option<String>, u32> = tree
+            .originals
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.clone(), i as u32))
+            .collect();
+        let mut pending = Vec::with_capacity(tree.entries.capacity());
+        let mut careful = Vec::new();
+        for f in found {
+            let to_global: Vec<u32> = f.originals.iter().map(|o| global[o]).collect();
+            for (dir, name, kind, ino, local, birth_ns) in f.plain {
+                let g = to_global[local as usize];
+                tree.entries.push(TreeEntry {
+                    rel: dir.rel.join(&name),
+                    ino,
+                    original: g,
+                    ctime_ns: None,
+                    marked: g != 0,
+                    birth_ns,
+                });
+                pending.push(Pending {
+                    entry: tree.entries.len() - 1,
+                    dir,
+                    name,
+                    kind,
+                });
+            }
+            careful.extend(f.careful);
+        }
+
+        // The few entries that may be svirt's or a VM's: opened and looked up one by one.
+        let mut cache = None;
+        for (dir, name, kind, current) in careful {
+            let node = dir_node(host, &root_node, &dir, &mut cache)
+                .and_then(|d| host.open_child(d, &name));
+            let node = match node {
+                Ok(n) => n,
+                Err(e) if vanished(&e) => continue,
+                Err(e) => return Err(Error::host("open", root.join(&dir.rel).join(&name), e)),
+            };
+            let meta = dir_node(host, &root_node, &dir, &mut cache)
+                .and_then(|d| host.stat_at(d, &name))
+                .or_else(|_| host.meta(&node))
+                .map_err(|e| Error::host("inspect", node.path(), e))?;
+            let original = match tx.item_by_inode(model, meta.dev, meta.ino)? {
+                Some(it) if it.holders.iter().any(|h| !dead(h)) => {
+                    warn!(path = %node.path().display(), model, other = %it.root.display(), "entry is a hard link to an inode svirt manages for another resource; leaving it alone");
+                    continue;
+                }
+                Some(it) => {
+                    tx.delete_items(&[it.id])?;
+                    it.original
+                }
+                None => match self.marks.read(host, &node, model) {
+                    Some(m) => m.original,
+                    None => attr.original_for(node.path(), current),
+                },
+            };
+            let g = match global.get(&original) {
+                Some(&g) => g,
+                None => {
+                    tree.originals.push(original.clone());
+                    let g = (tree.originals.len() - 1) as u32;
+                    global.insert(original, g);
+                    g
+                }
+            };
+            pending.push(Pending {
+                entry: tree.entries.len(),
+                dir: dir.clone(),
+                name: name.clone(),
+                kind,
+            });
+            tree.entries.push(TreeEntry {
+                rel: dir.rel.join(&name),
+                ino: meta.ino,
+                original: g,
+                ctime_ns: None,
+                marked: g != 0,
+                birth_ns: meta.birth_ns,
+            });
+        }
+        debug!(root = %root.display(), model, entries = tree.entries.len(), originals = tree.originals.len(), ms = started.elapsed().as_millis() as u64, "share read");
+        Ok((
+            tree,
+            ShareWork {
+                root: root_node,
+                pending,
+            },
+            mounts,
+        ))
+    }
+
+    /// Make a share's changes on every core. Returns the entries changed, with the ctime
+    /// recorded for those whose original grants privileges, and the first error (the caller
+    /// puts back what was changed).
+    pub(super) fn apply_share(
+        &self,
+        attr: &Arc<dyn FileAttr>,
+        work: &ShareWork,
+        tree: &Tree,
+        value: &str,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> (Vec<usize>, Vec<(usize, i64)>, Option<Error>) {
+        let host = self.host.as_ref();
+        let model = attr.model();
+        let started = std::time::Instant::now();
+        let stop = AtomicBool::new(false);
+        let done = AtomicU64::new(0);
+        let error: Mutex<Option<Error>> = Mutex::new(None);
+        let n = self.threads();
+        let chunk = work.pending.len().div_ceil(n).max(1);
+        let results: Vec<(Vec<usize>, Vec<(usize, i64)>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = work
+                .pending
+                .chunks(chunk)
+                .map(|part| {
+                    let (stop, done, error) = (&stop, &done, &error);
+                    scope.spawn(move || {
+                        let mut applied = Vec::with_capacity(part.len());
+                        let mut ctimes = Vec::new();
+                        let mut cache = None;
+                        for p in part {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            let e = &tree.entries[p.entry];
+                            let r = dir_node(host, &work.root, &p.dir, &mut cache).and_then(|d| {
+                                if e.marked {
+                                    self.marks
+                                        .write_at(host, d, &p.name, model, tree.original(e));
+                                }
+                                crate::failpoint::hit("relabel.journaled");
+                                attr.write_at(host, d, &p.name, p.kind, Some(value))?;
+                                if tree
+                                    .original(e)
+                                    .is_some_and(|o| attr.without_privileges(o).is_some())
+                                {
+                                    let t = host.stat_at(d, &p.name)?.ctime_ns;
+                                    ctimes.push((p.entry, t));
+                                }
+                                Ok(())
+                            });
+                            match r {
+                                Ok(()) => {
+                                    applied.push(p.entry);
+                                    let k = done.fetch_add(1, Ordering::Relaxed) + 1;
+                                    if k.is_multiple_of(4096) {
+                                        progress(k);
+                                    }
+                                }
+                                Err(err) if vanished(&err) => {}
+                                Err(err) => {
+                                    stop.store(true, Ordering::Relaxed);
+                                    let path = work.root.path().join(&e.rel);
+                                    lock(error).get_or_insert(Error::host(
+                                        "set the attribute of",
+                                        path,
+                                        err,
+                                    ));
+                                }
+                            }
+                        }
+                        (applied, ctimes)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut applied = Vec::new();
+        let mut ctimes = Vec::new();
+        for (a, c) in results {
+            applied.extend(a);
+            ctimes.extend(c);
+        }
+        let err = error.into_inner().unwrap_or_else(|p| p.into_inner());
+        debug!(root = %work.root.path().display(), model, changed = applied.len(), ms = started.elapsed().as_millis() as u64, "share changed");
+        (applied, ctimes, err)
+    }
+
+    /// Put back the given entries of a share that was never handed to a VM (a failed start).
+    pub(super) fn unapply_share(
+        &self,
+        attr: &dyn FileAttr,
+        work: &ShareWork,
+        tree: &Tree,
+        entries: &[usize],
+    ) -> Vec<Error> {
+        let host = self.host.as_ref();
+        let by_entry: HashMap<usize, &Pending> =
+            work.pending.iter().map(|p| (p.entry, p)).collect();
+        let mut cache = None;
+        let mut errors = Vec::new();
+        for &i in entries {
+            let Some(p) = by_entry.get(&i) else { continue };
+            let e = &tree.entries[i];
+            let r = dir_node(host, &work.root, &p.dir, &mut cache).and_then(|d| {
+                attr.write_at(host, d, &p.name, p.kind, tree.original(e))?;
+                if e.marked {
+                    self.marks.remove_at(host, d, &p.name, attr.model());
+                }
+                Ok(())
+            });
+            match r {
+                Ok(()) => {}
+                Err(err) if vanished(&err) => {}
+                Err(err) => errors.push(Error::host(
+                    "restore the attribute of",
+                    work.root.path().join(&e.rel),
+                    err,
+                )),
+            }
+        }
+        errors
+    }
+
+    /// Restore a share kept as a tree: walk it on every core; remembered inodes get their
+    /// originals wherever they moved inside it; with `opts.reclaim`, entries the VM created or
+    /// replaced get the share's original owner or the default label. Returns whether every
+    /// remembered entry is settled (back, or gone).
+    pub(super) fn restore_share(
+        &self,
+        attr: &dyn FileAttr,
+        root_item: &Item,
+        root_node: Arc<Node>,
+        opts: &RestoreOptions<'_>,
+        out: &mut Restored,
+    ) -> bool {
+        let host = self.host.as_ref();
+        let empty = Tree::default();
+        let tree = root_item.tree.as_deref().unwrap_or(&empty);
+        let by_ino: HashMap<u64, usize> = tree
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.ino, i))
+            .collect();
+        let seen: Vec<AtomicBool> = tree
+            .entries
+            .iter()
+            .map(|_| AtomicBool::new(false))
+            .collect();
+        let root_original = root_item.original.as_deref();
+        let root_path = root_node.path().to_owned();
+        let mounts = tree::mounts_below(host, &root_path);
+
+        #[derive(Default)]
+        struct Out {
+            failed: Vec<(PathBuf, Error)>,
+            moved: Vec<(PathBuf, PathBuf)>,
+            reclaimed: Vec<PathBuf>,
+            left: Vec<(PathBuf, String)>,
+            dropped: Vec<PathBuf>,
+        }
+        let visit = |o: &mut Out, dir: &Arc<Dir>, node: &Node, e: &DirEntry, kind: FileKind| {
+            let path = || root_path.join(&dir.rel).join(&e.name);
+            let known = by_ino.get(&e.ino).copied().filter(|&i| {
+                // A new inode that reused the number of one svirt changed is not it.
+                tree.entries[i].birth_ns.is_none()
+                    || host
+                        .stat_at(node, &e.name)
+                        .is_ok_and(|m| m.birth_ns == tree.entries[i].birth_ns)
+            });
+            if let Some(i) = known {
+                if seen[i].swap(true, Ordering::Relaxed) {
+                    // Another name of an inode already put back.
+                    return Ok(());
+                }
+                let entry = &tree.entries[i];
+                let original = tree.original(entry);
+                let mut value = original.map(str::to_owned);
+                let guard = original.and_then(|o| attr.without_privileges(o));
+                if let Some(safe) = guard {
+                    if attr.read_at(host, node, &e.name).ok().flatten().as_deref() == original {
+                        // Already back (a restore cut short).
+                        return Ok(());
+                    }
+                    let changed = match (root_item.state, entry.ctime_ns) {
+                        (ItemState::Applied, Some(t)) => match host.stat_at(node, &e.name) {
+                            Ok(m) => m.ctime_ns != t,
+                            Err(err) if vanished(&err) => return Ok(()),
+                            Err(err) => {
+                                o.failed.push((path(), Error::host("inspect", path(), err)));
+                                return Ok(());
+                            }
+                        },
+                        _ => false,
+                    };
+                    if changed {
+                        warn!(path = %path().display(), "the file changed while the VM held it; its setuid/setgid bits are not given back");
+                        o.dropped.push(path());
+                        value = Some(safe);
+                    }
+                }
+                match attr.write_at(host, node, &e.name, kind, value.as_deref()) {
+                    Ok(()) => {}
+                    Err(err) if vanished(&err) || is_unsupported(&err) => {}
+                    Err(err) => {
+                        o.failed
+                            .push((path(), Error::host("restore the attribute of", path(), err)));
+                        return Ok(());
+                    }
+                }
+                if entry.marked {
+                    self.marks.remove_at(host, node, &e.name, attr.model());
+                }
+                let now = dir.rel.join(&e.name);
+                if now != entry.rel {
+                    o.moved
+                        .push((root_path.join(&entry.rel), root_path.join(now)));
+                }
+                return Ok(());
+            }
+            if !opts.reclaim {
+                return Ok(());
+            }
+            let current = match attr.read_at(host, node, &e.name) {
+                Ok(v) => v,
+                Err(_) => return Ok(()),
+            };
+            if !attr.carries_vm(current.as_deref()) {
+                return Ok(());
+            }
+            if kind != FileKind::Dir {
+                if let (Ok(m), Some(managed)) = (host.stat_at(node, &e.name), opts.managed) {
+                    if m.nlink > 1 && managed(m.dev, m.ino) {
+                        o.left.push((
+                            path(),
+                            "a hard link to an inode svirt manages for another resource".into(),
+                        ));
+                        return Ok(());
+                    }
+                }
+            }
+            if let Some(v) = attr.reclaim(current.as_deref(), root_original, &path(), kind) {
+                if !attr.matches(current.as_deref(), &v) {
+                    match attr.write_at(host, node, &e.name, kind, Some(&v)) {
+                        Ok(()) => o.reclaimed.push(path()),
+                        Err(err) if is_unsupported(&err) || vanished(&err) => {}
+                        Err(err) => o
+                            .left
+                            .push((path(), format!("cannot take it back from the VM: {err}"))),
+                    }
+                }
+            }
+            Ok(())
+        };
+        let walked = tree::walk_entries(
+            host,
+            root_node,
+            &mounts,
+            true,
+            self.threads(),
+            &Out::default,
+            &visit,
+        );
+        let mut settled = true;
+        match walked {
+            Ok((outs, _)) => {
+                for o in outs {
+                    settled &= o.failed.is_empty();
+                    for (path, e) in o.failed {
+                        let mut it = root_item.clone();
+                        it.tree = None;
+                        warn!(path = %path.display(), error = %crate::display_chain(&e), "cannot restore a share entry");
+                        out.failed.push((it, e));
+                    }
+                    out.moved.extend(o.moved);
+                    out.reclaimed.extend(o.reclaimed);
+                    out.left.extend(o.left);
+                    out.privileges_dropped.extend(o.dropped);
+                }
+            }
+            Err(e) => {
+                let mut it = root_item.clone();
+                it.tree = None;
+                out.failed.push((it, e));
+                return false;
+            }
+        }
+        let missing = seen.iter().filter(|s| !s.load(Ordering::Relaxed)).count();
+        if missing > 0 {
+            info!(root = %root_path.display(), missing, "remembered share entries no longer in the share (deleted by the VM); forgotten");
+        }
+        settled
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
