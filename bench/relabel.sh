@@ -3,6 +3,7 @@
 #   - CLI start and stop of a domain whose only resource is a share of FILES regular files in
 #     100 directories, offline SELinux driver, against `chcon -R` there and back;
 #   - a raw floor (bench/rawlabel.c: nftw + one lsetxattr per entry, one core) against `chcon -R`;
+#   - the same SELinux start and stop on one thread (`relabel_threads = 1`);
 #   - the same start and stop with the DAC driver, against `chown -R` there and back.
 # Every measure is taken once per round, rounds interleaved; medians over ROUNDS. Every entry
 # starts each SELinux start at default_t and each DAC start at root:root with its mode as
@@ -44,6 +45,7 @@ driver = "selinux"
 offline = true
 manager_context = "system_u:system_r:virtd_t:s0-s0:c0.c1023"
 T
+{ echo 'relabel_threads = 1'; sed 's/state-selinux/state-selinux1/' "$d/selinux.toml"; } > "$d/selinux1.toml"
 cat > "$d/dac.toml" <<T
 state_dir = "$d/state-dac"
 [[driver]]
@@ -64,7 +66,7 @@ want() { [ "$2" = "$3" ] || { echo "$0: $1: $4 is $3, expected $2" >&2; exit 1; 
 differ() { [ "$2" != "$3" ] || { echo "$0: $1: $4 is still $3" >&2; exit 1; }; }
 dac_reset() { run chown -R -h 0:0 "$share"; run chmod -R a=rX,u+w "$share"; }
 
-SEL_START=() SEL_STOP=() CHCON=() CHCON_BACK=() RAW=() DAC_START=() DAC_STOP=() CHOWN=() CHOWN_BACK=()
+SEL1_START=() SEL1_STOP=() SEL_START=() SEL_STOP=() CHCON=() CHCON_BACK=() RAW=() DAC_START=() DAC_STOP=() CHOWN=() CHOWN_BACK=()
 for r in $(seq 1 "$R"); do
   # 1. SELinux driver, from default_t everywhere.
   run "$d/rawlabel" "$BASE" "$share"
@@ -73,6 +75,12 @@ for r in $(seq 1 "$R"); do
   tm SEL_STOP "$SVIRT" --config "$d/selinux.toml" stop bench
   want "svirt stop (SELinux) did not restore" "$BASE" "$(label "$deep")" "$deep"
   want "svirt stop (SELinux) did not restore" "$BASE" "$(label "$share/d100")" "$share/d100"
+  # 1b. The same on one thread (relabel_threads = 1).
+  run "$d/rawlabel" "$BASE" "$share"
+  tm SEL1_START "$SVIRT" --config "$d/selinux1.toml" start "$d/vm.toml"
+  differ "svirt start (SELinux, 1 thread) did not relabel" "$BASE" "$(label "$deep")" "$deep"
+  tm SEL1_STOP "$SVIRT" --config "$d/selinux1.toml" stop bench
+  want "svirt stop (SELinux, 1 thread) did not restore" "$BASE" "$(label "$deep")" "$deep"
   # 2. chcon -R there and back.
   tm CHCON chcon -R -h "$LAB" "$share"
   tm CHCON_BACK chcon -R -h "$BASE" "$share"
@@ -95,6 +103,7 @@ done
 med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 ss=$(med "${SEL_START[@]}") sp=$(med "${SEL_STOP[@]}") cf=$(med "${CHCON[@]}") cb=$(med "${CHCON_BACK[@]}")
 rw=$(med "${RAW[@]}") ds=$(med "${DAC_START[@]}") dp=$(med "${DAC_STOP[@]}") of=$(med "${CHOWN[@]}") ob=$(med "${CHOWN_BACK[@]}")
+s1=$(med "${SEL1_START[@]}") p1=$(med "${SEL1_STOP[@]}")
 ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
 row() { printf '| %s | %.3f | %s |\n' "$1" "$2" "$3"; }
 echo "entries: $entries ($((per * 100)) files in 100 directories and the share root); rounds: $R"
@@ -103,6 +112,8 @@ echo '| operation | median s | vs baseline (>1 = faster) |'
 echo '| --- | --- | --- |'
 row '`svirt start` (SELinux) vs `chcon -R`' "$ss" "$(ratio "$cf" "$ss")"
 row '`svirt stop` (SELinux) vs `chcon -R` back' "$sp" "$(ratio "$cb" "$sp")"
+row '`svirt start` (SELinux, 1 thread) vs `chcon -R`' "$s1" "$(ratio "$cf" "$s1")"
+row '`svirt stop` (SELinux, 1 thread) vs `chcon -R` back' "$p1" "$(ratio "$cb" "$p1")"
 row 'raw `lsetxattr` loop vs `chcon -R`' "$rw" "$(ratio "$cf" "$rw")"
 row '`svirt start` (DAC) vs `chown -R`' "$ds" "$(ratio "$of" "$ds")"
 row '`svirt stop` (DAC) vs `chown -R` back' "$dp" "$(ratio "$ob" "$dp")"

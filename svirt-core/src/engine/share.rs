@@ -33,12 +33,16 @@ fn vanished(e: &std::io::Error) -> bool {
     )
 }
 
-/// One entry to change: where it is, and its index in the tree.
+/// One entry to change: its directory, its index in the tree (whose path ends in its name).
 pub(super) struct Pending {
     dir: Arc<Dir>,
-    name: OsString,
     kind: FileKind,
     entry: usize,
+}
+
+/// The name of an entry in its directory.
+fn name_of(e: &TreeEntry) -> &std::ffi::OsStr {
+    e.rel.file_name().unwrap_or_default()
 }
 
 /// A share's changes between the intent and the completion.
@@ -61,8 +65,8 @@ struct Found {
     /// Entries per original.
     counts: Vec<usize>,
     last: Option<u32>,
-    /// (dir, name, kind, inode, index into `originals`, birth time)
-    plain: Vec<(Arc<Dir>, OsString, FileKind, u64, u32, Option<i64>)>,
+    /// (dir, path below the root, kind, inode, index into `originals`, birth time)
+    plain: Vec<(Arc<Dir>, PathBuf, FileKind, u64, u32, Option<i64>)>,
     /// Entries to look at closely: (dir, name, kind, current value).
     careful: Vec<(Arc<Dir>, OsString, FileKind, Option<String>)>,
 }
@@ -164,7 +168,7 @@ impl Engine {
             let i = f.intern(current);
             let birth = meta.and_then(|m| m.birth_ns);
             f.plain
-                .push((dir.clone(), e.name.clone(), kind, e.ino, i, birth));
+                .push((dir.clone(), dir.rel.join(&e.name), kind, e.ino, i, birth));
             Ok(())
         };
         let (found, mounts) = tree::walk_entries(
@@ -200,10 +204,10 @@ impl Engine {
         let mut careful = Vec::new();
         for f in found {
             let to_global: Vec<u32> = f.originals.iter().map(|o| global[o]).collect();
-            for (dir, name, kind, ino, local, birth_ns) in f.plain {
+            for (dir, rel, kind, ino, local, birth_ns) in f.plain {
                 let g = to_global[local as usize];
                 tree.entries.push(TreeEntry {
-                    rel: dir.rel.join(&name),
+                    rel,
                     ino,
                     original: g,
                     ctime_ns: None,
@@ -213,7 +217,6 @@ impl Engine {
                 pending.push(Pending {
                     entry: tree.entries.len() - 1,
                     dir,
-                    name,
                     kind,
                 });
             }
@@ -260,7 +263,6 @@ impl Engine {
             pending.push(Pending {
                 entry: tree.entries.len(),
                 dir: dir.clone(),
-                name: name.clone(),
                 kind,
             });
             tree.entries.push(TreeEntry {
@@ -320,15 +322,15 @@ impl Engine {
                             let r = dir_node(host, &work.root, &p.dir, &mut cache).and_then(|d| {
                                 if e.marked {
                                     self.marks
-                                        .write_at(host, d, &p.name, model, tree.original(e));
+                                        .write_at(host, d, name_of(e), model, tree.original(e));
                                 }
                                 crate::failpoint::hit("relabel.journaled");
-                                attr.write_at(host, d, &p.name, p.kind, Some(value))?;
+                                attr.write_at(host, d, name_of(e), p.kind, Some(value))?;
                                 if tree
                                     .original(e)
                                     .is_some_and(|o| attr.without_privileges(o).is_some())
                                 {
-                                    let t = host.stat_at(d, &p.name)?.ctime_ns;
+                                    let t = host.stat_at(d, name_of(e))?.ctime_ns;
                                     ctimes.push((p.entry, t));
                                 }
                                 Ok(())
@@ -390,9 +392,9 @@ impl Engine {
             let Some(p) = by_entry.get(&i) else { continue };
             let e = &tree.entries[i];
             let r = dir_node(host, &work.root, &p.dir, &mut cache).and_then(|d| {
-                attr.write_at(host, d, &p.name, p.kind, tree.original(e))?;
+                attr.write_at(host, d, name_of(e), p.kind, tree.original(e))?;
                 if e.marked {
-                    self.marks.remove_at(host, d, &p.name, attr.model());
+                    self.marks.remove_at(host, d, name_of(e), attr.model());
                 }
                 Ok(())
             });
