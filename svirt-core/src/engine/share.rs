@@ -321,8 +321,13 @@ impl Engine {
                             let e = &tree.entries[p.entry];
                             let r = dir_node(host, &work.root, &p.dir, &mut cache).and_then(|d| {
                                 if e.marked {
-                                    self.marks
-                                        .write_at(host, d, name_of(e), model, tree.original(e));
+                                    self.marks.write_at(
+                                        host,
+                                        d,
+                                        name_of(e),
+                                        model,
+                                        tree.original(e),
+                                    );
                                 }
                                 crate::failpoint::hit("relabel.journaled");
                                 attr.write_at(host, d, name_of(e), p.kind, Some(value))?;
@@ -345,6 +350,9 @@ impl Engine {
                                 }
                                 Err(err) if vanished(&err) => {}
                                 Err(err) => {
+                                    // Perhaps half made (a mark, an owner without its mode):
+                                    // put back with the rest.
+                                    applied.push(p.entry);
                                     stop.store(true, Ordering::Relaxed);
                                     let path = work.root.path().join(&e.rel);
                                     lock(error).get_or_insert(Error::host(
@@ -469,7 +477,10 @@ impl Engine {
                 let guard = original.and_then(|o| attr.without_privileges(o));
                 if let Some(safe) = guard {
                     if attr.read_at(host, node, &e.name).ok().flatten().as_deref() == original {
-                        // Already back (a restore cut short).
+                        // Already back (a restore cut short, or never changed).
+                        if entry.marked {
+                            self.marks.remove_at(host, node, &e.name, attr.model());
+                        }
                         return Ok(());
                     }
                     let changed = match (root_item.state, entry.ctime_ns) {

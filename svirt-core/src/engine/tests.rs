@@ -114,3 +114,93 @@ fn a_share_reports_its_mount_points_and_leaves_them_alone() {
     stop(&h, &db);
     assert_eq!(h.xattr("/srv/share/a", "user.tag"), None);
 }
+
+fn tag(h: &FakeHost, path: &str, v: &str) {
+    let node = h.open_node(Path::new(path)).unwrap();
+    h.set_xattr(&node, "user.tag", v.as_bytes()).unwrap();
+}
+
+#[test]
+fn a_share_marks_its_common_original_once_and_only_odd_entries_on_their_own() {
+    let h = Arc::new(FakeHost::new());
+    for f in ["a", "b", "sub/c", "sub/d"] {
+        h.add_file(&format!("/srv/share/{f}"));
+        tag(&h, &format!("/srv/share/{f}"), "plain");
+    }
+    tag(&h, "/srv/share/sub", "plain");
+    tag(&h, "/srv/share/b", "odd");
+    let state = tempfile::tempdir().unwrap();
+    let db = Db::open(state.path()).unwrap();
+    let res = Resource::new("/srv/share", ResourceKind::Filesystem, Access::Private);
+    start(&h, &db, res);
+    assert_eq!(
+        h.xattr("/srv/share", "trusted.svirt.tag.entries")
+            .as_deref(),
+        Some(&b"=plain"[..])
+    );
+    assert_eq!(
+        h.xattr("/srv/share/b", "trusted.svirt.tag").as_deref(),
+        Some(&b"=odd"[..])
+    );
+    for f in ["a", "sub", "sub/c", "sub/d"] {
+        let p = format!("/srv/share/{f}");
+        assert_eq!(h.xattr(&p, "trusted.svirt.tag"), None, "{p}");
+        assert_eq!(
+            h.xattr(&p, "user.tag").as_deref(),
+            Some(&b"vm-label"[..]),
+            "{p}"
+        );
+    }
+    stop(&h, &db);
+    assert_eq!(
+        h.xattr("/srv/share/b", "user.tag").as_deref(),
+        Some(&b"odd"[..])
+    );
+    assert_eq!(
+        h.xattr("/srv/share/a", "user.tag").as_deref(),
+        Some(&b"plain"[..])
+    );
+    for p in ["/srv/share", "/srv/share/b"] {
+        let svirt: Vec<String> = h
+            .xattr_names(p)
+            .into_iter()
+            .filter(|n| n.starts_with("trusted.svirt"))
+            .collect();
+        assert!(svirt.is_empty(), "{p}: {svirt:?}");
+    }
+}
+
+#[test]
+fn a_share_with_more_directories_than_fds_kept_is_changed_and_restored_whole() {
+    // 700 directories: more than the walk keeps open, so the change and the restore reopen
+    // directories from the root; every file must be changed once and restored.
+    let h = Arc::new(FakeHost::new());
+    let mut files = Vec::new();
+    for i in 0..700 {
+        let f = format!("/srv/wide/d{i}/f");
+        h.add_file(&f);
+        files.push(f);
+    }
+    let deep: String = (0..40).map(|i| format!("/n{i}")).collect();
+    let f = format!("/srv/wide{deep}/leaf");
+    h.add_file(&f);
+    files.push(f);
+    let state = tempfile::tempdir().unwrap();
+    let db = Db::open(state.path()).unwrap();
+    let res = Resource::new("/srv/wide", ResourceKind::Filesystem, Access::Private);
+    start(&h, &db, res);
+    for f in &files {
+        assert_eq!(
+            h.xattr(f, "user.tag").as_deref(),
+            Some(&b"vm-label"[..]),
+            "{f}"
+        );
+    }
+    let items = db.read(|tx| tx.items_of("vm")).unwrap();
+    let tree = items[0].tree.as_ref().expect("the share keeps its entries");
+    assert_eq!(tree.entries.len(), 700 * 2 + 40 + 1);
+    stop(&h, &db);
+    for f in &files {
+        assert_eq!(h.xattr(f, "user.tag"), None, "{f}");
+    }
+}
