@@ -522,3 +522,36 @@ fn a_setgid_directory_the_guest_writes_into_keeps_its_setgid_bit() {
     // something, so it comes back with the directory's owner and mode.
     assert_eq!(owner(&grp), "1000:50 2775", "{out}");
 }
+
+#[test]
+fn a_scan_of_a_share_a_running_domain_holds_leaves_it_to_the_domain() {
+    let name = "a_scan_of_a_share_a_running_domain_holds_leaves_it_to_the_domain";
+    if !root_or_skip(name) {
+        return;
+    }
+    let h = Host::new(true);
+    let share = h.p("share");
+    let plain = h.file("share/plain", ORIG);
+    let tool = h.file("share/tool", ORIG);
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    set_label(&share, ORIG);
+    let dom = h.domain(
+        "r",
+        &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
+    );
+    h.ok(&["start", dom.to_str().unwrap()]);
+    let given = (owner(&plain), label(&plain));
+    // The state is intact and names the share as held by a running domain: a scan must not
+    // take the files away from the VM (nor cost the untouched setuid file its bit at stop).
+    let o = run(&h.cfg, &["recover", "--scan", share.to_str().unwrap()]);
+    let after_scan = (owner(&plain), label(&plain));
+    h.ok(&["stop", "r"]);
+    assert_eq!(
+        after_scan,
+        given,
+        "recover --scan (exit {:?}) restored a running domain's share: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(owner(&tool), "0:0 4755");
+}
