@@ -1,0 +1,557 @@
+//! A directory share under attack, on real files as root with SELinux (offline) and DAC stacked:
+//! a guest that reuses the inode numbers of the files it deletes, and a guest that hard-links
+//! another domain's shared disk into its own share.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use svirt_tests::*;
+
+const ORIG: &str = "system_u:object_r:default_t:s0";
+const UIDS: std::ops::RangeInclusive<u32> = 64000..=64999;
+/// The group every VM of the pool gets as a supplementary group (the pool's last id).
+const SHARED_GID: u32 = 64999;
+
+struct Host {
+    dir: tempfile::TempDir,
+    cfg: PathBuf,
+}
+
+impl Host {
+    fn new(dac: bool) -> Self {
+        let dir = tmp();
+        let cfg = dir.path().join("svirt.toml");
+        let mut text = format!(
+            "state_dir = \"{}/state\"\n[[driver]]\ndriver = \"selinux\"\noffline = true\n\
+             manager_context = \"system_u:system_r:virtd_t:s0-s0:c0.c1023\"\n",
+            dir.path().display()
+        );
+        if dac {
+            text.push_str("[[driver]]\ndriver = \"dac\"\nuid_range = \"64000-64999\"\n");
+        }
+        std::fs::write(&cfg, text).unwrap();
+        Host { dir, cfg }
+    }
+    fn p(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn file(&self, rel: &str, label: &str) -> PathBuf {
+        let p = self.p(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        labeled_file(&p, rel, label);
+        p
+    }
+    fn domain(&self, name: &str, body: &str) -> PathBuf {
+        let p = self.p(&format!("{name}.toml"));
+        std::fs::write(&p, format!("name = \"{name}\"\n{body}")).unwrap();
+        p
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let o: Output = run(&self.cfg, args);
+        assert!(
+            o.status.success(),
+            "svirt {args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    }
+}
+
+/// Run a shell command as the guest would: the VM's uid and gid, the pool's shared group.
+fn as_guest(uid: u32, script: &str) {
+    let st = Command::new("/usr/bin/setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            &format!("--groups={SHARED_GID}"),
+            "/bin/sh",
+            "-c",
+            script,
+        ])
+        .env("PATH", SYSTEM_PATH)
+        .status()
+        .unwrap();
+    assert!(st.success(), "guest script failed: {script}");
+}
+
+fn set_label(p: &Path, l: &str) {
+    let st = Command::new("setfattr")
+        .args(["-h", "-n", "security.selinux", "-v", l])
+        .arg(p)
+        .env("PATH", SYSTEM_PATH)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn a_new_file_reusing_a_deleted_files_inode_number_never_gets_its_selinux_label() {
+    let name = "a_new_file_reusing_a_deleted_files_inode_number_never_gets_its_selinux_label";
+    if !root_or_skip(name) {
+        return;
+    }
+    // SELinux only: no DAC uid, the guest acts as root in the share (the MCS pair is its wall).
+    let h = Host::new(false);
+    let share = h.p("share");
+    h.file("share/other", ORIG);
+    // An entrypoint type: whatever runs from a file with this label enters a privileged domain.
+    let tool = h.file("share/bin/tool", "system_u:object_r:passwd_exec_t:s0");
+    set_label(&share, ORIG);
+    set_label(&h.p("share/bin"), ORIG);
+    let ino = std::fs::metadata(&tool).unwrap().ino();
+    let dom = h.domain(
+        "s",
+        &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
+    );
+    h.ok(&["start", dom.to_str().unwrap()]);
+    // The guest deletes the file and creates files until one gets the freed inode number, then
+    // puts its own program there under the old name.
+    let bin = h.p("share/bin");
+    std::fs::remove_file(&tool).unwrap();
+    let mut planted = None;
+    for i in 0..5000 {
+        let p = bin.join(format!("n{i}"));
+        std::fs::write(&p, "guest program").unwrap();
+        if std::fs::metadata(&p).unwrap().ino() == ino {
+            std::fs::rename(&p, &tool).unwrap();
+            planted = Some(i);
+            break;
+        }
+    }
+    for i in 0..5000 {
+        let _ = std::fs::remove_file(bin.join(format!("n{i}")));
+    }
+    if planted.is_none() {
+        skip(name, "the filesystem did not reuse the inode number");
+        return;
+    }
+    // What the guest creates carries its pair while it runs.
+    set_label(&tool, "system_u:object_r:svirt_image_t:s0:c1,c2");
+    let out = h.ok(&["stop", "s"]);
+    // The planted file is a new inode svirt never changed: it gets the default label, not the
+    // deleted file's entrypoint type.
+    assert_ne!(
+        label(&tool),
+        "system_u:object_r:passwd_exec_t:s0",
+        "the guest's program got the deleted file's label: {out}"
+    );
+    assert!(!label(&tool).contains(":c"), "{}", label(&tool));
+    assert_eq!(svirt_xattrs(&tool), "");
+}
+
+#[test]
+fn a_shared_disk_linked_into_another_domains_share_is_never_taken_or_reset_through_it() {
+    let name = "a_shared_disk_linked_into_another_domains_share_is_never_taken_or_reset_through_it";
+    if !root_or_skip(name) {
+        return;
+    }
+    let h = Host::new(true);
+    let share = h.p("share");
+    h.file("share/a", ORIG);
+    set_label(&share, ORIG);
+    let shared = h.file("shared.img", ORIG);
+    let private = h.file("bpriv.img", ORIG);
+    let a = h.domain(
+        "a",
+        &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
+    );
+    let b = h.domain(
+        "b",
+        &format!(
+            "[[disk]]\npath = \"{}\"\nshareable = true\n[[disk]]\npath = \"{}\"\n",
+            shared.display(),
+            private.display()
+        ),
+    );
+    h.ok(&["start", b.to_str().unwrap()]);
+    h.ok(&["start", a.to_str().unwrap()]);
+    let ua = std::fs::metadata(&share).unwrap().uid();
+    // A's guest is in the pool's shared group: it may link B's shared disk into its share.
+    as_guest(
+        ua,
+        &format!("ln {} {}/link", shared.display(), share.display()),
+    );
+    h.ok(&["stop", "a"]);
+    h.ok(&["stop", "b"]);
+    assert_eq!(owner(&shared), "0:0 644");
+    // A alone: its share must not hand B's disk to A's VM.
+    h.ok(&["start", a.to_str().unwrap()]);
+    let m = std::fs::metadata(&shared).unwrap();
+    let taken = UIDS.contains(&m.uid()) && m.uid() != SHARED_GID;
+    // B starts while A runs, then A stops: B's VM must keep its shared disk.
+    h.ok(&["start", b.to_str().unwrap()]);
+    let while_b = owner(&shared);
+    let out = h.ok(&["stop", "a"]);
+    let after_a = owner(&shared);
+    h.ok(&["stop", "b"]);
+    let end = owner(&shared);
+    let end_label = label(&shared);
+    // Everything stopped: nothing of any VM is left on B's disk.
+    assert_eq!(end, "0:0 644", "B's disk after both stopped");
+    assert_eq!(end_label, ORIG);
+    assert_eq!(
+        after_a,
+        format!("0:{SHARED_GID} 660"),
+        "A's stop reset the disk B runs on: {out}"
+    );
+    assert_eq!(
+        while_b,
+        format!("0:{SHARED_GID} 660"),
+        "B's shared disk while B runs"
+    );
+    assert!(!taken, "A's start took B's shared disk through the link");
+}
+
+#[test]
+fn a_kill_before_a_setuid_share_file_is_changed_leaves_no_mark_after_recover() {
+    let name = "a_kill_before_a_setuid_share_file_is_changed_leaves_no_mark_after_recover";
+    if !root_or_skip(name) {
+        return;
+    }
+    // Killed after the mark of each change is written and before the change itself: whatever
+    // pass the kill hits, `recover` leaves every file as it was, with no trusted.svirt.* mark.
+    for count in 1..=12 {
+        let h = Host::new(true);
+        let share = h.p("share");
+        for f in ["a", "b", "c"] {
+            h.file(&format!("share/{f}"), ORIG);
+        }
+        let tool = h.file("share/tool", ORIG);
+        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o4755))
+            .unwrap();
+        set_label(&share, ORIG);
+        let before = snapshot(&share);
+        let dom = h.domain(
+            "k",
+            &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
+        );
+        let o = Command::new(svirt())
+            .env("PATH", SYSTEM_PATH)
+            .env("SVIRT_FAILPOINT", format!("relabel.journaled:{count}"))
+            .arg("--config")
+            .arg(&h.cfg)
+            .args(["start", dom.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let out = h.ok(&["recover"]);
+        assert_eq!(
+            snapshot(&share),
+            before,
+            "kill at relabel.journaled:{count} (start exit {:?}), then recover: {out}; marks on tool: {}",
+            o.status.code(),
+            svirt_xattrs(&tool)
+        );
+    }
+}
+
+#[test]
+fn a_directory_renamed_while_a_share_is_restored_never_leaves_files_to_the_released_uid() {
+    let name =
+        "a_directory_renamed_while_a_share_is_restored_never_leaves_files_to_the_released_uid";
+    if !root_or_skip(name) {
+        return;
+    }
+    let h = Host::new(true);
+    let share = h.p("share");
+    for d in 0..20 {
+        for f in 0..50 {
+            h.file(&format!("share/d{d}/f{f}"), ORIG);
+        }
+        set_label(&h.p(&format!("share/d{d}")), ORIG);
+    }
+    set_label(&share, ORIG);
+    let dom = h.domain(
+        "m",
+        &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
+    );
+    for round in 0..15 {
+        h.ok(&["start", dom.to_str().unwrap()]);
+        let uid = std::fs::metadata(&share).unwrap().uid();
+        // A process of the guest's uid outlives the VM and renames directories back and forth
+        // while the share is walked at stop.
+        let mut racer = Command::new("/usr/bin/setpriv")
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={uid}"),
+                "--clear-groups",
+                "/bin/sh",
+                "-c",
+                &format!(
+                    "cd {} || exit 1; while :; do for d in d3 d7 d12 d19; do \
+                     mv -T $d $d.x 2>/dev/null; mv -T $d.x $d 2>/dev/null; done; done",
+                    share.display()
+                ),
+            ])
+            .env("PATH", SYSTEM_PATH)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let o = run(&h.cfg, &["stop", "m"]);
+        racer.kill().unwrap();
+        racer.wait().unwrap();
+        for d in ["d3", "d7", "d12", "d19"] {
+            let x = h.p(&format!("share/{d}.x"));
+            if x.exists() {
+                std::fs::rename(&x, h.p(&format!("share/{d}"))).unwrap();
+            }
+        }
+        let mut left = Vec::new();
+        let mut stack = vec![share.clone()];
+        while let Some(p) = stack.pop() {
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.uid() == uid || m.gid() == uid {
+                left.push(p.display().to_string());
+            }
+            if m.is_dir() {
+                for e in std::fs::read_dir(&p).unwrap() {
+                    stack.push(e.unwrap().path());
+                }
+            }
+        }
+        // Either the stop says it could not restore everything (and keeps the uid), or nothing
+        // of the VM is left.
+        assert!(
+            !o.status.success() || left.is_empty(),
+            "round {round}: stop exited 0 and released uid {uid}, but {} entries still carry it \
+             (first: {:?}): {}",
+            left.len(),
+            left.first(),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        if !o.status.success() {
+            break;
+        }
+    }
+}
+
+#[test]
+fn a_share_nested_in_another_running_domains_share_is_neither_taken_nor_lost() {
+    let name = "a_share_nested_in_another_running_domains_share_is_neither_taken_nor_lost";
+    if !root_or_skip(name) {
+        return;
+    }
+    let h = Host::new(true);
+    let outer = h.p("s");
+    for d in ["in", "out"] {
+        for f in 0..5 {
+            h.file(&format!("s/{d}/f{f}"), ORIG);
+        }
+        set_label(&h.p(&format!("s/{d}")), ORIG);
+    }
+    set_label(&outer, ORIG);
+    let inner = h.p("s/in");
+    let before = snapshot(&outer);
+    let b = h.domain(
+        "b",
+        &format!("[[filesystem]]\npath = \"{}\"\n", inner.display()),
+    );
+    let a = h.domain(
+        "a",
+        &format!("[[filesystem]]\npath = \"{}\"\n", outer.display()),
+    );
+    h.ok(&["start", b.to_str().unwrap()]);
+    let file = inner.join("f0");
+    let b_owner = owner(&file);
+    let b_label = label(&file);
+    // A's share holds B's: A either is refused or leaves B's files to B.
+    let o = run(&h.cfg, &["start", a.to_str().unwrap()]);
+    let a_started = o.status.success();
+    let while_both = (owner(&file), label(&file));
+    if a_started {
+        h.ok(&["stop", "a"]);
+    }
+    let after_a = (owner(&file), label(&file));
+    h.ok(&["stop", "b"]);
+    let end = snapshot(&outer);
+    assert_eq!(
+        while_both,
+        (b_owner.clone(), b_label.clone()),
+        "A's start took B's running share"
+    );
+    assert_eq!(
+        after_a,
+        (b_owner, b_label),
+        "A's stop reset B's running share"
+    );
+    assert_eq!(end, before, "both stopped: the tree is as it was");
+}
+
+#[test]
+fn a_share_started_inside_a_running_share_keeps_every_original() {
+    let name = "a_share_started_inside_a_running_share_keeps_every_original";
+    if !root_or_skip(name) {
+        return;
+    }
+    let h = Host::new(true);
+    let outer = h.p("s");
+    for d in ["in", "out"] {
+        for f in 0..5 {
+            h.file(&format!("s/{d}/f{f}"), ORIG);
+        }
+        set_label(&h.p(&format!("s/{d}")), ORIG);
+    }
+    set_label(&outer, ORIG);
+    let inner = h.p("s/in");
+    let before = snapshot(&outer);
+    let file = inner.join("f0");
+    let original = (owner(&file), label(&file));
+    let a = h.domain(
+        "a",
+        &format!("[[filesystem]]\npath = \"{}\"\n", outer.display()),
+    );
+    let b = h.domain(
+        "b",
+        &format!("[[filesystem]]\npath = \"{}\"\n", inner.display()),
+    );
+    h.ok(&["start", a.to_str().unwrap()]);
+    let a_state = (owner(&file), label(&file));
+    // B's share lies inside A's: B is refused, or A keeps what it was given until it stops.
+    let o = run(&h.cfg, &["start", b.to_str().unwrap()]);
+    if o.status.success() {
+        h.ok(&["stop", "a"]);
+        let after_a = (owner(&file), label(&file));
+        h.ok(&["stop", "b"]);
+        assert_ne!(after_a, original, "A's stop reset the share B runs on");
+    } else {
+        assert_eq!((owner(&file), label(&file)), a_state);
+        h.ok(&["stop", "a"]);
+    }
+    assert_eq!(
+        snapshot(&outer),
+        before,
+        "both stopped: the tree is as it was"
+    );
+}
+
+#[test]
+fn a_file_bind_mounted_into_a_share_during_the_walk_is_never_changed() {
+    let name = "a_file_bind_mounted_into_a_share_during_the_walk_is_never_changed";
+    if !root_or_skip(name) {
+        return;
+    }
+    let h = Host::new(true);
+    let share = h.p("share");
+    for d in 0..20 {
+        for f in 0..50 {
+            h.file(&format!("share/d{d}/f{f}"), ORIG);
+        }
+        set_label(&h.p(&format!("share/d{d}")), ORIG);
+    }
+    set_label(&share, ORIG);
+    // A file outside the share, standing in for /etc/shadow.
+    let secret = h.file("secret", "system_u:object_r:shadow_t:s0");
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let dom = h.domain(
+        "w",
+        &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
+    );
+    // In a private mount namespace, a mounter binds the secret over a share entry and takes it
+    // away again, over and over, while svirt starts and stops the domain there.
+    let script = r#"
+        mount --make-rprivate /
+        svirt="$1"; cfg="$2"; dom="$3"; share="$4"; secret="$5"
+        ( while :; do mount --bind "$secret" "$share/d11/f7" 2>/dev/null || true
+                      umount "$share/d11/f7" 2>/dev/null || true; done ) &
+        racer=$!
+        for r in $(seq 1 20); do
+            "$svirt" --config "$cfg" start "$dom" >/dev/null 2>&1 || true
+            "$svirt" --config "$cfg" stop w >/dev/null 2>&1 || true
+            if [ "$(stat -c %u:%g:%a "$secret")" != "0:0:600" ]; then break; fi
+        done
+        kill $racer; wait $racer 2>/dev/null || true
+        umount "$share/d11/f7" 2>/dev/null || true
+        "$svirt" --config "$cfg" stop w >/dev/null 2>&1 || true
+        echo "rounds=$r"
+    "#;
+    let svirt_bin = svirt();
+    let Some(o) = in_private_mounts(
+        script,
+        &[
+            svirt_bin.to_str().unwrap(),
+            h.cfg.to_str().unwrap(),
+            dom.to_str().unwrap(),
+            share.to_str().unwrap(),
+            secret.to_str().unwrap(),
+        ],
+    ) else {
+        skip(name, "no mount namespaces here");
+        return;
+    };
+    assert_eq!(
+        (owner(&secret), label(&secret)),
+        (
+            "0:0 600".to_owned(),
+            "system_u:object_r:shadow_t:s0".to_owned()
+        ),
+        "a file outside the share was changed through a bind mount: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn a_setgid_directory_the_guest_writes_into_keeps_its_setgid_bit() {
+    let name = "a_setgid_directory_the_guest_writes_into_keeps_its_setgid_bit";
+    if !root_or_skip(name) {
+        return;
+    }
+    let h = Host::new(true);
+    let share = h.p("share");
+    let grp = h.p("share/grp");
+    h.file("share/grp/old", ORIG);
+    std::os::unix::fs::chown(&grp, Some(1000), Some(50)).unwrap();
+    std::fs::set_permissions(&grp, std::os::unix::fs::PermissionsExt::from_mode(0o2775)).unwrap();
+    set_label(&grp, ORIG);
+    set_label(&share, ORIG);
+    let dom = h.domain(
+        "g",
+        &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
+    );
+    h.ok(&["start", dom.to_str().unwrap()]);
+    let uid = std::fs::metadata(&share).unwrap().uid();
+    // Ordinary use: the guest writes a file in the group directory.
+    as_guest(uid, &format!("echo hi > {}/new", grp.display()));
+    let out = h.ok(&["stop", "g"]);
+    // A directory's setgid bit gives files their group; it grants nothing to whoever runs
+    // something, so it comes back with the directory's owner and mode.
+    assert_eq!(owner(&grp), "1000:50 2775", "{out}");
+}
+
+#[test]
+fn a_scan_of_a_share_a_running_domain_holds_leaves_it_to_the_domain() {
+    let name = "a_scan_of_a_share_a_running_domain_holds_leaves_it_to_the_domain";
+    if !root_or_skip(name) {
+        return;
+    }
+    let h = Host::new(true);
+    let share = h.p("share");
+    let plain = h.file("share/plain", ORIG);
+    let tool = h.file("share/tool", ORIG);
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o4755)).unwrap();
+    set_label(&share, ORIG);
+    let dom = h.domain(
+        "r",
+        &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
+    );
+    h.ok(&["start", dom.to_str().unwrap()]);
+    let given = (owner(&plain), label(&plain));
+    // The state is intact and names the share as held by a running domain: a scan must not
+    // take the files away from the VM (nor cost the untouched setuid file its bit at stop).
+    let o = run(&h.cfg, &["recover", "--scan", share.to_str().unwrap()]);
+    let after_scan = (owner(&plain), label(&plain));
+    h.ok(&["stop", "r"]);
+    assert_eq!(
+        after_scan,
+        given,
+        "recover --scan (exit {:?}) restored a running domain's share: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert_eq!(owner(&tool), "0:0 4755");
+}
