@@ -7,6 +7,7 @@ mod output;
 mod progress;
 mod run;
 mod setup;
+mod sys;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -21,6 +22,7 @@ fn colour(is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
 
 /// Run `svirt` with the process's arguments.
 pub fn main() -> ExitCode {
+    sys::default_sigpipe();
     let args = cli::Cli::parse();
     let filter = if args.verbose > 0 { "debug" } else { "warn" };
     tracing_subscriber::fmt()

@@ -168,6 +168,10 @@ pub struct Dir {
     pub node: Option<Arc<Node>>,
 }
 
+/// What [`walk_entries`] calls for each entry: (state, directory, its node, entry, type).
+pub type Visit<'a, S> =
+    dyn Fn(&mut S, &Arc<Dir>, &Node, &DirEntry, FileKind) -> Result<()> + Sync + 'a;
+
 /// How many directory fds a walk keeps open for later use.
 const KEPT_DIRS: usize = 512;
 
@@ -184,6 +188,8 @@ struct Shared {
     ready: Condvar,
     stop: AtomicBool,
     kept: AtomicUsize,
+    /// Entries listed that were gone or changed type when used: the tree changed under the walk.
+    raced: AtomicUsize,
 }
 
 /// Call `visit(state, dir, entry, kind)` for every entry below the directory `root` (not `root`
@@ -192,8 +198,9 @@ struct Shared {
 /// opened with `RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_XDEV`; other entries are never
 /// opened: the visitor acts on them relative to `dir` (entry-relative calls, never following a
 /// symlink). Mount points (a directory on another filesystem, or any entry named in `mounts`,
-/// paths relative to `root`) are skipped and returned, never crossed. Returns the states.
-#[allow(clippy::type_complexity)]
+/// paths relative to `root`) are skipped and returned, never crossed. Returns the states, the
+/// mount points, and how many entries changed under the walk (listed, then gone or another
+/// type when opened).
 pub fn walk_entries<S: Send>(
     host: &dyn Host,
     root: Arc<Node>,
@@ -201,8 +208,8 @@ pub fn walk_entries<S: Send>(
     all: bool,
     threads: usize,
     init: &(dyn Fn() -> S + Sync),
-    visit: &(dyn Fn(&mut S, &Arc<Dir>, &Node, &DirEntry, FileKind) -> Result<()> + Sync),
-) -> Result<(Vec<S>, Vec<PathBuf>)> {
+    visit: &Visit<'_, S>,
+) -> Result<(Vec<S>, Vec<PathBuf>, usize)> {
     let root_path = root.path().to_owned();
     let root_meta = host
         .meta(&root)
@@ -212,6 +219,7 @@ pub fn walk_entries<S: Send>(
         ready: Condvar::new(),
         stop: AtomicBool::new(false),
         kept: AtomicUsize::new(0),
+        raced: AtomicUsize::new(0),
     };
     let found_mounts = Mutex::new(Vec::new());
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
@@ -270,7 +278,7 @@ pub fn walk_entries<S: Send>(
     }
     let mut found = found_mounts.into_inner().unwrap_or_else(|p| p.into_inner());
     found.sort();
-    Ok((states, found))
+    Ok((states, found, shared.raced.into_inner()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -282,7 +290,7 @@ struct WalkCtx<'a, S> {
     dev: u64,
     mounts: &'a HashSet<PathBuf>,
     all: bool,
-    visit: &'a (dyn Fn(&mut S, &Arc<Dir>, &Node, &DirEntry, FileKind) -> Result<()> + Sync),
+    visit: &'a Visit<'a, S>,
     shared: &'a Shared,
     found_mounts: &'a Mutex<Vec<PathBuf>>,
 }
@@ -327,7 +335,10 @@ impl<S> WalkCtx<'_, S> {
         let name = &p.entry.name;
         let node = match self.host.open_child_data(&p.parent, name) {
             Ok(n) => n,
-            Err(e) if skippable(&e) => return Ok(()),
+            Err(e) if skippable(&e) => {
+                self.shared.raced.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
             Err(e) if mount_point(&e) => {
                 lock(self.found_mounts).push(p.rel);
                 return Ok(());
@@ -339,6 +350,7 @@ impl<S> WalkCtx<'_, S> {
             .meta(&node)
             .map_err(|e| Error::host("inspect", node.path(), e))?;
         if meta.kind != FileKind::Dir {
+            self.shared.raced.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         if meta.dev != self.dev {
@@ -376,7 +388,10 @@ impl<S> WalkCtx<'_, S> {
                 // No d_type from this filesystem: look without opening.
                 None => match self.host.stat_at(node, &e.name) {
                     Ok(m) => m.kind,
-                    Err(err) if skippable(&err) => continue,
+                    Err(err) if skippable(&err) => {
+                        self.shared.raced.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     Err(err) => return Err(Error::host("inspect", node.path().join(&e.name), err)),
                 },
             };

@@ -120,9 +120,10 @@ impl FileAttr for DacAttr {
         if !self.is_vm_id(uid) && !self.is_vm_id(gid) {
             return None;
         }
-        // The share root's original owner, never a VM's; no setuid or setgid bit.
+        // The share root's original owner, never a VM's; no setuid, setgid or sticky bit, and
+        // writable by that owner alone.
         let (ru, rg, _) = root_original.and_then(parse).unwrap_or((0, 0, 0));
-        Some(value(ru, rg, mode & 0o1777))
+        Some(value(ru, rg, mode & 0o755))
     }
 
     fn without_privileges(&self, original: &str) -> Option<String> {

@@ -29,7 +29,7 @@ use tracing::error;
 
 use crate::error::{Error, Result};
 use crate::fsutil::create_private_dir;
-pub use trees::{Tree, TreeEntry};
+pub use trees::{Tree, TreeEntry, TreeRoot};
 
 /// The database's file name inside the state directory.
 pub const DB_FILE: &str = "svirt.db";

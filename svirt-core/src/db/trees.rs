@@ -13,6 +13,9 @@ use crate::error::Result;
 /// The entries svirt changed below a share root, with their originals.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tree {
+    /// When the share's intent was recorded (ns since the epoch): an inode born later is one
+    /// the VM made, whatever number it reused.
+    pub started_ns: i64,
     /// Each distinct original once; `None` is an absent attribute. The first is the share's
     /// common original: the one the root's mark names for every entry without its own mark.
     pub originals: Vec<Option<String>>,
@@ -49,6 +52,7 @@ impl Tree {
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(16 + self.entries.len() * 24);
         b.extend_from_slice(MAGIC);
+        b.extend_from_slice(&self.started_ns.to_le_bytes());
         put_u32(&mut b, self.originals.len());
         for o in &self.originals {
             match o {
@@ -85,6 +89,7 @@ impl Tree {
         if r.take(MAGIC.len())? != MAGIC {
             return None;
         }
+        let started_ns = i64::from_le_bytes(r.take(8)?.try_into().ok()?);
         let n = r.u32()? as usize;
         let mut originals = Vec::with_capacity(n.min(b.len()));
         for _ in 0..n {
@@ -128,11 +133,15 @@ impl Tree {
                 birth_ns,
             });
         }
-        (r.at == b.len()).then_some(Tree { originals, entries })
+        (r.at == b.len()).then_some(Tree {
+            started_ns,
+            originals,
+            entries,
+        })
     }
 }
 
-const MAGIC: &[u8] = b"svt1";
+const MAGIC: &[u8] = b"svt2";
 
 fn put_u32(b: &mut Vec<u8>, n: usize) {
     b.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
@@ -155,7 +164,54 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// (id, root, dev, applied, one holder) as selected.
+type RootRow = (i64, Vec<u8>, i64, String, Option<String>);
+
+/// A share root svirt keeps entries for, without its entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeRoot {
+    pub id: i64,
+    pub root: PathBuf,
+    pub dev: u64,
+    pub applied: String,
+    pub holders: Vec<String>,
+}
+
 impl Tx<'_> {
+    /// Every share root of `model` svirt keeps entries for.
+    pub fn tree_roots(&self, model: &str) -> Result<Vec<TreeRoot>> {
+        let rows: Vec<RootRow> = self.with(|c| {
+            c.prepare_cached(
+                "SELECT i.id, i.root, i.dev, i.applied, h.domain
+                 FROM items i JOIN trees t ON t.item = i.id
+                 LEFT JOIN item_holders h ON h.item = i.id
+                 WHERE i.model = ?1 ORDER BY i.id",
+            )
+            .and_then(|mut s| {
+                s.query_map([model], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<rusqlite::Result<_>>()
+            })
+            .map_err(self.db.err("read remembered originals from"))
+        })?;
+        let mut out: Vec<TreeRoot> = Vec::new();
+        for (id, root, dev, applied, holder) in rows {
+            if let Some(last) = out.last_mut().filter(|t| t.id == id) {
+                last.holders.extend(holder);
+                continue;
+            }
+            out.push(TreeRoot {
+                id,
+                root: PathBuf::from(OsString::from_vec(root)),
+                dev: super::u64_from_sql(dev),
+                applied,
+                holders: holder.into_iter().collect(),
+            });
+        }
+        Ok(out)
+    }
+
     /// Keep `tree` as the entries of the share root `item` (replacing any before).
     pub fn set_tree(&self, item: i64, tree: &Tree) -> Result<()> {
         self.writable("remember a share's entries through a read transaction on")?;
@@ -192,6 +248,7 @@ mod tests {
     #[test]
     fn a_tree_survives_encoding_and_garbage_is_refused() {
         let t = Tree {
+            started_ns: 1_800_000_000_000_000_000,
             originals: vec![
                 Some("system_u:object_r:default_t:s0".into()),
                 None,

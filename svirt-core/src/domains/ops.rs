@@ -466,6 +466,16 @@ impl Inner {
             .rev()
             .filter_map(|d| d.file_attr())
             .collect();
+        // Shares a domain holds are its own until it stops: never taken back from marks.
+        let mut held_shares: Vec<(String, PathBuf)> = Vec::new();
+        for attr in &attrs {
+            let model = attr.model().to_owned();
+            for t in self.db.read(|tx| tx.tree_roots(&model))? {
+                if !t.holders.is_empty() {
+                    held_shares.push((model.clone(), t.root));
+                }
+            }
+        }
         for dir in dirs {
             let root = crate::safe::open_resource(host, dir, None)?;
             // Share roots name the common original of their entries that carry no mark of
@@ -477,6 +487,12 @@ impl Inner {
              -> Result<()> {
                 for attr in &attrs {
                     let model = attr.model();
+                    if held_shares
+                        .iter()
+                        .any(|(m, r)| m == model && node.path().starts_with(r))
+                    {
+                        continue;
+                    }
                     if meta.kind == crate::host::FileKind::Dir {
                         if let Some(m) = self.engine.marks().read_entries(host, node, model) {
                             common.insert((rel.to_owned(), model.to_owned()), m.original);
@@ -497,6 +513,9 @@ impl Inner {
                                 Some(o) if attr.matches(current.as_deref(), o) => {
                                     Some(o.to_owned())
                                 }
+                                Some(o) if meta.kind == crate::host::FileKind::Dir => {
+                                    Some(o.to_owned())
+                                }
                                 Some(o) => {
                                     Some(attr.without_privileges(o).unwrap_or_else(|| o.to_owned()))
                                 }
@@ -514,9 +533,10 @@ impl Inner {
                             if !attr.carries_vm(current.as_deref()) || held()? {
                                 continue;
                             }
-                            original
-                                .as_deref()
-                                .map(|o| attr.without_privileges(o).unwrap_or_else(|| o.to_owned()))
+                            original.as_deref().map(|o| match meta.kind {
+                                crate::host::FileKind::Dir => o.to_owned(),
+                                _ => attr.without_privileges(o).unwrap_or_else(|| o.to_owned()),
+                            })
                         }
                     };
                     match attr.write(host, node, value.as_deref()) {

@@ -306,6 +306,26 @@ impl Engine {
                     tx.delete_items(&[it.id])?;
                     it.original
                 }
+                None if c.attr.carries_vm(current.as_deref()) => {
+                    // Perhaps an entry of another domain's share (a hard link its guest made,
+                    // or a file inside it): never taken from a running domain.
+                    if let Some((other, applied)) =
+                        self.held_through_share(tx, &model, (ident.dev, ident.ino), holder, dead)?
+                    {
+                        return Err(Error::ResourceConflict {
+                            path,
+                            model,
+                            domain: holder.to_owned(),
+                            other,
+                            label: applied,
+                            hint: " (it is inside, or linked into, that domain's directory share)",
+                        });
+                    }
+                    match self.marks.read(self.host.as_ref(), &node, &model) {
+                        Some(m) => m.original,
+                        None => c.attr.original_for(&path, current.clone()),
+                    }
+                }
                 None => match self.marks.read(self.host.as_ref(), &node, &model) {
                     Some(m) => {
                         warn!(path = %path.display(), model, "svirt marks without a database entry (the state was lost?); keeping their original");
@@ -319,6 +339,18 @@ impl Engine {
             let mut share = None;
             let mut tree = None;
             if c.res.is_tree() && meta.kind == FileKind::Dir {
+                if let Some((other, applied)) =
+                    self.nested_share(tx, &model, &path, meta.dev, holder, dead)?
+                {
+                    return Err(Error::ResourceConflict {
+                        path,
+                        model,
+                        domain: holder.to_owned(),
+                        other,
+                        label: applied,
+                        hint: " (one directory share inside another's)",
+                    });
+                }
                 let (t, work, mounts) =
                     self.prepare_share(tx, &c.attr, &path, node.clone(), &value, dead)?;
                 for rel in mounts {
@@ -368,6 +400,57 @@ impl Engine {
         p.applied = vec![false; p.items.len()];
         p.share_applied = vec![Vec::new(); p.steps.len()];
         Ok(p)
+    }
+
+    /// A running domain (other than `holder`) whose directory share holds the inode.
+    fn held_through_share(
+        &self,
+        tx: &Tx<'_>,
+        model: &str,
+        (dev, ino): (u64, u64),
+        holder: &str,
+        dead: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<(String, String)>> {
+        for t in tx.tree_roots(model)? {
+            let Some(other) = t.holders.iter().find(|h| *h != holder && !dead(h)) else {
+                continue;
+            };
+            if t.dev != dev {
+                continue;
+            }
+            if tx
+                .tree(t.id)?
+                .is_some_and(|tree| tree.entries.iter().any(|e| e.ino == ino))
+            {
+                return Ok(Some((other.clone(), t.applied)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A running domain (other than `holder`) whose directory share lies inside `root` or
+    /// around it, on the same filesystem.
+    fn nested_share(
+        &self,
+        tx: &Tx<'_>,
+        model: &str,
+        root: &Path,
+        dev: u64,
+        holder: &str,
+        dead: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<(String, String)>> {
+        for t in tx.tree_roots(model)? {
+            let Some(other) = t.holders.iter().find(|h| *h != holder && !dead(h)) else {
+                continue;
+            };
+            if t.dev == dev
+                && t.root != root
+                && (t.root.starts_with(root) || root.starts_with(&t.root))
+            {
+                return Ok(Some((other.clone(), t.applied)));
+            }
+        }
+        Ok(None)
     }
 
     /// Make the changes. On failure, every change made is put back (through the same
@@ -520,11 +603,14 @@ impl Engine {
             .as_deref()
             .is_some_and(|o| attr.without_privileges(o).is_some())
         {
-            item.ctime_ns = Some(
-                host.meta(node)
-                    .map_err(|e| Error::host("inspect", node.path(), e))?
-                    .ctime_ns,
-            );
+            let meta = host
+                .meta(node)
+                .map_err(|e| Error::host("inspect", node.path(), e))?;
+            // A directory's setgid bit grants nothing to run: never guarded (every file the
+            // VM creates in it moves its ctime).
+            if meta.kind != FileKind::Dir {
+                item.ctime_ns = Some(meta.ctime_ns);
+            }
         }
         Ok(())
     }

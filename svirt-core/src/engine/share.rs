@@ -57,6 +57,20 @@ impl ShareWork {
     }
 }
 
+/// An entry to change, as a worker found it.
+struct Plain {
+    dir: Arc<Dir>,
+    rel: PathBuf,
+    kind: FileKind,
+    ino: u64,
+    /// Index into the worker's `originals`.
+    original: u32,
+    birth_ns: Option<i64>,
+}
+
+/// Entries changed by one worker, and the guard ctimes it recorded.
+type Changed = (Vec<usize>, Vec<(usize, i64)>);
+
 /// What one worker found at start.
 #[derive(Default)]
 struct Found {
@@ -65,8 +79,7 @@ struct Found {
     /// Entries per original.
     counts: Vec<usize>,
     last: Option<u32>,
-    /// (dir, path below the root, kind, inode, index into `originals`, birth time)
-    plain: Vec<(Arc<Dir>, PathBuf, FileKind, u64, u32, Option<i64>)>,
+    plain: Vec<Plain>,
     /// Entries to look at closely: (dir, name, kind, current value).
     careful: Vec<(Arc<Dir>, OsString, FileKind, Option<String>)>,
 }
@@ -141,6 +154,9 @@ impl Engine {
         let host = self.host.as_ref();
         let model = attr.model();
         let started = std::time::Instant::now();
+        let started_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
         let applied = tx.applied_values(model)?;
         let mounts = tree::mounts_below(host, root);
         let visit = |f: &mut Found, dir: &Arc<Dir>, node: &Node, e: &DirEntry, kind: FileKind| {
@@ -167,11 +183,17 @@ impl Engine {
             }
             let i = f.intern(current);
             let birth = meta.and_then(|m| m.birth_ns);
-            f.plain
-                .push((dir.clone(), dir.rel.join(&e.name), kind, e.ino, i, birth));
+            f.plain.push(Plain {
+                dir: dir.clone(),
+                rel: dir.rel.join(&e.name),
+                kind,
+                ino: e.ino,
+                original: i,
+                birth_ns: birth,
+            });
             Ok(())
         };
-        let (found, mounts) = tree::walk_entries(
+        let (found, mounts, _) = tree::walk_entries(
             host,
             root_node.clone(),
             &mounts,
@@ -191,6 +213,7 @@ impl Engine {
         let mut originals: Vec<(&Option<String>, usize)> = count.into_iter().collect();
         originals.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
         let mut tree = Tree {
+            started_ns,
             originals: originals.into_iter().map(|(o, _)| o.clone()).collect(),
             entries: Vec::with_capacity(found.iter().map(|f| f.plain.len()).sum()),
         };
@@ -204,7 +227,15 @@ impl Engine {
         let mut careful = Vec::new();
         for f in found {
             let to_global: Vec<u32> = f.originals.iter().map(|o| global[o]).collect();
-            for (dir, rel, kind, ino, local, birth_ns) in f.plain {
+            for Plain {
+                dir,
+                rel,
+                kind,
+                ino,
+                original: local,
+                birth_ns,
+            } in f.plain
+            {
                 let g = to_global[local as usize];
                 tree.entries.push(TreeEntry {
                     rel,
@@ -304,7 +335,7 @@ impl Engine {
         let error: Mutex<Option<Error>> = Mutex::new(None);
         let n = self.threads();
         let chunk = work.pending.len().div_ceil(n).max(1);
-        let results: Vec<(Vec<usize>, Vec<(usize, i64)>)> = std::thread::scope(|scope| {
+        let results: Vec<Changed> = std::thread::scope(|scope| {
             let handles: Vec<_> = work
                 .pending
                 .chunks(chunk)
@@ -331,9 +362,10 @@ impl Engine {
                                 }
                                 crate::failpoint::hit("relabel.journaled");
                                 attr.write_at(host, d, name_of(e), p.kind, Some(value))?;
-                                if tree
-                                    .original(e)
-                                    .is_some_and(|o| attr.without_privileges(o).is_some())
+                                if p.kind != FileKind::Dir
+                                    && tree
+                                        .original(e)
+                                        .is_some_and(|o| attr.without_privileges(o).is_some())
                                 {
                                     let t = host.stat_at(d, name_of(e))?.ctime_ns;
                                     ctimes.push((p.entry, t));
@@ -456,15 +488,26 @@ impl Engine {
             reclaimed: Vec<PathBuf>,
             left: Vec<(PathBuf, String)>,
             dropped: Vec<PathBuf>,
+            raced: usize,
         }
         let visit = |o: &mut Out, dir: &Arc<Dir>, node: &Node, e: &DirEntry, kind: FileKind| {
             let path = || root_path.join(&dir.rel).join(&e.name);
             let known = by_ino.get(&e.ino).copied().filter(|&i| {
-                // A new inode that reused the number of one svirt changed is not it.
-                tree.entries[i].birth_ns.is_none()
-                    || host
-                        .stat_at(node, &e.name)
-                        .is_ok_and(|m| m.birth_ns == tree.entries[i].birth_ns)
+                // A new inode that reused the number of one svirt changed is not it: born
+                // after the share's intent, or at another time than recorded. (Directories
+                // are taken by number: a label or owner on a directory grants nothing to run.)
+                let recorded = tree.entries[i].birth_ns;
+                if kind == FileKind::Dir && recorded.is_none() {
+                    return true;
+                }
+                match host.stat_at(node, &e.name) {
+                    Ok(m) => match (m.birth_ns, recorded) {
+                        (Some(b), Some(r)) => b == r,
+                        (Some(b), None) => b < tree.started_ns,
+                        (None, _) => true,
+                    },
+                    Err(_) => false,
+                }
             });
             if let Some(i) = known {
                 if seen[i].swap(true, Ordering::Relaxed) {
@@ -474,7 +517,9 @@ impl Engine {
                 let entry = &tree.entries[i];
                 let original = tree.original(entry);
                 let mut value = original.map(str::to_owned);
-                let guard = original.and_then(|o| attr.without_privileges(o));
+                let guard = original
+                    .filter(|_| kind != FileKind::Dir)
+                    .and_then(|o| attr.without_privileges(o));
                 if let Some(safe) = guard {
                     if attr.read_at(host, node, &e.name).ok().flatten().as_deref() == original {
                         // Already back (a restore cut short, or never changed).
@@ -502,7 +547,11 @@ impl Engine {
                 }
                 match attr.write_at(host, node, &e.name, kind, value.as_deref()) {
                     Ok(()) => {}
-                    Err(err) if vanished(&err) || is_unsupported(&err) => {}
+                    Err(err) if vanished(&err) => {
+                        o.raced += 1;
+                        return Ok(());
+                    }
+                    Err(err) if is_unsupported(&err) => {}
                     Err(err) => {
                         o.failed
                             .push((path(), Error::host("restore the attribute of", path(), err)));
@@ -564,7 +613,23 @@ impl Engine {
         );
         let mut settled = true;
         match walked {
-            Ok((outs, _)) => {
+            Ok((outs, _, raced)) => {
+                let raced = raced + outs.iter().map(|o| o.raced).sum::<usize>();
+                if raced > 0 {
+                    // Nothing should move in a share whose VM is gone: something still uses it,
+                    // and entries may have been missed. The identities stay reserved.
+                    warn!(root = %root_path.display(), raced, "the share changed while it was restored");
+                    settled = false;
+                    let mut it = root_item.clone();
+                    it.tree = None;
+                    out.failed.push((
+                        it,
+                        Error::InodeLost {
+                            path: root_path.clone(),
+                            reason: "the share changed while svirt restored it (does a process still use it?); stop that process and run `svirt stop` again",
+                        },
+                    ));
+                }
                 for o in outs {
                     settled &= o.failed.is_empty();
                     for (path, e) in o.failed {
