@@ -70,9 +70,13 @@ impl FileAttr for SelinuxAttr {
     }
 
     fn read_at(&self, host: &dyn Host, dir: &Node, name: &OsStr) -> io::Result<Option<String>> {
-        Ok(host
-            .get_xattr_at(dir, name, SELINUX_XATTR)?
-            .map(|v| String::from_utf8_lossy(v.strip_suffix(b"\0").unwrap_or(&v)).into_owned()))
+        Ok(host.get_xattr_at(dir, name, SELINUX_XATTR)?.map(|mut v| {
+            if v.last() == Some(&0) {
+                v.pop();
+            }
+            String::from_utf8(v)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        }))
     }
 
     fn write_at(
@@ -84,6 +88,12 @@ impl FileAttr for SelinuxAttr {
         value: Option<&str>,
     ) -> io::Result<()> {
         match value {
+            // Labels fit on the stack; with their NUL, as libselinux writes them.
+            Some(v) if v.len() < 256 => {
+                let mut buf = [0u8; 256];
+                buf[..v.len()].copy_from_slice(v.as_bytes());
+                host.set_xattr_at(dir, name, SELINUX_XATTR, &buf[..=v.len()])
+            }
             Some(v) => {
                 let mut bytes = Vec::with_capacity(v.len() + 1);
                 bytes.extend_from_slice(v.as_bytes());

@@ -335,6 +335,16 @@ impl Engine {
         let error: Mutex<Option<Error>> = Mutex::new(None);
         let n = self.threads();
         let chunk = work.pending.len().div_ceil(n).max(1);
+        // Which originals grant privileges (their entries get a guard ctime), once each.
+        let privileged: Vec<bool> = tree
+            .originals
+            .iter()
+            .map(|o| {
+                o.as_deref()
+                    .is_some_and(|o| attr.without_privileges(o).is_some())
+            })
+            .collect();
+        let privileged = &privileged;
         let results: Vec<Changed> = std::thread::scope(|scope| {
             let handles: Vec<_> = work
                 .pending
@@ -362,11 +372,7 @@ impl Engine {
                                 }
                                 crate::failpoint::hit("relabel.journaled");
                                 attr.write_at(host, d, name_of(e), p.kind, Some(value))?;
-                                if p.kind != FileKind::Dir
-                                    && tree
-                                        .original(e)
-                                        .is_some_and(|o| attr.without_privileges(o).is_some())
-                                {
+                                if p.kind != FileKind::Dir && privileged[e.original as usize] {
                                     let t = host.stat_at(d, name_of(e))?.ctime_ns;
                                     ctimes.push((p.entry, t));
                                 }
