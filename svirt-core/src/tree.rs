@@ -37,31 +37,15 @@ fn mount_point(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(libc::EXDEV)
 }
 
-/// Call `f(rel, node, meta)` for every regular file and directory below the directory `root`
-/// (not `root` itself), parents before their children, without leaving `root`'s mount. Returns
-/// the mount points found inside (relative to `root`), which were skipped.
-pub fn walk(
-    host: &dyn Host,
-    root: &Node,
-    f: &mut dyn FnMut(&Path, &Node, &FileMeta) -> Result<()>,
-) -> Result<Vec<PathBuf>> {
-    walk_kinds(host, root, false, f)
-}
-
-/// Like [`walk`], and also every other entry (symlinks, FIFOs, sockets, device nodes), each
-/// opened `O_PATH|O_NOFOLLOW` (never for data, never followed): what a VM may have created.
+/// Call `f(rel, node, meta)` for every entry below the directory `root` (not `root` itself),
+/// parents before their children, without leaving `root`'s mount: regular files and
+/// directories opened for reading, every other entry (symlinks, FIFOs, sockets, device nodes:
+/// what a VM may have created) opened `O_PATH|O_NOFOLLOW`, never for data, never followed.
+/// Returns the mount points found inside (relative to `root`), which were skipped. One entry at
+/// a time; [`walk_entries`] is the bulk walk of a share.
 pub fn walk_all(
     host: &dyn Host,
     root: &Node,
-    f: &mut dyn FnMut(&Path, &Node, &FileMeta) -> Result<()>,
-) -> Result<Vec<PathBuf>> {
-    walk_kinds(host, root, true, f)
-}
-
-fn walk_kinds(
-    host: &dyn Host,
-    root: &Node,
-    all: bool,
     f: &mut dyn FnMut(&Path, &Node, &FileMeta) -> Result<()>,
 ) -> Result<Vec<PathBuf>> {
     let root_path = root.path();
@@ -101,21 +85,17 @@ fn walk_kinds(
             },
         };
         if !matches!(kind, FileKind::File | FileKind::Dir) {
-            if all {
-                match host.open_child(dir, &name) {
-                    Ok(node) => {
-                        let meta = host
-                            .meta(&node)
-                            .map_err(|e| Error::host("inspect", node.path(), e))?;
-                        if !matches!(meta.kind, FileKind::File | FileKind::Dir)
-                            && meta.dev == device
-                        {
-                            f(&rel, &node, &meta)?;
-                        }
+            match host.open_child(dir, &name) {
+                Ok(node) => {
+                    let meta = host
+                        .meta(&node)
+                        .map_err(|e| Error::host("inspect", node.path(), e))?;
+                    if !matches!(meta.kind, FileKind::File | FileKind::Dir) && meta.dev == device {
+                        f(&rel, &node, &meta)?;
                     }
-                    Err(e) if skippable(&e) || mount_point(&e) => {}
-                    Err(e) => return Err(Error::host("open", dir.path().join(&name), e)),
                 }
+                Err(e) if skippable(&e) || mount_point(&e) => {}
+                Err(e) => return Err(Error::host("open", dir.path().join(&name), e)),
             }
             continue;
         }
@@ -281,7 +261,8 @@ pub fn walk_entries<S: Send>(
     Ok((states, found, shared.raced.into_inner()))
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// A mutex's guard, poisoned or not (a panicking worker is re-raised by the walk itself).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -423,17 +404,21 @@ impl<S> WalkCtx<'_, S> {
 /// A directory of a walk whose fd was not kept: opened again from `root` one component at a
 /// time (never following a symlink, never leaving the mount), and checked to be the same inode.
 pub fn reopen(host: &dyn Host, root: &Node, dir: &Dir) -> std::io::Result<Node> {
-    let mut node: Option<Node> = None;
-    for c in dir.rel.components() {
-        let parent = node.as_ref().unwrap_or(root);
-        node = Some(host.open_child_data(parent, c.as_os_str())?);
-    }
-    let node = match node {
-        Some(n) => n,
-        None => return Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
-    };
+    let node = open_below(host, root, &dir.rel)?
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     if host.meta(&node)?.ino != dir.ino {
         return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
+    }
+    Ok(node)
+}
+
+/// The directory `rel` below `root`, opened one component at a time (never following a
+/// symlink, never leaving the mount); `None` when `rel` is empty (`root` itself).
+pub fn open_below(host: &dyn Host, root: &Node, rel: &Path) -> std::io::Result<Option<Node>> {
+    let mut node: Option<Node> = None;
+    for c in rel.components() {
+        let parent = node.as_ref().unwrap_or(root);
+        node = Some(host.open_child_data(parent, c.as_os_str())?);
     }
     Ok(node)
 }
@@ -466,7 +451,7 @@ mod tests {
         h.add_mount("/srv/share/bound");
         let root = h.open_resolved(Path::new("/srv/share")).unwrap();
         let mut seen = Vec::new();
-        let mounts = walk(&h, &root, &mut |rel, _, _| {
+        let mounts = walk_all(&h, &root, &mut |rel, _, _| {
             seen.push(rel.to_owned());
             Ok(())
         })

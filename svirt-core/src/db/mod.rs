@@ -99,6 +99,16 @@ pub struct Item {
     pub tree: Option<std::sync::Arc<Tree>>,
 }
 
+impl Item {
+    /// The item without its share's entries (a share's root, restored or reported alone).
+    pub fn without_tree(&self) -> Item {
+        Item {
+            tree: None,
+            ..self.clone()
+        }
+    }
+}
+
 /// The state database. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct Db {
     inner: Mutex<Inner>,

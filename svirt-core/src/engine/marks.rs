@@ -2,6 +2,9 @@
 //! `svirt recover --scan` can put it back when the state database is gone. Where the kernel
 //! refuses `trusted.*` (EPERM in containers, ENOTSUP) the database alone remembers.
 
+use std::ffi::OsStr;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::{debug, warn};
@@ -44,13 +47,38 @@ pub fn decode(s: &str) -> Option<Option<String>> {
     s.strip_prefix('=').map(|v| Some(v.to_owned()))
 }
 
+/// The mark on a share root naming the common original of its entries (those without a mark
+/// of their own).
+fn entries_name(model: &str) -> String {
+    format!("{XATTR_PREFIX}{model}.entries")
+}
+
 impl Marks {
-    fn refused(&self, e: &std::io::Error, node: &Node) -> bool {
+    fn refused(&self, e: &std::io::Error, path: &Path) -> bool {
         let refused = is_unsupported(e) || e.raw_os_error() == Some(libc::EPERM);
         if refused && !self.refused.swap(true, Ordering::Relaxed) {
-            warn!(path = %node.path().display(), error = %e, "the kernel refuses trusted.* xattrs; originals are remembered in the state database only");
+            warn!(path = %path.display(), error = %e, "the kernel refuses trusted.* xattrs; originals are remembered in the state database only");
         }
         refused
+    }
+
+    /// Make a best-effort change to the marks of `path` (the database is the record, a mark a
+    /// second copy), unless the kernel refused marks before.
+    fn change(
+        &self,
+        path: impl FnOnce() -> PathBuf,
+        what: &str,
+        op: impl FnOnce() -> io::Result<()>,
+    ) {
+        if self.refused.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = op() {
+            let path = path();
+            if !self.refused(&e, &path) {
+                debug!(path = %path.display(), error = %e, "cannot {what} svirt mark");
+            }
+        }
     }
 
     /// The mark of `model` on a node, if any.
@@ -61,7 +89,7 @@ impl Marks {
         let text = match host.get_xattr(node, &name(model)) {
             Ok(v) => String::from_utf8_lossy(&v?).into_owned(),
             Err(e) => {
-                self.refused(&e, node);
+                self.refused(&e, node.path());
                 return None;
             }
         };
@@ -70,82 +98,56 @@ impl Marks {
         })
     }
 
-    /// Mark a node with its original before svirt changes it. Best effort: the database is the
-    /// record, the mark a second copy.
+    /// Mark a node with its original before svirt changes it.
     pub fn write(&self, host: &dyn Host, node: &Node, model: &str, original: Option<&str>) {
-        if self.refused.load(Ordering::Relaxed) {
-            return;
-        }
-        if let Err(e) = host.set_xattr(node, &name(model), encode(original).as_bytes()) {
-            if !self.refused(&e, node) {
-                debug!(path = %node.path().display(), error = %e, "cannot write svirt mark");
-            }
-        }
+        self.change(
+            || node.path().to_owned(),
+            "write",
+            || host.set_xattr(node, &name(model), encode(original).as_bytes()),
+        );
     }
 
     /// Remove `model`'s marks once the original is back.
     pub fn remove(&self, host: &dyn Host, node: &Node, model: &str) {
-        if self.refused.load(Ordering::Relaxed) {
-            return;
-        }
-        if let Err(e) = host.remove_xattr(node, &name(model)) {
-            if !self.refused(&e, node) {
-                debug!(path = %node.path().display(), error = %e, "cannot remove svirt mark");
-            }
-        }
+        self.change(
+            || node.path().to_owned(),
+            "remove",
+            || host.remove_xattr(node, &name(model)),
+        );
     }
-}
 
-/// The mark on a share root naming the common original of its entries (those without a mark
-/// of their own).
-fn entries_name(model: &str) -> String {
-    format!("{XATTR_PREFIX}{model}.entries")
-}
-
-impl Marks {
     /// Mark the entry `name` of `dir` with its original (see [`Marks::write`]).
     pub fn write_at(
         &self,
         host: &dyn Host,
         dir: &Node,
-        name: &std::ffi::OsStr,
+        name: &OsStr,
         model: &str,
         original: Option<&str>,
     ) {
-        if self.refused.load(Ordering::Relaxed) {
-            return;
-        }
-        if let Err(e) =
-            host.set_xattr_at(dir, name, &self::name(model), encode(original).as_bytes())
-        {
-            if !self.refused(&e, dir) {
-                debug!(path = %dir.path().join(name).display(), error = %e, "cannot write svirt mark");
-            }
-        }
+        self.change(
+            || dir.path().join(name),
+            "write",
+            || host.set_xattr_at(dir, name, &self::name(model), encode(original).as_bytes()),
+        );
     }
 
     /// Remove the entry's mark once its original is back.
-    pub fn remove_at(&self, host: &dyn Host, dir: &Node, name: &std::ffi::OsStr, model: &str) {
-        if self.refused.load(Ordering::Relaxed) {
-            return;
-        }
-        if let Err(e) = host.remove_xattr_at(dir, name, &self::name(model)) {
-            if !self.refused(&e, dir) {
-                debug!(path = %dir.path().join(name).display(), error = %e, "cannot remove svirt mark");
-            }
-        }
+    pub fn remove_at(&self, host: &dyn Host, dir: &Node, name: &OsStr, model: &str) {
+        self.change(
+            || dir.path().join(name),
+            "remove",
+            || host.remove_xattr_at(dir, name, &self::name(model)),
+        );
     }
 
     /// Mark a share root with the common original of its entries.
     pub fn write_entries(&self, host: &dyn Host, root: &Node, model: &str, original: Option<&str>) {
-        if self.refused.load(Ordering::Relaxed) {
-            return;
-        }
-        if let Err(e) = host.set_xattr(root, &entries_name(model), encode(original).as_bytes()) {
-            if !self.refused(&e, root) {
-                debug!(path = %root.path().display(), error = %e, "cannot write svirt mark");
-            }
-        }
+        self.change(
+            || root.path().to_owned(),
+            "write",
+            || host.set_xattr(root, &entries_name(model), encode(original).as_bytes()),
+        );
     }
 
     /// The common original of a share root's entries, if the root is so marked.
@@ -161,10 +163,11 @@ impl Marks {
 
     /// Remove a share root's entries mark.
     pub fn remove_entries(&self, host: &dyn Host, root: &Node, model: &str) {
-        if self.refused.load(Ordering::Relaxed) {
-            return;
-        }
-        let _ = host.remove_xattr(root, &entries_name(model));
+        self.change(
+            || root.path().to_owned(),
+            "remove",
+            || host.remove_xattr(root, &entries_name(model)),
+        );
     }
 }
 

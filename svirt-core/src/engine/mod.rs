@@ -29,7 +29,7 @@ pub use marks::{Mark, Marks, XATTR_PREFIX};
 pub use restore::{RestoreOptions, Restored};
 
 use crate::attr::{FileAttr, Plan};
-use crate::db::{Ident, Item, ItemState, Tx};
+use crate::db::{Ident, Item, ItemState, TreeRoot, Tx};
 use crate::domain::{Access, Derive, Resource, ResourceKind};
 use crate::driver::{Excluded, ResourceReport};
 use crate::error::{Error, Result};
@@ -340,7 +340,7 @@ impl Engine {
             let mut tree = None;
             if c.res.is_tree() && meta.kind == FileKind::Dir {
                 if let Some((other, applied)) =
-                    self.nested_share(tx, &model, &path, meta.dev, holder, dead)?
+                    self.nested_share(tx, &model, (&path, meta.dev), holder, dead)?
                 {
                     return Err(Error::ResourceConflict {
                         path,
@@ -402,7 +402,27 @@ impl Engine {
         Ok(p)
     }
 
-    /// A running domain (other than `holder`) whose directory share holds the inode.
+    /// The directory shares of `model` that a running domain other than `holder` holds, each
+    /// with that domain.
+    fn others_shares(
+        &self,
+        tx: &Tx<'_>,
+        model: &str,
+        holder: &str,
+        dead: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<(TreeRoot, String)>> {
+        Ok(tx
+            .tree_roots(model)?
+            .into_iter()
+            .filter_map(|t| {
+                let other = t.holders.iter().find(|h| *h != holder && !dead(h))?.clone();
+                Some((t, other))
+            })
+            .collect())
+    }
+
+    /// A running domain (other than `holder`) whose directory share holds the inode, with the
+    /// value it applied.
     fn held_through_share(
         &self,
         tx: &Tx<'_>,
@@ -411,46 +431,37 @@ impl Engine {
         holder: &str,
         dead: &dyn Fn(&str) -> bool,
     ) -> Result<Option<(String, String)>> {
-        for t in tx.tree_roots(model)? {
-            let Some(other) = t.holders.iter().find(|h| *h != holder && !dead(h)) else {
-                continue;
-            };
-            if t.dev != dev {
-                continue;
-            }
-            if tx
-                .tree(t.id)?
-                .is_some_and(|tree| tree.entries.iter().any(|e| e.ino == ino))
+        for (t, other) in self.others_shares(tx, model, holder, dead)? {
+            if t.dev == dev
+                && tx
+                    .tree(t.id)?
+                    .is_some_and(|tree| tree.entries.iter().any(|e| e.ino == ino))
             {
-                return Ok(Some((other.clone(), t.applied)));
+                return Ok(Some((other, t.applied)));
             }
         }
         Ok(None)
     }
 
     /// A running domain (other than `holder`) whose directory share lies inside `root` or
-    /// around it, on the same filesystem.
+    /// around it, on the same filesystem, with the value it applied.
     fn nested_share(
         &self,
         tx: &Tx<'_>,
         model: &str,
-        root: &Path,
-        dev: u64,
+        (root, dev): (&Path, u64),
         holder: &str,
         dead: &dyn Fn(&str) -> bool,
     ) -> Result<Option<(String, String)>> {
-        for t in tx.tree_roots(model)? {
-            let Some(other) = t.holders.iter().find(|h| *h != holder && !dead(h)) else {
-                continue;
-            };
-            if t.dev == dev
-                && t.root != root
-                && (t.root.starts_with(root) || root.starts_with(&t.root))
-            {
-                return Ok(Some((other.clone(), t.applied)));
-            }
-        }
-        Ok(None)
+        Ok(self
+            .others_shares(tx, model, holder, dead)?
+            .into_iter()
+            .find(|(t, _)| {
+                t.dev == dev
+                    && t.root != root
+                    && (t.root.starts_with(root) || root.starts_with(&t.root))
+            })
+            .map(|(t, other)| (other, t.applied)))
     }
 
     /// Make the changes. On failure, every change made is put back (through the same
@@ -477,10 +488,7 @@ impl Engine {
                     .iter()
                     .zip(&p.applied)
                     .filter(|(_, a)| **a)
-                    .map(|(i, _)| Item {
-                        tree: None,
-                        ..i.clone()
-                    })
+                    .map(|(i, _)| i.without_tree())
                     .collect();
                 let attrs: Vec<Arc<dyn FileAttr>> =
                     p.steps.iter().map(|s| s.attr.clone()).collect();

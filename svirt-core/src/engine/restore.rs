@@ -382,10 +382,7 @@ impl Engine {
         {
             return (false, dropped);
         }
-        let root = match self.locate(&Item {
-            tree: None,
-            ..item.clone()
-        }) {
+        let root = match self.locate(item) {
             Ok(Located::Here(n)) | Ok(Located::Moved(n, _)) => n,
             _ => return (false, dropped),
         };
@@ -403,33 +400,19 @@ impl Engine {
             let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
                 continue;
             };
-            let mut dir: Option<Node> = None;
-            let mut ok = true;
-            for c in parent.components() {
-                match host.open_child_data(dir.as_ref().unwrap_or(&root), c.as_os_str()) {
-                    Ok(n) => dir = Some(n),
-                    Err(_) => {
-                        ok = false;
-                        break;
-                    }
-                }
-            }
-            if !ok {
+            let Ok(below) = tree::open_below(host, &root, parent) else {
                 continue;
-            }
-            let Ok(meta) = host.stat_at(dir.as_ref().unwrap_or(&root), name) else {
+            };
+            let dir = below.as_ref().unwrap_or(&root);
+            let Ok(meta) = host.stat_at(dir, name) else {
                 continue;
             };
             if meta.ino != t.entries[i].ino {
                 continue;
             }
             let original = t.original(&t.entries[i]).map(str::to_owned);
-            let back = original.is_some()
-                && attr
-                    .read_at(host, dir.as_ref().unwrap_or(&root), name)
-                    .ok()
-                    .flatten()
-                    == original;
+            let back =
+                original.is_some() && attr.read_at(host, dir, name).ok().flatten() == original;
             if meta.ctime_ns != recorded && !back {
                 if let Some(safe) = original.as_deref().and_then(|o| attr.without_privileges(o)) {
                     warn!(path = %root.path().join(&rel).display(), "the file changed while the VM held it; its setuid/setgid bits are not given back");

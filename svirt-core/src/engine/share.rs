@@ -23,7 +23,7 @@ use crate::attr::FileAttr;
 use crate::db::{Item, ItemState, Tree, TreeEntry, Tx};
 use crate::error::{Error, Result};
 use crate::host::{is_unsupported, DirEntry, FileKind, Host, Node};
-use crate::tree::{self, Dir};
+use crate::tree::{self, lock, Dir};
 
 /// The entry is gone or no longer what the walk saw (renamed, replaced by a symlink).
 fn vanished(e: &std::io::Error) -> bool {
@@ -257,15 +257,14 @@ impl Engine {
         // The few entries that may be svirt's or a VM's: opened and looked up one by one.
         let mut cache = None;
         for (dir, name, kind, current) in careful {
-            let node = dir_node(host, &root_node, &dir, &mut cache)
-                .and_then(|d| host.open_child(d, &name));
-            let node = match node {
-                Ok(n) => n,
+            let opened = dir_node(host, &root_node, &dir, &mut cache)
+                .and_then(|d| Ok((host.open_child(d, &name)?, host.stat_at(d, &name))));
+            let (node, meta) = match opened {
+                Ok(o) => o,
                 Err(e) if vanished(&e) => continue,
                 Err(e) => return Err(Error::host("open", root.join(&dir.rel).join(&name), e)),
             };
-            let meta = dir_node(host, &root_node, &dir, &mut cache)
-                .and_then(|d| host.stat_at(d, &name))
+            let meta = meta
                 .or_else(|_| host.meta(&node))
                 .map_err(|e| Error::host("inspect", node.path(), e))?;
             let original = match tx.item_by_inode(model, meta.dev, meta.ino)? {
@@ -626,8 +625,7 @@ impl Engine {
                     // and entries may have been missed. The identities stay reserved.
                     warn!(root = %root_path.display(), raced, "the share changed while it was restored");
                     settled = false;
-                    let mut it = root_item.clone();
-                    it.tree = None;
+                    let it = root_item.without_tree();
                     out.failed.push((
                         it,
                         Error::InodeLost {
@@ -639,8 +637,7 @@ impl Engine {
                 for o in outs {
                     settled &= o.failed.is_empty();
                     for (path, e) in o.failed {
-                        let mut it = root_item.clone();
-                        it.tree = None;
+                        let it = root_item.without_tree();
                         warn!(path = %path.display(), error = %crate::display_chain(&e), "cannot restore a share entry");
                         out.failed.push((it, e));
                     }
@@ -651,8 +648,7 @@ impl Engine {
                 }
             }
             Err(e) => {
-                let mut it = root_item.clone();
-                it.tree = None;
+                let it = root_item.without_tree();
                 out.failed.push((it, e));
                 return false;
             }
@@ -663,8 +659,4 @@ impl Engine {
         }
         settled
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
