@@ -111,6 +111,11 @@ manager_context = \"system_u:system_r:virtd_t:{range}\"
 /// Write `content` to a file and give it the SELinux label `label`.
 pub fn labeled_file(p: &Path, content: &str, label: &str) {
     std::fs::write(p, content).unwrap();
+    set_label(p, label);
+}
+
+/// Give a file itself (a symlink not followed) the SELinux label `label`.
+pub fn set_label(p: &Path, label: &str) {
     rustix::fs::lsetxattr(
         p,
         "security.selinux",
@@ -118,6 +123,92 @@ pub fn labeled_file(p: &Path, content: &str, label: &str) {
         rustix::fs::XattrFlags::empty(),
     )
     .unwrap_or_else(|e| panic!("set the SELinux label of {}: {e}", p.display()));
+}
+
+/// Run a shell command as the guest would: the VM's uid and gid, and `groups` (none: no
+/// supplementary group at all).
+pub fn as_guest(uid: u32, groups: &[u32], script: &str) {
+    let groups = match groups {
+        [] => "--clear-groups".to_owned(),
+        g => format!(
+            "--groups={}",
+            g.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+        ),
+    };
+    let st = Command::new("/usr/bin/setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            &groups,
+            "/bin/sh",
+            "-c",
+            script,
+        ])
+        .env("PATH", SYSTEM_PATH)
+        .status()
+        .unwrap();
+    assert!(st.success(), "guest script failed: {script}");
+}
+
+/// A stack on real files in a temp dir: offline SELinux, and DAC (uids 64000-64999) if asked.
+#[derive(Debug)]
+pub struct Stack {
+    dir: tempfile::TempDir,
+    pub cfg: PathBuf,
+}
+
+impl Stack {
+    pub fn new(dac: bool) -> Self {
+        let dir = tmp();
+        let cfg = dir.path().join("svirt.toml");
+        let mut text = format!(
+            "state_dir = \"{}/state\"\n[[driver]]\ndriver = \"selinux\"\noffline = true\n\
+             manager_context = \"system_u:system_r:virtd_t:s0-s0:c0.c1023\"\n",
+            dir.path().display()
+        );
+        if dac {
+            text.push_str("[[driver]]\ndriver = \"dac\"\nuid_range = \"64000-64999\"\n");
+        }
+        std::fs::write(&cfg, text).unwrap();
+        Stack { dir, cfg }
+    }
+
+    /// A path in the temp dir.
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// A file (and its parents) whose content is its name, with the SELinux label `label`.
+    pub fn file(&self, rel: &str, label: &str) -> PathBuf {
+        let p = self.p(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        labeled_file(&p, rel, label);
+        p
+    }
+
+    /// A domain file named `name` with `body` after its name.
+    pub fn domain(&self, name: &str, body: &str) -> PathBuf {
+        let p = self.p(&format!("{name}.toml"));
+        std::fs::write(&p, format!("name = \"{name}\"\n{body}")).unwrap();
+        p
+    }
+
+    /// Run svirt with this stack's config.
+    pub fn svirt(&self, args: &[&str]) -> Output {
+        run(&self.cfg, args)
+    }
+
+    /// Run svirt, which must succeed; its standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.svirt(args);
+        assert!(
+            o.status.success(),
+            "svirt {args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
 }
 
 /// An extended attribute of a file itself (symlinks not followed), without a trailing NUL.

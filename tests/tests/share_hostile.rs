@@ -3,91 +3,13 @@
 //! another domain's shared disk into its own share.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use svirt_tests::*;
 
 const ORIG: &str = "system_u:object_r:default_t:s0";
 /// The group every VM of the pool gets as a supplementary group (the pool's last id).
 const SHARED_GID: u32 = 64999;
-
-struct Host {
-    dir: tempfile::TempDir,
-    cfg: PathBuf,
-}
-
-impl Host {
-    fn new(dac: bool) -> Self {
-        let dir = tmp();
-        let cfg = dir.path().join("svirt.toml");
-        let mut text = format!(
-            "state_dir = \"{}/state\"\n[[driver]]\ndriver = \"selinux\"\noffline = true\n\
-             manager_context = \"system_u:system_r:virtd_t:s0-s0:c0.c1023\"\n",
-            dir.path().display()
-        );
-        if dac {
-            text.push_str("[[driver]]\ndriver = \"dac\"\nuid_range = \"64000-64999\"\n");
-        }
-        std::fs::write(&cfg, text).unwrap();
-        Host { dir, cfg }
-    }
-    fn p(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn file(&self, rel: &str, label: &str) -> PathBuf {
-        let p = self.p(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        labeled_file(&p, rel, label);
-        p
-    }
-    fn domain(&self, name: &str, body: &str) -> PathBuf {
-        let p = self.p(&format!("{name}.toml"));
-        std::fs::write(&p, format!("name = \"{name}\"\n{body}")).unwrap();
-        p
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o: Output = run(&self.cfg, args);
-        assert!(
-            o.status.success(),
-            "svirt {args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    }
-}
-
-/// Run a shell command as the guest would: the VM's uid and gid, the pool's shared group.
-fn as_guest(uid: u32, script: &str) {
-    let st = Command::new("/usr/bin/setpriv")
-        .args([
-            &format!("--reuid={uid}"),
-            &format!("--regid={uid}"),
-            &format!("--groups={SHARED_GID}"),
-            "/bin/sh",
-            "-c",
-            script,
-        ])
-        .env("PATH", SYSTEM_PATH)
-        .status()
-        .unwrap();
-    assert!(st.success(), "guest script failed: {script}");
-}
-
-fn set_label(p: &Path, l: &str) {
-    let st = Command::new("setfattr")
-        .args(["-h", "-n", "security.selinux", "-v", l])
-        .arg(p)
-        .env("PATH", SYSTEM_PATH)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
 
 #[test]
 fn a_new_file_reusing_a_deleted_files_inode_number_never_gets_its_selinux_label() {
@@ -96,7 +18,7 @@ fn a_new_file_reusing_a_deleted_files_inode_number_never_gets_its_selinux_label(
         return;
     }
     // SELinux only: no DAC uid, the guest acts as root in the share (the MCS pair is its wall).
-    let h = Host::new(false);
+    let h = Stack::new(false);
     let share = h.p("share");
     h.file("share/other", ORIG);
     // An entrypoint type: whatever runs from a file with this label enters a privileged domain.
@@ -150,7 +72,7 @@ fn a_shared_disk_linked_into_another_domains_share_is_never_reset_under_its_doma
     if !root_or_skip(name) {
         return;
     }
-    let h = Host::new(true);
+    let h = Stack::new(true);
     let share = h.p("share");
     h.file("share/a", ORIG);
     set_label(&share, ORIG);
@@ -174,6 +96,7 @@ fn a_shared_disk_linked_into_another_domains_share_is_never_reset_under_its_doma
     // A's guest is in the pool's shared group: it may link B's shared disk into its share.
     as_guest(
         ua,
+        &[SHARED_GID],
         &format!("ln {} {}/link", shared.display(), share.display()),
     );
     h.ok(&["stop", "a"]);
@@ -227,7 +150,7 @@ fn a_kill_before_a_setuid_share_file_is_changed_leaves_no_mark_after_recover() {
     // Killed after the mark of each change is written and before the change itself: whatever
     // pass the kill hits, `recover` leaves every file as it was, with no trusted.svirt.* mark.
     for count in 1..=12 {
-        let h = Host::new(true);
+        let h = Stack::new(true);
         let share = h.p("share");
         for f in ["a", "b", "c"] {
             h.file(&format!("share/{f}"), ORIG);
@@ -273,7 +196,7 @@ fn a_directory_renamed_while_a_share_is_restored_never_leaves_files_to_the_relea
     if !root_or_skip(name) {
         return;
     }
-    let h = Host::new(true);
+    let h = Stack::new(true);
     let share = h.p("share");
     for d in 0..20 {
         for f in 0..50 {
@@ -352,7 +275,7 @@ fn a_share_nested_in_another_running_domains_share_is_neither_taken_nor_lost() {
     if !root_or_skip(name) {
         return;
     }
-    let h = Host::new(true);
+    let h = Stack::new(true);
     let outer = h.p("s");
     for d in ["in", "out"] {
         for f in 0..5 {
@@ -404,7 +327,7 @@ fn a_share_started_inside_a_running_share_keeps_every_original() {
     if !root_or_skip(name) {
         return;
     }
-    let h = Host::new(true);
+    let h = Stack::new(true);
     let outer = h.p("s");
     for d in ["in", "out"] {
         for f in 0..5 {
@@ -451,7 +374,7 @@ fn a_setgid_directory_the_guest_writes_into_keeps_its_setgid_bit() {
     if !root_or_skip(name) {
         return;
     }
-    let h = Host::new(true);
+    let h = Stack::new(true);
     let share = h.p("share");
     let grp = h.p("share/grp");
     h.file("share/grp/old", ORIG);
@@ -466,7 +389,11 @@ fn a_setgid_directory_the_guest_writes_into_keeps_its_setgid_bit() {
     h.ok(&["start", dom.to_str().unwrap()]);
     let uid = std::fs::metadata(&share).unwrap().uid();
     // Ordinary use: the guest writes a file in the group directory.
-    as_guest(uid, &format!("echo hi > {}/new", grp.display()));
+    as_guest(
+        uid,
+        &[SHARED_GID],
+        &format!("echo hi > {}/new", grp.display()),
+    );
     let out = h.ok(&["stop", "g"]);
     // A directory's setgid bit gives files their group; it grants nothing to whoever runs
     // something, so it comes back with the directory's owner and mode.
@@ -479,7 +406,7 @@ fn a_scan_of_a_share_a_running_domain_holds_leaves_it_to_the_domain() {
     if !root_or_skip(name) {
         return;
     }
-    let h = Host::new(true);
+    let h = Stack::new(true);
     let share = h.p("share");
     let plain = h.file("share/plain", ORIG);
     let tool = h.file("share/tool", ORIG);

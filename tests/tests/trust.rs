@@ -4,102 +4,41 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use svirt_tests::*;
 
 const ORIG: &str = "system_u:object_r:default_t:s0";
 const UIDS: std::ops::RangeInclusive<u32> = 64000..=64999;
 
-struct Host {
-    dir: tempfile::TempDir,
-    cfg: PathBuf,
+/// A file with content, owner, mode and the original label.
+fn owned_file(h: &Stack, rel: &str, uid: u32, mode: u32) -> PathBuf {
+    let p = h.file(rel, ORIG);
+    std::os::unix::fs::chown(&p, Some(uid), Some(uid)).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    p
 }
 
-impl Host {
-    fn new() -> Self {
-        let dir = tmp();
-        let cfg = dir.path().join("svirt.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "state_dir = \"{}/state\"\n[[driver]]\ndriver = \"selinux\"\noffline = true\n\
-                 manager_context = \"system_u:system_r:virtd_t:s0-s0:c0.c1023\"\n\
-                 [[driver]]\ndriver = \"dac\"\nuid_range = \"64000-64999\"\n",
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        Host { dir, cfg }
-    }
-    fn p(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    /// A file with content, owner, mode and the original label.
-    fn file(&self, rel: &str, uid: u32, mode: u32) -> PathBuf {
-        let p = self.p(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        labeled_file(&p, rel, ORIG);
-        std::os::unix::fs::chown(&p, Some(uid), Some(uid)).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-        p
-    }
-    fn domain(&self, name: &str, body: &str) -> PathBuf {
-        let p = self.p(&format!("{name}.toml"));
-        std::fs::write(&p, format!("name = \"{name}\"\n{body}")).unwrap();
-        p
-    }
-    fn svirt(&self, args: &[&str]) -> Output {
-        run(&self.cfg, args)
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.svirt(args);
-        assert!(
-            o.status.success(),
-            "svirt {args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-    /// The uid svirt gave a running domain.
-    fn uid_of(&self, name: &str) -> u32 {
-        let o = self.ok(&["--json", "status", name]);
-        let j: serde_json::Value = serde_json::from_str(&o).unwrap();
-        let label = j["domains"][0]["labels"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["model"] == "dac")
-            .unwrap()["label"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        label
-            .trim_start_matches('+')
-            .split(':')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    }
-}
-
-/// Run a shell command as the guest would: the VM's uid and gid, no other groups.
-fn as_guest(uid: u32, script: &str) {
-    let st = Command::new("/usr/bin/setpriv")
-        .args([
-            &format!("--reuid={uid}"),
-            &format!("--regid={uid}"),
-            "--clear-groups",
-            "/bin/sh",
-            "-c",
-            script,
-        ])
-        .env("PATH", SYSTEM_PATH)
-        .status()
-        .unwrap();
-    assert!(st.success(), "guest script failed: {script}");
+/// The uid svirt gave a running domain.
+fn uid_of(h: &Stack, name: &str) -> u32 {
+    let o = h.ok(&["--json", "status", name]);
+    let j: serde_json::Value = serde_json::from_str(&o).unwrap();
+    let label = j["domains"][0]["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["model"] == "dac")
+        .unwrap()["label"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    label
+        .trim_start_matches('+')
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// Every entry under `root` (root included) that still carries a VM's uid or an MCS pair.
@@ -140,20 +79,21 @@ fn a_setuid_binary_planted_through_a_share_never_comes_back_setuid() {
     if !root_or_skip("a_setuid_binary_planted_through_a_share_never_comes_back_setuid") {
         return;
     }
-    let h = Host::new();
-    let tool = h.file("share/bin/tool", 0, 0o4755);
-    let other = h.file("share/bin/other", 0, 0o4755);
+    let h = Stack::new(true);
+    let tool = owned_file(&h, "share/bin/tool", 0, 0o4755);
+    let other = owned_file(&h, "share/bin/other", 0, 0o4755);
     let share = h.p("share");
     let dom = h.domain(
         "g",
         &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
     );
     h.ok(&["start", dom.to_str().unwrap()]);
-    let uid = h.uid_of("g");
+    let uid = uid_of(&h, "g");
     // The guest owns its share while it runs: it moves the setuid binary aside and puts its
     // own program in its place.
     as_guest(
         uid,
+        &[],
         &format!(
             "cd {} && mv tool tool.orig && cp /usr/bin/id tool && chmod 700 tool \
              && cat /usr/bin/id > other",
@@ -194,9 +134,9 @@ fn an_untouched_setuid_file_gets_its_setuid_bit_back() {
     if !root_or_skip("an_untouched_setuid_file_gets_its_setuid_bit_back") {
         return;
     }
-    let h = Host::new();
-    let tool = h.file("share/bin/tool", 0, 0o4755);
-    let gtool = h.file("share/bin/gtool", 0, 0o2755);
+    let h = Stack::new(true);
+    let tool = owned_file(&h, "share/bin/tool", 0, 0o4755);
+    let gtool = owned_file(&h, "share/bin/gtool", 0, 0o2755);
     let dom = h.domain(
         "u",
         &format!("[[filesystem]]\npath = \"{}\"\n", h.p("share").display()),
@@ -215,20 +155,21 @@ fn renamed_replaced_created_and_chmodded_share_entries_leave_nothing_to_the_vm()
     {
         return;
     }
-    let h = Host::new();
+    let h = Stack::new(true);
     let share = h.p("share");
-    let a = h.file("share/a", 1000, 0o640);
-    let b = h.file("share/b", 1001, 0o644);
-    let c = h.file("share/sub/c", 1002, 0o600);
+    let a = owned_file(&h, "share/a", 1000, 0o640);
+    let b = owned_file(&h, "share/b", 1001, 0o644);
+    let c = owned_file(&h, "share/sub/c", 1002, 0o600);
     std::os::unix::fs::chown(&share, Some(1234), Some(1235)).unwrap();
     let dom = h.domain(
         "r",
         &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
     );
     h.ok(&["start", dom.to_str().unwrap()]);
-    let uid = h.uid_of("r");
+    let uid = uid_of(&h, "r");
     as_guest(
         uid,
+        &[],
         &format!(
             "cd {} && mv a sub/a-moved && rm b && echo mine > b && chmod 777 sub/c \
              && mkdir new && echo x > new/file && ln -s /etc/shadow link && mkfifo fifo",
@@ -269,9 +210,9 @@ fn a_disk_swapped_for_a_symlink_before_stop_is_restored_where_it_went() {
     if !root_or_skip("a_disk_swapped_for_a_symlink_before_stop_is_restored_where_it_went") {
         return;
     }
-    let h = Host::new();
-    let disk = h.file("disk.img", 1000, 0o644);
-    let other = h.file("other.img", 1001, 0o644);
+    let h = Stack::new(true);
+    let disk = owned_file(&h, "disk.img", 1000, 0o644);
+    let other = owned_file(&h, "other.img", 1001, 0o644);
     let dom = h.domain("s", &format!("[[disk]]\npath = \"{}\"\n", disk.display()));
     h.ok(&["start", dom.to_str().unwrap()]);
     let real = h.p("disk.real");
@@ -295,11 +236,11 @@ fn a_stop_that_cannot_restore_exits_1_names_the_file_and_keeps_the_uid_reserved(
     {
         return;
     }
-    let h = Host::new();
-    let disk = h.file("stuck.img", 1000, 0o644);
+    let h = Stack::new(true);
+    let disk = owned_file(&h, "stuck.img", 1000, 0o644);
     let dom = h.domain("h", &format!("[[disk]]\npath = \"{}\"\n", disk.display()));
     h.ok(&["start", dom.to_str().unwrap()]);
-    let uid = h.uid_of("h");
+    let uid = uid_of(&h, "h");
     // An immutable file refuses chown: the restore cannot happen.
     let chattr = |flag: &str| {
         Command::new("/usr/bin/chattr")
@@ -323,7 +264,7 @@ fn a_stop_that_cannot_restore_exits_1_names_the_file_and_keeps_the_uid_reserved(
     // The uid stays taken while the file still carries it.
     let other = h.domain("next", "");
     h.ok(&["start", other.to_str().unwrap()]);
-    assert_ne!(h.uid_of("next"), uid);
+    assert_ne!(uid_of(&h, "next"), uid);
     chattr("-i").unwrap();
     h.ok(&["recover"]);
     assert_eq!(owner(&disk), "1000:1000 644");
@@ -338,10 +279,10 @@ fn a_lost_state_database_never_hands_out_a_running_vms_uid_and_scan_restores_its
         return;
     }
     for lost in ["svirt.db", "svirt.db-wal"] {
-        let h = Host::new();
+        let h = Stack::new(true);
         let share = h.p("share");
-        h.file("share/f", 1000, 0o640);
-        let disk = h.file("disk.img", 1001, 0o644);
+        owned_file(&h, "share/f", 1000, 0o640);
+        let disk = owned_file(&h, "disk.img", 1001, 0o644);
         let dom = h.domain(
             "a",
             &format!(
@@ -351,7 +292,7 @@ fn a_lost_state_database_never_hands_out_a_running_vms_uid_and_scan_restores_its
             ),
         );
         h.ok(&["start", dom.to_str().unwrap()]);
-        let uid = h.uid_of("a");
+        let uid = uid_of(&h, "a");
         // The VM runs as its uid.
         let mut vmm = Command::new("/usr/bin/setpriv")
             .args([
@@ -374,7 +315,7 @@ fn a_lost_state_database_never_hands_out_a_running_vms_uid_and_scan_restores_its
         for i in 0..3 {
             let d = h.domain(&format!("n{i}"), "");
             h.ok(&["start", d.to_str().unwrap()]);
-            assert_ne!(h.uid_of(&format!("n{i}")), uid, "{lost} lost");
+            assert_ne!(uid_of(&h, &format!("n{i}")), uid, "{lost} lost");
         }
         vmm.kill().unwrap();
         vmm.wait().unwrap();
@@ -405,10 +346,10 @@ fn a_full_state_filesystem_never_leaves_files_labeled() {
     if !root_or_skip("a_full_state_filesystem_never_leaves_files_labeled") {
         return;
     }
-    let h = Host::new();
+    let h = Stack::new(true);
     let share = h.p("share");
     for i in 0..1500 {
-        h.file(&format!("share/d{}/f{i}", i % 10), 1000, 0o644);
+        owned_file(&h, &format!("share/d{}/f{i}", i % 10), 1000, 0o644);
     }
     let dom = h.domain(
         "full",
