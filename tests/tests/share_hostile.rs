@@ -269,13 +269,19 @@ fn a_directory_renamed_while_a_share_is_restored_never_leaves_files_to_the_relea
     }
 }
 
-#[test]
-fn a_share_nested_in_another_running_domains_share_is_neither_taken_nor_lost() {
-    let name = "a_share_nested_in_another_running_domains_share_is_neither_taken_nor_lost";
-    if !root_or_skip(name) {
-        return;
-    }
-    let h = Stack::new(true);
+/// Two shares, one inside the other: `s` (5 files in each of `in` and `out`) for domain "a",
+/// `s/in` for domain "b".
+struct Nested {
+    outer: std::path::PathBuf,
+    /// A file of the inner share.
+    file: std::path::PathBuf,
+    /// `snapshot` of the outer share before anything started.
+    before: Vec<String>,
+    a: std::path::PathBuf,
+    b: std::path::PathBuf,
+}
+
+fn nested(h: &Stack) -> Nested {
     let outer = h.p("s");
     for d in ["in", "out"] {
         for f in 0..5 {
@@ -285,17 +291,36 @@ fn a_share_nested_in_another_running_domains_share_is_neither_taken_nor_lost() {
     }
     set_label(&outer, ORIG);
     let inner = h.p("s/in");
-    let before = snapshot(&outer);
-    let b = h.domain(
-        "b",
-        &format!("[[filesystem]]\npath = \"{}\"\n", inner.display()),
-    );
-    let a = h.domain(
-        "a",
-        &format!("[[filesystem]]\npath = \"{}\"\n", outer.display()),
-    );
+    let share = |name: &str, path: &std::path::Path| {
+        h.domain(
+            name,
+            &format!("[[filesystem]]\npath = \"{}\"\n", path.display()),
+        )
+    };
+    Nested {
+        before: snapshot(&outer),
+        file: inner.join("f0"),
+        a: share("a", &outer),
+        b: share("b", &inner),
+        outer,
+    }
+}
+
+#[test]
+fn a_share_nested_in_another_running_domains_share_is_neither_taken_nor_lost() {
+    let name = "a_share_nested_in_another_running_domains_share_is_neither_taken_nor_lost";
+    if !root_or_skip(name) {
+        return;
+    }
+    let h = Stack::new(true);
+    let Nested {
+        outer,
+        file,
+        before,
+        a,
+        b,
+    } = nested(&h);
     h.ok(&["start", b.to_str().unwrap()]);
-    let file = inner.join("f0");
     let b_owner = owner(&file);
     let b_label = label(&file);
     // A's share holds B's: A either is refused or leaves B's files to B.
@@ -328,26 +353,14 @@ fn a_share_started_inside_a_running_share_keeps_every_original() {
         return;
     }
     let h = Stack::new(true);
-    let outer = h.p("s");
-    for d in ["in", "out"] {
-        for f in 0..5 {
-            h.file(&format!("s/{d}/f{f}"), ORIG);
-        }
-        set_label(&h.p(&format!("s/{d}")), ORIG);
-    }
-    set_label(&outer, ORIG);
-    let inner = h.p("s/in");
-    let before = snapshot(&outer);
-    let file = inner.join("f0");
+    let Nested {
+        outer,
+        file,
+        before,
+        a,
+        b,
+    } = nested(&h);
     let original = (owner(&file), label(&file));
-    let a = h.domain(
-        "a",
-        &format!("[[filesystem]]\npath = \"{}\"\n", outer.display()),
-    );
-    let b = h.domain(
-        "b",
-        &format!("[[filesystem]]\npath = \"{}\"\n", inner.display()),
-    );
     h.ok(&["start", a.to_str().unwrap()]);
     let a_state = (owner(&file), label(&file));
     // B's share lies inside A's: B is refused, or A keeps what it was given until it stops.
