@@ -75,9 +75,21 @@ pub(super) fn configure(conn: &Connection, path: &Path) -> Result<()> {
     let err = |op| move |e| map_err(op, path, e);
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(err("set the busy timeout of"))?;
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-        .map_err(err("switch to WAL"))?;
+    // Switching a new database to WAL takes its exclusive lock, and SQLite answers "busy"
+    // there without calling the busy handler when another process is switching it at the
+    // same moment: wait here instead, as long as the busy timeout would.
+    let started = std::time::Instant::now();
+    let mode: String = loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)) {
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            r => break r.map_err(err("switch to WAL"))?,
+        }
+    };
     if !mode.eq_ignore_ascii_case("wal") {
         warn!(path = %path.display(), mode, "the state database cannot use WAL here; each commit costs more fsyncs");
     }
