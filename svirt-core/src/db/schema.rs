@@ -1,6 +1,8 @@
 //! The database schema, its version and the migrations between versions.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::config::DbConfig;
@@ -70,8 +72,13 @@ CREATE TABLE trees(
 );
 ";
 
-/// Connection settings, before anything else touches the file.
-pub(super) fn configure(conn: &Connection, path: &Path) -> Result<()> {
+/// Connection settings, before anything else touches the file. True when the database runs in
+/// WAL mode; `frames` then follows the WAL's length after each commit.
+pub(super) fn configure(
+    conn: &mut Connection,
+    path: &Path,
+    frames: Arc<AtomicI64>,
+) -> Result<bool> {
     let err = |op| move |e| map_err(op, path, e);
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(err("set the busy timeout of"))?;
@@ -90,21 +97,33 @@ pub(super) fn configure(conn: &Connection, path: &Path) -> Result<()> {
             r => break r.map_err(err("switch to WAL"))?,
         }
     };
-    if !mode.eq_ignore_ascii_case("wal") {
+    let wal = mode.eq_ignore_ascii_case("wal");
+    if !wal {
         warn!(path = %path.display(), mode, "the state database cannot use WAL here; each commit costs more fsyncs");
     }
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(err("set synchronous=FULL on"))?;
+    // In WAL mode `Db::write` syncs after its commit (`Db::make_durable`), and a completion
+    // record rides on the next one; a rollback journal needs every sync.
+    let sync = if wal { "NORMAL" } else { "FULL" };
+    conn.pragma_update(None, "synchronous", sync)
+        .map_err(err("set synchronous on"))?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(err("enable foreign keys on"))?;
     // Statement journals (savepoints) in memory: rollback needs no space on disk.
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(err("set temp_store on"))?;
-    // Closing the last connection would checkpoint (two more fsyncs per CLI call); the WAL is
-    // checkpointed when it grows past 1000 pages instead, and keeps its space for later commits.
+    // Closing the last connection would checkpoint (two more fsyncs per CLI call); a durable
+    // write checkpoints when the WAL is long instead. The hook replaces SQLite's own automatic
+    // checkpoint, which would land in whichever commit crossed its mark.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
         .map_err(err("configure checkpoints of"))?;
-    Ok(())
+    conn.wal_hook(Some(
+        move |_: &mut rusqlite::hooks::Wal, pages: std::ffi::c_int| {
+            frames.store(i64::from(pages), Ordering::Relaxed);
+            Ok(())
+        },
+    ))
+    .map_err(err("configure checkpoints of"))?;
+    Ok(wal)
 }
 
 /// `PRAGMA quick_check`: anything but "ok" is corruption.

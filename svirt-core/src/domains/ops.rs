@@ -123,7 +123,9 @@ impl Inner {
             return Err(e);
         }
         rec.resources = prepared.reports.clone();
-        let done = self.db.write(|tx| {
+        // The intent already tells `recover` everything: the completion waits for the next
+        // durable write to reach the disk.
+        let done = self.db.write_lazy(|tx| {
             let (ids, ctimes) = prepared.applied_items();
             tx.set_applied(&ids, &ctimes)?;
             for (id, t) in prepared.changed_trees() {
@@ -232,7 +234,9 @@ impl Inner {
             privileges_dropped: out.privileges_dropped,
         };
         report.privileges_dropped.extend(dropped);
-        let failures: Vec<Error> = self.db.write(|tx| {
+        // As at the end of a start: the intent (phase stopping, the verdicts) tells `recover`
+        // what to finish if this record is lost with the power.
+        let failures: Vec<Error> = self.db.write_lazy(|tx| {
             if full {
                 for it in tx.items_of(name)? {
                     tx.remove_holder(it.id, name)?;
