@@ -19,7 +19,7 @@ impl ItemState {
     }
 }
 
-/// An item row as stored, with one of its holders (`None` when it has none).
+/// An item row as stored.
 struct Raw {
     id: i64,
     model: String,
@@ -32,8 +32,6 @@ struct Raw {
     applied: String,
     ctime_ns: Option<i64>,
     state: String,
-    holder: Option<String>,
-    has_tree: bool,
 }
 
 fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
@@ -49,18 +47,17 @@ fn raw(r: &Row<'_>) -> rusqlite::Result<Raw> {
         applied: r.get(8)?,
         ctime_ns: r.get(9)?,
         state: r.get(10)?,
-        holder: r.get(11)?,
-        has_tree: r.get(12)?,
     })
 }
 
-/// Items with their holders, one row per (item, holder), ordered so an item's rows are adjacent.
+/// Items matching `filter`, by id. Holders and share entries are read per item with two small
+/// statements: every process compiles its statements anew, and one join per filter cost more
+/// to compile than the lookups it saved.
 fn select(filter: &str) -> String {
     format!(
         "SELECT i.id, i.model, i.dev, i.ino, i.handle, i.root, i.rel, i.original, i.applied,
-                i.ctime_ns, i.state, h.domain, t.item IS NOT NULL
-         FROM items i LEFT JOIN item_holders h ON h.item = i.id LEFT JOIN trees t ON t.item = i.id
-         WHERE {filter} ORDER BY i.id, h.domain"
+                i.ctime_ns, i.state
+         FROM items i WHERE {filter} ORDER BY i.id"
     )
 }
 
@@ -112,12 +109,8 @@ impl Tx<'_> {
                 })
                 .map_err(self.db.err("read remembered originals from"))
         })?;
-        let mut out: Vec<Item> = Vec::new();
+        let mut out: Vec<Item> = Vec::with_capacity(raws.len());
         for r in raws {
-            if let Some(last) = out.last_mut().filter(|i| i.id == r.id) {
-                last.holders.extend(r.holder);
-                continue;
-            }
             let state = match r.state.as_str() {
                 "intent" => ItemState::Intent,
                 "applied" => ItemState::Applied,
@@ -127,6 +120,14 @@ impl Tx<'_> {
                         .corrupt(format!("item {} has state {other:?}", r.id)))
                 }
             };
+            let holders = self.with(|c| {
+                c.prepare_cached("SELECT domain FROM item_holders WHERE item = ?1 ORDER BY domain")
+                    .and_then(|mut s| {
+                        s.query_map([r.id], |row| row.get::<_, String>(0))?
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    })
+                    .map_err(self.db.err("read remembered originals from"))
+            })?;
             out.push(Item {
                 id: r.id,
                 model: r.model,
@@ -141,15 +142,9 @@ impl Tx<'_> {
                 applied: r.applied,
                 ctime_ns: r.ctime_ns,
                 state,
-                holders: r.holder.into_iter().collect(),
-                tree: None,
+                holders,
+                tree: self.tree(r.id)?.map(std::sync::Arc::new),
             });
-            if r.has_tree {
-                let tree = self.tree(r.id)?;
-                if let Some(last) = out.last_mut() {
-                    last.tree = tree.map(std::sync::Arc::new);
-                }
-            }
         }
         Ok(out)
     }
