@@ -126,6 +126,22 @@ pub enum Command {
     Man,
 }
 
+impl Command {
+    /// True for the commands that change no file and no reservation: only these may be ended by
+    /// a closed pipe.
+    pub fn only_reads(&self) -> bool {
+        matches!(
+            self,
+            Command::Drivers
+                | Command::Verify { .. }
+                | Command::Status { .. }
+                | Command::Audit { .. }
+                | Command::Completions { .. }
+                | Command::Man
+        )
+    }
+}
+
 fn absolute(p: PathBuf) -> Result<PathBuf> {
     if p.is_absolute() {
         Ok(p)

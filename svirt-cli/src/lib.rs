@@ -20,13 +20,33 @@ fn colour(is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
     is_terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
+/// Standard error for log events, dropping what cannot be written: a reader that went away
+/// must not end a start or stop half-way (tracing-subscriber panics when it cannot even report
+/// a failed write).
+struct QuietStderr;
+
+impl std::io::Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 /// Run `svirt` with the process's arguments.
 pub fn main() -> ExitCode {
-    sys::default_sigpipe();
+    sys::one_malloc_arena();
     let args = cli::Cli::parse();
+    if args.command.only_reads() {
+        sys::default_sigpipe();
+    }
     let filter = if args.verbose > 0 { "debug" } else { "warn" };
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| QuietStderr)
         .with_ansi(colour(
             std::io::stderr().is_terminal(),
             std::env::var_os("NO_COLOR"),

@@ -1,28 +1,43 @@
 //! Printing results and errors. Results go to stdout; errors, one cause per line, to stderr.
 
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+use std::io::Write;
 
 use svirt_core::Error;
 
+/// `println!` that never panics: a reader that went away (or a full disk) loses the text, not the
+/// outcome, which the exit status carries.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that never panics, for the same reason.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 /// Print a result line.
 pub fn out(text: &str) {
-    println!("{text}");
+    outln!("{text}");
 }
 
 /// Print a JSON value.
 pub fn json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 /// Print a serializable value as JSON, its fields in declaration order.
 pub fn json_of<T: serde::Serialize>(v: &T) -> serde_json::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
 /// Print one error line.
 pub fn error_line(text: &str) {
-    eprintln!("svirt: {text}");
+    errln!("svirt: {text}");
 }
 
 /// Print an error and its whole cause chain, one cause per line.
@@ -31,10 +46,10 @@ pub fn report(e: &anyhow::Error) {
     for cause in e.chain() {
         let text = cause.to_string();
         match &last {
-            None => eprintln!("svirt: error: {text}"),
+            None => errln!("svirt: error: {text}"),
             // A wrapper that shows its cause's text (a rollback without failures) adds nothing.
             Some(prev) if *prev == text => continue,
-            Some(_) => eprintln!("  caused by: {text}"),
+            Some(_) => errln!("  caused by: {text}"),
         }
         last = Some(text);
     }
@@ -64,9 +79,9 @@ pub fn print_started(rec: &svirt_core::domains::Record, as_json: bool) {
         }));
         return;
     }
-    println!("{}: started", rec.domain.name);
+    outln!("{}: started", rec.domain.name);
     for l in &rec.labels {
-        println!("  {:<9} {:<8} {}", l.model, l.kind.as_str(), l.label);
+        outln!("  {:<9} {:<8} {}", l.model, l.kind.as_str(), l.label);
     }
     for r in &rec.resources {
         let how = if r.skipped {
@@ -79,9 +94,9 @@ pub fn print_started(rec: &svirt_core::domains::Record, as_json: bool) {
             .as_ref()
             .map(|g| format!(" (given as {})", g.display()))
             .unwrap_or_default();
-        println!("  {:<9} {}{given} {}", r.model, r.path.display(), how);
+        outln!("  {:<9} {}{given} {}", r.model, r.path.display(), how);
         for x in &r.excluded {
-            println!(
+            outln!(
                 "  {:<9}   excluded {}: {}",
                 r.model,
                 x.path.display(),
@@ -94,7 +109,7 @@ pub fn print_started(rec: &svirt_core::domains::Record, as_json: bool) {
 /// Print `status` in text.
 pub fn print_status(domains: &[svirt_core::domains::Status]) {
     if domains.is_empty() {
-        println!("no domains running");
+        outln!("no domains running");
     }
     for d in domains {
         let pid = match (d.pid, d.alive) {
@@ -106,15 +121,15 @@ pub fn print_status(domains: &[svirt_core::domains::Status]) {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        println!("{} ({phase}, {pid})", d.name);
+        outln!("{} ({phase}, {pid})", d.name);
         if let Some(why) = &d.held {
-            println!("  held: its labels stay reserved until this is restored: {why}");
+            outln!("  held: its labels stay reserved until this is restored: {why}");
         }
         for l in &d.labels {
-            println!("  {:<9} {}", l.model, l.label);
+            outln!("  {:<9} {}", l.model, l.label);
         }
         for r in &d.resources {
-            println!("  {:<9} {} {}", r.model, r.path.display(), r.label);
+            outln!("  {:<9} {} {}", r.model, r.path.display(), r.label);
         }
     }
 }
@@ -122,26 +137,26 @@ pub fn print_status(domains: &[svirt_core::domains::Status]) {
 /// Print what a stop found beyond putting originals back.
 pub fn print_stop_report(r: &svirt_core::domains::StopReport) {
     for (then, now) in &r.moved {
-        println!(
+        outln!(
             "  moved: {} was found at {} and restored there",
             then.display(),
             now.display()
         );
     }
     for p in &r.reclaimed {
-        println!(
+        outln!(
             "  reclaimed from the VM: {} (share owner, default label, no setuid/setgid)",
             p.display()
         );
     }
     for p in &r.privileges_dropped {
-        println!(
+        outln!(
             "  changed while the VM held it, setuid/setgid not restored: {}",
             p.display()
         );
     }
     for (p, why) in &r.left {
-        println!("  left alone: {} ({why})", p.display());
+        outln!("  left alone: {} ({why})", p.display());
     }
 }
 
@@ -159,6 +174,6 @@ pub fn print_plan(plan: &[svirt_core::driver::PlannedResource]) {
             (None, _, _, Some(label)) => format!("label {label}"),
             _ => String::new(),
         };
-        println!("  {:<9} {:<11} {} {how}", p.model, kind, p.path.display());
+        outln!("  {:<9} {:<11} {} {how}", p.model, kind, p.path.display());
     }
 }

@@ -527,3 +527,52 @@ fn run_forwards_a_signal_to_the_command_and_still_restores_everything() {
     let st = json(&run(&cfg, &["--json", "status"]));
     assert!(st["domains"].as_array().unwrap().is_empty());
 }
+
+/// Run svirt with stdout and stderr on pipes whose reader is already gone.
+fn with_closed_output(cfg: &Path, args: &[&str]) -> std::process::ExitStatus {
+    let mut child = Command::new(svirt())
+        .env("PATH", SYSTEM_PATH)
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("svirt runs");
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    child.wait().expect("svirt ends")
+}
+
+#[test]
+fn a_closed_pipe_never_ends_a_start_or_stop_half_way() {
+    use std::os::unix::process::ExitStatusExt;
+    if !root_or_skip("a_closed_pipe_never_ends_a_start_or_stop_half_way") {
+        return;
+    }
+    let d = tmp();
+    let cfg = selinux_config(d.path(), "s0-s0:c0.c1023");
+    let disk = d.path().join("x.img");
+    labeled_file(&disk, "x", "system_u:object_r:default_t:s0");
+    let t = d.path().join("p.toml");
+    std::fs::write(
+        &t,
+        format!("name = \"p\"\n[[disk]]\npath = \"{}\"\n", disk.display()),
+    )
+    .unwrap();
+    // -vv: debug events go to the closed stderr while the disk is being labeled.
+    let st = with_closed_output(&cfg, &["-vv", "start", t.to_str().unwrap()]);
+    assert_eq!(st.signal(), None, "start was killed: {st:?}");
+    assert!(st.success(), "{st:?}");
+    assert!(label(&disk).starts_with("system_u:object_r:svirt_image_t:s0:c"));
+    let st = with_closed_output(&cfg, &["-vv", "stop", "p"]);
+    assert_eq!(st.signal(), None, "stop was killed: {st:?}");
+    assert!(st.success(), "{st:?}");
+    assert_eq!(label(&disk), "system_u:object_r:default_t:s0");
+    // A command that changes nothing may end quietly of the closed pipe.
+    let st = with_closed_output(&cfg, &["status"]);
+    assert!(
+        st.success() || st.signal() == Some(libc::SIGPIPE),
+        "status into a closed pipe: {st:?}"
+    );
+}
