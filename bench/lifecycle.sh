@@ -2,7 +2,8 @@
 # Lifecycle cost, side by side in one run (root; needs qemu-system-x86_64 and strace):
 #   - CLI start+stop of a 4-disk domain (private, private, shared, read-only; offline SELinux +
 #     DAC) against a `qemu-system-x86_64 -machine none` start-and-quit, interleaved;
-#   - fsyncs per start and per stop (strace);
+#   - fsyncs per start and per stop (strace), and over 100 consecutive operations (the
+#     intent's sync, plus the WAL checkpoint about one operation in ten);
 #   - start+stop with 10, 1,000 and 10,000 domains running.
 # Machines are noisy: read the ratios, not the times.
 #   bench/lifecycle.sh [SVIRT_BINARY] [MAX_RUNNING=10000]
@@ -45,6 +46,12 @@ a=$(printf '%s\n' "${A[@]}" | med); b=$(printf '%s\n' "${B[@]}" | med)
 printf '| CLI start+stop, 4 disks | %.1f ms | %.2fx a qemu -machine none start-and-quit (%.1f ms) |\n' \
   "$(echo "$a/1000000" | bc -l)" "$(echo "$a/$b" | bc -l)" "$(echo "$b/1000000" | bc -l)"
 printf '| fsyncs | start %s, stop %s | |\n' "$f1" "$f2"
+F=(); for i in $(seq 1 50); do
+  strace -f -qq -e trace=fsync,fdatasync,sync_file_range,syncfs -o "$d/st" "${S[@]}" start "$d/probe.toml" >/dev/null; F+=($(grep -c sync "$d/st"))
+  strace -f -qq -e trace=fsync,fdatasync,sync_file_range,syncfs -o "$d/st" "${S[@]}" stop probe >/dev/null; F+=($(grep -c sync "$d/st"))
+done
+printf '%s\n' "${F[@]}" | sort -n | uniq -c | awk '{printf "%s ops with %s, ", $1, $2} END {print ""}' | sed 's/, $//' |
+  xargs -I{} printf '| fsyncs over 100 operations | %s | |\n' "{}"
 n=0; base=""
 for target in 10 1000 10000; do
   [ "$target" -le "$MAX" ] || break

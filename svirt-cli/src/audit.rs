@@ -117,7 +117,11 @@ fn subject(
 }
 
 /// The labels an identity given by hand stands for, as the drivers record them.
-fn identity_labels(label: &Option<String>, uid: Option<u32>, groups: &[u32]) -> Vec<LabelRecord> {
+fn identity_labels(
+    label: &Option<String>,
+    uid: Option<u32>,
+    groups: &[u32],
+) -> svirt_core::Result<Vec<LabelRecord>> {
     let mut out = Vec::new();
     if let Some(l) = label {
         out.push(LabelRecord {
@@ -126,23 +130,25 @@ fn identity_labels(label: &Option<String>, uid: Option<u32>, groups: &[u32]) -> 
             label: l.clone(),
             imagelabel: None,
             relabel: false,
-            extra: Default::default(),
+            facts: Default::default(),
         });
     }
     if let Some(uid) = uid {
         let gid = groups.first().copied().unwrap_or(uid);
-        let mut extra = std::collections::BTreeMap::new();
-        extra.insert("groups".to_owned(), serde_json::json!(groups));
+        let facts = svirt_dac::DacFacts {
+            groups: groups.to_vec(),
+        }
+        .to_facts()?;
         out.push(LabelRecord {
             model: "dac".into(),
             kind: LabelType::Static,
             label: format!("+{uid}:+{gid}"),
             imagelabel: None,
             relabel: false,
-            extra,
+            facts,
         });
     }
-    out
+    Ok(out)
 }
 
 fn roots(env: &Env, given: &[PathBuf], known: &[Known]) -> Result<Vec<PathBuf>> {
@@ -219,7 +225,7 @@ pub async fn audit(
             }
         }
         Who::Identity { label, uid, groups } => {
-            let labels = identity_labels(label, *uid, groups);
+            let labels = identity_labels(label, *uid, groups)?;
             let mut name = Vec::new();
             if let Some(l) = label {
                 name.push(l.clone());

@@ -14,11 +14,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use crate::attr::{FileAttr, Plan};
 use crate::domain::{Domain, LabelType, Resource, ResourceKind, SecLabel};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// What a probe found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,9 +39,54 @@ pub struct LabelRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imagelabel: Option<String>,
     pub relabel: bool,
-    /// Driver-specific facts (an ABI version, a rule list, supplementary groups).
+    /// The driver's own facts (an ABI version, a rule list, supplementary groups).
     #[serde(flatten, default)]
-    pub extra: BTreeMap<String, serde_json::Value>,
+    pub facts: LabelFacts,
+}
+
+/// Facts a driver keeps with its label, as the driver's own serde type: written with
+/// [`LabelFacts::of`] and read back with [`LabelFacts::get`]. Core never looks inside them. In the
+/// record (and in `start --json`) their fields sit beside the label's own, as `abi`, `rules` or
+/// `groups`, which is why they are kept as that type's encoding rather than as a value of it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LabelFacts(BTreeMap<String, serde_json::Value>);
+
+impl LabelFacts {
+    /// The facts of `model`, from the driver's own type (which must encode as a JSON object).
+    pub fn of<T: Serialize>(model: &str, facts: &T) -> Result<Self> {
+        let err = |source| Error::LabelFacts {
+            model: model.to_owned(),
+            source,
+        };
+        match serde_json::to_value(facts).map_err(err)? {
+            serde_json::Value::Object(map) => Ok(LabelFacts(map.into_iter().collect())),
+            _ => Err(err(<serde_json::Error as serde::ser::Error>::custom(
+                "the facts are not an object",
+            ))),
+        }
+    }
+
+    /// The facts as `model`'s own type; `None` when the label carries none (a record written
+    /// before the driver kept any). Facts that do not read as that type are an error, never a
+    /// default.
+    pub fn get<T: DeserializeOwned>(&self, model: &str) -> Result<Option<T>> {
+        if self.0.is_empty() {
+            return Ok(None);
+        }
+        let map: serde_json::Map<String, serde_json::Value> = self.0.clone().into_iter().collect();
+        serde_json::from_value(serde_json::Value::Object(map))
+            .map(Some)
+            .map_err(|source| Error::LabelFacts {
+                model: model.to_owned(),
+                source,
+            })
+    }
+
+    /// True when the label carries no facts.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// A process of the host, as `recover` sees it.
@@ -226,5 +272,63 @@ pub trait SecurityDriver: Send + Sync + Debug {
     /// The reader of the marks this driver puts on files (whose a file is). Default: none.
     fn marker(&self) -> Option<Box<dyn crate::audit::Marker>> {
         None
+    }
+}
+
+#[cfg(test)]
+mod facts_tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Facts {
+        abi: i32,
+        groups: Vec<u32>,
+    }
+
+    #[test]
+    fn label_facts_read_back_as_their_type_beside_the_label_fields() {
+        let facts = LabelFacts::of(
+            "x",
+            &Facts {
+                abi: 7,
+                groups: vec![1, 2],
+            },
+        )
+        .unwrap();
+        let rec = LabelRecord {
+            model: "x".into(),
+            kind: LabelType::Dynamic,
+            label: "l".into(),
+            imagelabel: None,
+            relabel: true,
+            facts,
+        };
+        let json = serde_json::to_value(&rec).unwrap();
+        assert_eq!(
+            json["abi"], 7,
+            "the facts' keys sit beside the label's: {json}"
+        );
+        assert_eq!(json["groups"], serde_json::json!([1, 2]));
+        let back: LabelRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, rec);
+        assert_eq!(
+            back.facts.get::<Facts>("x").unwrap(),
+            Some(Facts {
+                abi: 7,
+                groups: vec![1, 2]
+            })
+        );
+    }
+
+    #[test]
+    fn missing_facts_read_as_none_and_wrong_facts_as_an_error_naming_the_model() {
+        assert_eq!(LabelFacts::default().get::<Facts>("x").unwrap(), None);
+        let wrong = LabelFacts::of("x", &serde_json::json!({"abi": "seven"})).unwrap();
+        let e = wrong.get::<Facts>("dac").unwrap_err();
+        assert!(
+            matches!(&e, Error::LabelFacts { model, .. } if model == "dac"),
+            "{e}"
+        );
+        assert!(LabelFacts::of("x", &5).is_err(), "facts must be an object");
     }
 }

@@ -53,6 +53,14 @@ pub enum Error {
         source: rusqlite::Error,
     },
 
+    /// The facts a driver recorded with a label do not read as that driver's type.
+    #[error("the {model} facts recorded with a label cannot be read")]
+    LabelFacts {
+        model: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
     /// A state file exists but cannot be understood.
     #[error("state file {path} is corrupt: {reason}")]
     StateCorrupt { path: PathBuf, reason: String },
@@ -281,6 +289,7 @@ impl Error {
             Error::RolledBack { source, .. } => source.is_usage(),
             Error::State { .. }
             | Error::StateCorrupt { .. }
+            | Error::LabelFacts { .. }
             | Error::LabelsExhausted { .. }
             | Error::LabelInUse { .. }
             | Error::Host { .. }

@@ -39,7 +39,7 @@ impl SecurityDriver for NoopDriver {
             label: String::new(),
             imagelabel: None,
             relabel: false,
-            extra: Default::default(),
+            facts: Default::default(),
         })
     }
 }

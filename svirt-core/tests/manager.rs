@@ -78,7 +78,7 @@ impl SecurityDriver for Recording {
             label: format!("{}-label", self.model),
             imagelabel: None,
             relabel: s.relabel(),
-            extra: Default::default(),
+            facts: Default::default(),
         })
     }
     async fn release_label(&self, _ctx: DomainCtx<'_>) -> Result<()> {

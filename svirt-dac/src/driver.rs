@@ -1,17 +1,17 @@
 //! The DAC driver.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use svirt_core::audit::{Marker, Wall, WallOptions};
 use svirt_core::config::BuildContext;
 use svirt_core::domain::{
     Access, Derive, DeviceChoice, Domain, HostPaths, LabelType, Resource, SecLabel,
 };
 use svirt_core::driver::{
-    DomainCtx, ExecHook, ExecOptions, FileAttr, LabelRecord, Plan, PlannedResource, Probe,
-    ProcessInfo, SecurityDriver,
+    DomainCtx, ExecHook, ExecOptions, FileAttr, LabelFacts, LabelRecord, Plan, PlannedResource,
+    Probe, ProcessInfo, SecurityDriver,
 };
 use svirt_core::host::Host;
 use svirt_core::store::LabelStore;
@@ -26,13 +26,27 @@ use crate::wall::{DacMarker, DacWall};
 
 const POOL: &str = "dac-uid";
 
-/// The supplementary groups recorded with a DAC label.
-fn groups_of(label: &LabelRecord) -> Vec<u32> {
-    label
-        .extra
-        .get("groups")
-        .and_then(|g| serde_json::from_value(g.clone()).ok())
-        .unwrap_or_default()
+/// The facts the DAC driver keeps with its label (`groups` in the record).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DacFacts {
+    /// The supplementary groups of the VM process.
+    pub groups: Vec<u32>,
+}
+
+impl DacFacts {
+    /// These facts as a label's.
+    pub fn to_facts(&self) -> Result<LabelFacts> {
+        LabelFacts::of("dac", self)
+    }
+}
+
+/// The supplementary groups recorded with a DAC label (none for a record that kept no facts).
+fn groups_of(label: &LabelRecord) -> Result<Vec<u32>> {
+    Ok(label
+        .facts
+        .get::<DacFacts>("dac")?
+        .map(|f| f.groups)
+        .unwrap_or_default())
 }
 
 /// Owner-and-mode confinement with a uid per VM.
@@ -197,15 +211,14 @@ impl SecurityDriver for DacDriver {
                 (text, vec![self.shared_gid])
             }
         };
-        let mut extra = BTreeMap::new();
-        extra.insert("groups".to_owned(), serde_json::json!(groups));
+        let facts = DacFacts { groups }.to_facts()?;
         Ok(LabelRecord {
             model: "dac".into(),
             kind,
             imagelabel: (seclabel.relabel() && kind != LabelType::None).then(|| label.clone()),
             label,
             relabel: seclabel.relabel(),
-            extra,
+            facts,
         })
     }
 
@@ -313,7 +326,7 @@ impl SecurityDriver for DacDriver {
         Ok(Some(Box::new(DacWall::new(
             uid,
             gid,
-            &groups_of(ctx.label),
+            &groups_of(ctx.label)?,
         ))))
     }
 
@@ -336,7 +349,7 @@ impl SecurityDriver for DacDriver {
         }
         check_initial_userns(&self.uid_map())?;
         let (uid, gid) = self.owner_of(ctx.label, &ctx.domain.name)?;
-        let groups = groups_of(ctx.label);
+        let groups = groups_of(ctx.label)?;
         Ok(Some(Box::new(DacHook::new(
             uid,
             gid,

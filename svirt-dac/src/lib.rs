@@ -13,7 +13,7 @@ mod wall;
 
 pub use attr::DacAttr;
 pub use config::DacConfig;
-pub use driver::DacDriver;
+pub use driver::{DacDriver, DacFacts};
 pub use error::DacError;
 pub use hook::DacHook;
 pub use ids::{parse_owner, IdRange};

@@ -296,7 +296,7 @@ mod tests {
             label: "+64005:+64005".into(),
             imagelabel: None,
             relabel: true,
-            extra: Default::default(),
+            facts: Default::default(),
         };
         assert_eq!(m.mark_of(&rec), Some("uid 64005".into()));
     }

@@ -1,6 +1,5 @@
 //! The Landlock driver.
 
-use std::collections::BTreeMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use async_trait::async_trait;
@@ -8,18 +7,17 @@ use landlock::{
     Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd,
     Ruleset, RulesetAttr, RulesetCreatedAttr, Scope, ABI,
 };
-use serde_json::json;
 use svirt_core::audit::{Wall, WallOptions};
 use svirt_core::domain::{Domain, LabelType, SecLabel};
 use svirt_core::driver::{
-    DomainCtx, ExecHook, ExecOptions, ExecPhase, LabelRecord, Probe, SecurityDriver,
+    DomainCtx, ExecHook, ExecOptions, ExecPhase, LabelFacts, LabelRecord, Probe, SecurityDriver,
 };
 use svirt_core::Result;
 
 use crate::config::LandlockConfig;
 use crate::error::LandlockError;
 use crate::rules::{Grant, RuleSet};
-use crate::wall::{recorded, LandlockWall};
+use crate::wall::{recorded, LandlockFacts, LandlockWall};
 
 /// Confinement by the kernel's Landlock LSM.
 #[derive(Debug)]
@@ -198,20 +196,24 @@ impl SecurityDriver for LandlockDriver {
 
     async fn generate_label(&self, domain: &Domain, seclabel: &SecLabel) -> Result<LabelRecord> {
         let kind = seclabel.kind();
-        let mut extra = BTreeMap::new();
-        let label = if kind == LabelType::None {
-            String::new()
+        let (label, facts) = if kind == LabelType::None {
+            (String::new(), LabelFacts::default())
         } else {
             self.check_abi()?;
             // Nothing on disk changes; fail at start if a resource cannot be put in the ruleset.
             self.build_ruleset(domain)?;
             let rules = self.rules(domain);
-            extra.insert("abi".to_owned(), json!(self.abi));
-            extra.insert("rules".to_owned(), json!(rules.paths));
-            extra.insert("tcp_connect".to_owned(), json!(rules.tcp_connect));
-            extra.insert("tcp_bind".to_owned(), json!(rules.tcp_bind));
-            extra.insert("scoped".to_owned(), json!(self.abi >= 6));
-            format!("abi={}", self.abi)
+            let facts = LandlockFacts {
+                abi: self.abi,
+                rules: rules.paths,
+                tcp_connect: rules.tcp_connect,
+                tcp_bind: rules.tcp_bind,
+                scoped: self.abi >= 6,
+            };
+            (
+                format!("abi={}", self.abi),
+                LabelFacts::of("landlock", &facts)?,
+            )
         };
         Ok(LabelRecord {
             model: "landlock".into(),
@@ -219,7 +221,7 @@ impl SecurityDriver for LandlockDriver {
             label,
             imagelabel: None,
             relabel: false,
-            extra,
+            facts,
         })
     }
 
@@ -229,7 +231,10 @@ impl SecurityDriver for LandlockDriver {
         }
         // The ruleset recorded at start is the one the kernel enforces; derive it from the
         // domain only for records written before rules were recorded.
-        let rules = recorded(&ctx.label.extra).unwrap_or_else(|| self.rules(ctx.domain).paths);
+        let rules = match recorded(&ctx.label.facts)? {
+            Some(rules) => rules,
+            None => self.rules(ctx.domain).paths,
+        };
         Ok(Some(Box::new(LandlockWall::new(
             &rules,
             opts.host.as_ref(),

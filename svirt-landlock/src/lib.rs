@@ -21,4 +21,4 @@ pub use driver::LandlockDriver;
 pub use error::LandlockError;
 pub use rules::{Grant, PathRule, RuleSet};
 pub use sys::kernel_abi;
-pub use wall::LandlockWall;
+pub use wall::{LandlockFacts, LandlockWall};

@@ -4,6 +4,7 @@
 //! restricted, and neither is connecting to a socket file.
 
 use svirt_core::audit::{Decision, FileFacts, Wall};
+use svirt_core::driver::LabelFacts;
 use svirt_core::host::{FileKind, Host};
 
 use crate::rules::{Grant, PathRule};
@@ -69,11 +70,23 @@ impl Wall for LandlockWall {
     }
 }
 
-/// The rules recorded with a label (`rules` in the record), if any.
-pub(crate) fn recorded(
-    extra: &std::collections::BTreeMap<String, serde_json::Value>,
-) -> Option<Vec<PathRule>> {
-    serde_json::from_value(extra.get("rules")?.clone()).ok()
+/// The facts the Landlock driver keeps with its label: what the kernel was asked to enforce.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LandlockFacts {
+    /// The Landlock ABI the ruleset was built for.
+    pub abi: i32,
+    /// The path rules.
+    pub rules: Vec<PathRule>,
+    /// TCP ports the VM may connect to and bind.
+    pub tcp_connect: Vec<u16>,
+    pub tcp_bind: Vec<u16>,
+    /// Whether signals and abstract sockets are scoped (ABI 6 and later).
+    pub scoped: bool,
+}
+
+/// The rules recorded with a label, if it recorded any.
+pub(crate) fn recorded(facts: &LabelFacts) -> svirt_core::Result<Option<Vec<PathRule>>> {
+    Ok(facts.get::<LandlockFacts>("landlock")?.map(|f| f.rules))
 }
 
 #[cfg(test)]

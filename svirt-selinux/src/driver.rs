@@ -268,7 +268,7 @@ impl SecurityDriver for SelinuxDriver {
             label,
             imagelabel,
             relabel: seclabel.relabel(),
-            extra: Default::default(),
+            facts: Default::default(),
         })
     }
 

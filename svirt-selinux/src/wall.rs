@@ -309,7 +309,7 @@ mod tests {
             label: "system_u:system_r:svirt_t:s0:c1,c2".into(),
             imagelabel: Some("unconfined_u:object_r:svirt_image_t:s0:c1,c2".into()),
             relabel: true,
-            extra: Default::default(),
+            facts: Default::default(),
         };
         assert_eq!(m.mark_of(&rec), Some("svirt_image_t:s0:c1,c2".into()));
         let by_hand = LabelRecord {

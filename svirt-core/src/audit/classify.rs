@@ -433,7 +433,7 @@ mod tests {
             label: text.into(),
             imagelabel: None,
             relabel: true,
-            extra: Default::default(),
+            facts: Default::default(),
         }
     }
 

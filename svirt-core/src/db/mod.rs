@@ -189,7 +189,7 @@ impl Db {
         Self::open_with(state_dir, Path::new(BOOT_ID_FILE))
     }
 
-    /// Open or create the database: WAL, `synchronous=FULL`, `foreign_keys=ON`, a 30 s busy
+    /// Open or create the database: WAL, `synchronous=NORMAL`, `foreign_keys=ON`, a 30 s busy
     /// timeout; the state dir is created 0700 and the file 0600. The schema is created or
     /// migrated; a newer schema than this build knows, a file that is not an SQLite database or
     /// one that SQLite finds damaged is [`Error::StateCorrupt`] naming the file (a full
@@ -216,7 +216,7 @@ impl Db {
         schema::migrate(&conn, &path)?;
         if !wal_existed && wal_file.exists() {
             // SQLite is built without its per-process directory fsync (SQLITE_DISABLE_DIRSYNC,
-            // .cargo/config.toml) so an operation costs its two commits only; the directory
+            // .cargo/config.toml) so an operation costs its one sync only; the directory
             // entries of a new database and WAL are made durable here, once.
             std::fs::File::open(state_dir)
                 .and_then(|d| d.sync_all())
@@ -673,7 +673,10 @@ mod tests {
             } else {
                 db.write_lazy(|tx| tx.put_domain(&r)).unwrap();
                 let seen = other.read(|tx| tx.domain(&r.name)).unwrap();
-                assert!(seen.is_some(), "a lazy commit is visible to another connection");
+                assert!(
+                    seen.is_some(),
+                    "a lazy commit is visible to another connection"
+                );
             }
         }
         let frames = wal_frames(dir.path());

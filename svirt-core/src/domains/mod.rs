@@ -2,7 +2,8 @@
 //! over a driver stack, the host seam and the state database. Every operation runs on tokio's
 //! blocking pool (file changes, fsyncs, database work), one at a time per state directory,
 //! in three steps: an intent transaction (the record, the labels and every original it is about
-//! to change), the changes, and a completion transaction — at most two fsyncs.
+//! to change), made durable with one fsync; the changes; and a completion transaction, which
+//! reaches the disk with the next durable write (see [`crate::db`]).
 
 mod ops;
 mod record;
