@@ -25,6 +25,37 @@ pub trait LabelStore: Send + Sync + Debug {
         hi: u32,
         f: &mut dyn FnMut(&mut IdPool) -> Result<()>,
     ) -> Result<()>;
+
+    /// [`IdPool::allocate`] in `pool`: `holder`'s id again if it holds one, else the lowest free
+    /// id that `skip` does not refuse. A store may do it without reading the whole pool.
+    fn allocate_id(
+        &self,
+        pool: &str,
+        lo: u32,
+        hi: u32,
+        holder: &str,
+        skip: &dyn Fn(u32) -> bool,
+    ) -> Result<u32> {
+        let mut out = None;
+        self.update_ids(pool, lo, hi, &mut |p| {
+            out = Some(p.allocate(holder, skip)?);
+            Ok(())
+        })?;
+        out.ok_or_else(|| Error::StateCorrupt {
+            path: "label store".into(),
+            reason: "an update succeeded without drawing an id".into(),
+        })
+    }
+
+    /// [`IdPool::release`] in `pool`: true if `holder` held `id`.
+    fn release_id(&self, pool: &str, lo: u32, hi: u32, id: u32, holder: &str) -> Result<bool> {
+        let mut released = false;
+        self.update_ids(pool, lo, hi, &mut |p| {
+            released = p.release(id, holder);
+            Ok(())
+        })?;
+        Ok(released)
+    }
 }
 
 impl dyn LabelStore {

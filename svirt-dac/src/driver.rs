@@ -194,12 +194,14 @@ impl SecurityDriver for DacDriver {
         let (label, groups) = match kind {
             LabelType::None => (String::new(), vec![]),
             LabelType::Dynamic => {
-                let mut uid = 0;
                 let shared = self.shared_gid;
-                self.update_pool(&mut |p| {
-                    uid = p.allocate(&domain.name, &|id| id == shared)?;
-                    Ok(())
-                })?;
+                let uid = self.store.allocate_id(
+                    POOL,
+                    self.range.lo,
+                    self.range.hi,
+                    &domain.name,
+                    &|id| id == shared,
+                )?;
                 (format!("+{uid}:+{uid}"), vec![self.shared_gid])
             }
             LabelType::Static => {
@@ -276,10 +278,10 @@ impl SecurityDriver for DacDriver {
 
     async fn release_label(&self, ctx: DomainCtx<'_>) -> Result<()> {
         match self.pooled_uid(ctx)? {
-            Some(uid) => self.update_pool(&mut |p| {
-                p.release(uid, &ctx.domain.name);
-                Ok(())
-            }),
+            Some(uid) => self
+                .store
+                .release_id(POOL, self.range.lo, self.range.hi, uid, &ctx.domain.name)
+                .map(drop),
             None => Ok(()),
         }
     }

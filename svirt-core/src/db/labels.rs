@@ -83,6 +83,53 @@ impl Db {
     }
 }
 
+impl Db {
+    /// The pool's bounds checked against `lo`-`hi` (a pool holding nothing takes the new
+    /// bounds), and its lowest possibly free id.
+    fn pool_next(&self, c: &Connection, pool: &str, lo: u32, hi: u32) -> Result<u32> {
+        let err = self.err("read an id pool from");
+        let row: Option<(i64, i64, Option<i64>)> = c
+            .prepare_cached("SELECT lo, hi, next FROM id_pools WHERE pool = ?1")
+            .and_then(|mut s| {
+                s.query_row([pool], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(&err)?;
+        if let Some((l, h, next)) = row {
+            if (l, h) == (i64::from(lo), i64::from(hi)) {
+                return Ok(next
+                    .and_then(|n| u32::try_from(n).ok())
+                    .map_or(lo, |n| n.max(lo)));
+            }
+            let any: bool = c
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM ids WHERE pool = ?1)")
+                .and_then(|mut s| s.query_row([pool], |r| r.get(0)))
+                .map_err(&err)?;
+            if any {
+                return Err(Error::StoreRangeMismatch {
+                    path: self.path.clone(),
+                    stored: format!("{l}-{h}"),
+                    wanted: format!("{lo}-{hi}"),
+                });
+            }
+        }
+        c.prepare_cached(
+            "INSERT INTO id_pools(pool, lo, hi) VALUES (?1, ?2, ?3)
+             ON CONFLICT(pool) DO UPDATE SET lo = excluded.lo, hi = excluded.hi, next = NULL",
+        )
+        .and_then(|mut s| s.execute(params![pool, lo, hi]))
+        .map_err(self.err("write an id pool to"))?;
+        Ok(lo)
+    }
+
+    fn set_pool_next(&self, c: &Connection, pool: &str, next: Option<u32>) -> Result<()> {
+        c.prepare_cached("UPDATE id_pools SET next = ?2 WHERE pool = ?1")
+            .and_then(|mut s| s.execute(params![pool, next]))
+            .map(drop)
+            .map_err(self.err("write an id pool to"))
+    }
+}
+
 fn pairs(p: &IdPool) -> BTreeSet<(u32, &str)> {
     p.held
         .iter()
@@ -127,9 +174,10 @@ impl LabelStore for Db {
             let mut after = before.clone();
             f(&mut after)?;
             let err = self.err("write an id pool to");
+            // The whole pool may have changed: the lowest free id is searched from the low end.
             c.prepare_cached(
                 "INSERT INTO id_pools(pool, lo, hi) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(pool) DO UPDATE SET lo = excluded.lo, hi = excluded.hi",
+                 ON CONFLICT(pool) DO UPDATE SET lo = excluded.lo, hi = excluded.hi, next = NULL",
             )
             .and_then(|mut s| s.execute(params![pool, after.lo, after.hi]))
             .map_err(&err)?;
@@ -150,6 +198,66 @@ impl LabelStore for Db {
                 }
             }
             Ok(())
+        })
+    }
+
+    /// Indexed lookups only: the holder's own id, else from the pool's lowest possibly free id
+    /// up, one point lookup per taken id (each draw moves the mark past its id, each release
+    /// below it moves it back), so the cost does not grow with the number of domains.
+    fn allocate_id(
+        &self,
+        pool: &str,
+        lo: u32,
+        hi: u32,
+        holder: &str,
+        skip: &dyn Fn(u32) -> bool,
+    ) -> Result<u32> {
+        self.join_or_write(|c| {
+            let mut id = self.pool_next(c, pool, lo, hi)?;
+            let err = self.err("read an id pool from");
+            let held: Option<i64> = c
+                .prepare_cached(
+                    "SELECT id FROM ids WHERE pool = ?1 AND holder = ?2 ORDER BY id LIMIT 1",
+                )
+                .and_then(|mut s| s.query_row(params![pool, holder], |r| r.get(0)).optional())
+                .map_err(&err)?;
+            if let Some(v) = held {
+                return u32::try_from(v)
+                    .map_err(|_| self.corrupt(format!("id pool {pool} holds id {v}")));
+            }
+            let taken = |id: u32| -> Result<bool> {
+                c.prepare_cached("SELECT EXISTS (SELECT 1 FROM ids WHERE pool = ?1 AND id = ?2)")
+                    .and_then(|mut s| s.query_row(params![pool, id], |r| r.get(0)))
+                    .map_err(self.err("read an id pool from"))
+            };
+            while id <= hi && (skip(id) || taken(id)?) {
+                id += 1;
+            }
+            if id > hi {
+                return Err(Error::LabelsExhausted {
+                    range: format!("uids {lo}-{hi}"),
+                    total: u64::from(hi - lo + 1),
+                });
+            }
+            c.prepare_cached("INSERT INTO ids(pool, id, holder) VALUES (?1, ?2, ?3)")
+                .and_then(|mut s| s.execute(params![pool, id, holder]))
+                .map_err(self.err("write an id pool to"))?;
+            self.set_pool_next(c, pool, id.checked_add(1))?;
+            Ok(id)
+        })
+    }
+
+    fn release_id(&self, pool: &str, lo: u32, hi: u32, id: u32, holder: &str) -> Result<bool> {
+        self.join_or_write(|c| {
+            let next = self.pool_next(c, pool, lo, hi)?;
+            let n = c
+                .prepare_cached("DELETE FROM ids WHERE pool = ?1 AND id = ?2 AND holder = ?3")
+                .and_then(|mut s| s.execute(params![pool, id, holder]))
+                .map_err(self.err("write an id pool to"))?;
+            if n > 0 && id < next {
+                self.set_pool_next(c, pool, Some(id))?;
+            }
+            Ok(n > 0)
         })
     }
 }
@@ -275,5 +383,43 @@ mod tests {
             Ok(())
         })
         .unwrap();
+    }
+
+    #[test]
+    fn indexed_id_draws_agree_with_the_pool_lowest_free_first_and_reuse_released_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let skip = |id: u32| id == 11;
+        let draw = |h: &str| db.allocate_id("uids", 10, 14, h, &skip);
+        assert_eq!(draw("a").unwrap(), 10);
+        assert_eq!(draw("b").unwrap(), 12, "11 is skipped");
+        assert_eq!(draw("a").unwrap(), 10, "a holder gets its own id again");
+        assert_eq!(draw("c").unwrap(), 13);
+        assert_eq!(draw("d").unwrap(), 14);
+        assert!(matches!(draw("e"), Err(Error::LabelsExhausted { .. })));
+        assert!(db.release_id("uids", 10, 14, 12, "b").unwrap());
+        assert!(
+            !db.release_id("uids", 10, 14, 12, "b").unwrap(),
+            "released once"
+        );
+        assert_eq!(
+            draw("e").unwrap(),
+            12,
+            "a released id below the mark is found"
+        );
+        // The whole-pool view sees the same holders, and a change through it (recover's
+        // rebuild) sends the search back to the low end.
+        db.update_ids("uids", 10, 14, &mut |p| {
+            assert_eq!(p.held.get(&12), Some(&vec!["e".to_string()]));
+            p.held.remove(&10);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(draw("f").unwrap(), 10);
+        // Other bounds for a pool that holds ids are refused.
+        assert!(matches!(
+            db.allocate_id("uids", 10, 20, "g", &skip),
+            Err(Error::StoreRangeMismatch { .. })
+        ));
     }
 }

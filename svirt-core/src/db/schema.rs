@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The ordered migrations: step `i` takes the schema from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -70,6 +70,14 @@ CREATE TABLE trees(
     item INTEGER PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE,
     entries BLOB NOT NULL
 );
+";
+
+/// Drawing and releasing a uid without reading the whole pool: its holders by name, and the
+/// lowest id that may be free (every id of the pool below it is taken; `NULL` means the pool's
+/// low end).
+const V3: &str = "
+CREATE INDEX ids_holder ON ids(pool, holder);
+ALTER TABLE id_pools ADD COLUMN next INTEGER;
 ";
 
 /// Connection settings, before anything else touches the file. True when the database runs in
