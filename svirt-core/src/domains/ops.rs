@@ -123,17 +123,25 @@ impl Inner {
             return Err(e);
         }
         rec.resources = prepared.reports.clone();
-        // The intent already tells `recover` everything: the completion waits for the next
-        // durable write to reach the disk.
-        let done = self.db.write_lazy(|tx| {
-            let (ids, ctimes) = prepared.applied_items();
+        // The intent tells `recover` everything but the guard ctimes of setuid and setgid
+        // originals: without them, the completion waits for the next durable write to reach
+        // the disk; with them, it is synced before the VM can write (a completion lost with
+        // the power would leave the VM's content unguarded).
+        let (ids, ctimes) = prepared.applied_items();
+        let guarded = ctimes.iter().any(Option::is_some) || !prepared.changed_trees().is_empty();
+        let complete = |tx: &crate::db::Tx<'_>| {
             tx.set_applied(&ids, &ctimes)?;
             for (id, t) in prepared.changed_trees() {
                 tx.set_tree(id, t)?;
             }
             tx.delete_items(&prepared.unapplied_items())?;
             tx.put_domain(&self.row(Phase::Running, &rec, None, &boot)?)
-        });
+        };
+        let done = if guarded {
+            self.db.write(complete)
+        } else {
+            self.db.write_lazy(complete)
+        };
         if let Err(e) = done {
             // Put the files back: that needs no space on the state filesystem. The intent stays
             // recorded for `recover` to clear.
@@ -225,6 +233,16 @@ impl Inner {
             Err(e) => return Err(e),
         };
         let rec = Record::decode(&row, self.db.path())?;
+        // A setuid or setgid bit given back is vouched for only until the file's next user
+        // changes it: a redo after a lost completion must not give it back again.
+        let privileged = items.iter().any(|it| {
+            it.tree.is_some()
+                || it.original.as_deref().is_some_and(|o| {
+                    self.manager
+                        .attr_for(&it.model)
+                        .is_some_and(|a| a.without_privileges(o).is_some())
+                })
+        });
         crate::failpoint::hit("restore.released");
         let out = self.restore_items(items)?;
         let mut report = StopReport {
@@ -235,8 +253,8 @@ impl Inner {
         };
         report.privileges_dropped.extend(dropped);
         // As at the end of a start: the intent (phase stopping, the verdicts) tells `recover`
-        // what to finish if this record is lost with the power.
-        let failures: Vec<Error> = self.db.write_lazy(|tx| {
+        // what to finish if this record is lost with the power, unless privileges went back.
+        let complete = |tx: &crate::db::Tx<'_>| -> Result<Vec<Error>> {
             if full {
                 for it in tx.items_of(name)? {
                     tx.remove_holder(it.id, name)?;
@@ -262,7 +280,12 @@ impl Inner {
                 tx.put_domain(&row)?;
             }
             Ok(out.failed.into_iter().map(|(_, e)| e).collect())
-        })?;
+        };
+        let failures = if privileged {
+            self.db.write(complete)?
+        } else {
+            self.db.write_lazy(complete)?
+        };
         if !failures.is_empty() {
             return Err(Error::NotRestored {
                 domain: name.to_owned(),
