@@ -1,7 +1,7 @@
 //! A pool of numeric ids (uids per VM) with named holders; kept in the [`crate::store::LabelStore`]
 //! beside the MCS state, so separate processes never hand out one uid twice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +14,9 @@ pub struct IdPool {
     pub hi: u32,
     /// id → holders (more than one only for ids reserved as shared).
     pub held: BTreeMap<u32, Vec<String>>,
+    /// The held ids every holder reserved as shared: only these may take another holder.
+    #[serde(default)]
+    pub shared: BTreeSet<u32>,
 }
 
 impl IdPool {
@@ -23,6 +26,7 @@ impl IdPool {
             lo,
             hi,
             held: BTreeMap::new(),
+            shared: BTreeSet::new(),
         }
     }
 
@@ -62,13 +66,23 @@ impl IdPool {
         Ok(id)
     }
 
-    /// Reserve a given id for `holder`; held by another, it is refused unless `shared`.
+    /// Reserve a given id for `holder`; held by another, it is refused unless this reservation
+    /// and every earlier one declared it shared.
     pub fn reserve(&mut self, id: u32, holder: &str, shared: bool) -> Result<()> {
         let holders = self.held.entry(id).or_default();
         if holders.iter().any(|h| h == holder) {
             return Ok(());
         }
-        if !holders.is_empty() && !shared {
+        if holders.is_empty() {
+            holders.push(holder.to_owned());
+            if shared {
+                self.shared.insert(id);
+            }
+            return Ok(());
+        }
+        // Like a static MCS label: joined only when the newcomer and every holder declared it
+        // shared (a drawn id never is).
+        if !(shared && self.shared.contains(&id)) {
             return Err(Error::LabelInUse {
                 label: format!("uid {id}"),
                 holders: format!("domain {}", holders.join(", ")),
@@ -78,7 +92,6 @@ impl IdPool {
         Ok(())
     }
 
-    /// Release `holder`'s hold on `id`.
     pub fn release(&mut self, id: u32, holder: &str) -> bool {
         let Some(h) = self.held.get_mut(&id) else {
             return false;
@@ -88,6 +101,7 @@ impl IdPool {
         let released = h.len() != before;
         if h.is_empty() {
             self.held.remove(&id);
+            self.shared.remove(&id);
         }
         released
     }
@@ -117,10 +131,15 @@ mod tests {
     #[test]
     fn reserve_refuses_a_taken_id_unless_shared() {
         let mut p = IdPool::new(1, 10);
-        p.reserve(5, "a", false).unwrap();
+        p.reserve(5, "a", true).unwrap();
         assert!(p.reserve(5, "b", false).is_err());
         p.reserve(5, "b", true).unwrap();
         assert!(p.release(5, "a"));
         assert!(p.held.contains_key(&5));
+        // A holder that did not declare it shared, or a drawn id, is never joined.
+        p.reserve(6, "c", false).unwrap();
+        assert!(p.reserve(6, "d", true).is_err());
+        let drawn = p.allocate("e", &|_| false).unwrap();
+        assert!(p.reserve(drawn, "f", true).is_err());
     }
 }

@@ -272,6 +272,10 @@ impl SecurityDriver for DacDriver {
                     p.held.insert(pr.uid, vec![format!("process {}", pr.pid)]);
                 }
             }
+            // An id keeps its shared mark only while held; an id the records put back (the pool
+            // had lost it) is not marked, so no one joins it until its holders restart.
+            let held: Vec<u32> = p.held.keys().copied().collect();
+            p.shared.retain(|id| held.contains(id));
             Ok(())
         })
     }

@@ -170,3 +170,51 @@ fn a_crash_between_journal_and_chown_never_loses_an_original_owner() {
         assert_eq!(j["labels"][0]["label"], "+61000:+61000", "{point}");
     }
 }
+
+/// The DAC pool, like the MCS one, lets a static label join a uid only when every holder
+/// declared it shared: a `shared = true` static label must not take the uid a dynamic domain
+/// drew, nor one a static domain holds alone.
+#[test]
+fn a_shared_static_uid_never_joins_a_uid_another_domain_holds_alone() {
+    if !root_or_skip("a_shared_static_uid_never_joins_a_uid_another_domain_holds_alone") {
+        return;
+    }
+    let s = Stack::new(true);
+    let dynamic = s.domain("dyn", "");
+    let o = s.ok(&["--json", "start", dynamic.to_str().unwrap()]);
+    let j: serde_json::Value = serde_json::from_str(&o).unwrap();
+    let drawn = j["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["model"] == "dac")
+        .unwrap()["label"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let lone = s.domain(
+        "lone",
+        "[[seclabel]]\nmodel = \"dac\"\ntype = \"static\"\nlabel = \"+64500:+64500\"\n",
+    );
+    s.ok(&["start", lone.to_str().unwrap()]);
+    for (name, label, holder) in [
+        ("joiner1", drawn.as_str(), "dyn"),
+        ("joiner2", "+64500:+64500", "lone"),
+    ] {
+        let joiner = s.domain(
+            name,
+            &format!(
+                "[[seclabel]]\nmodel = \"dac\"\ntype = \"static\"\nlabel = \"{label}\"\nshared = true\n"
+            ),
+        );
+        let o = s.svirt(&["start", joiner.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{name} took uid {label} that {holder} holds without sharing it: {}{err}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(err.contains("in use") && err.contains(holder), "{err}");
+    }
+}

@@ -52,10 +52,10 @@ impl Db {
                     .optional()
             })
             .map_err(&err)?;
-        let rows: Vec<(i64, String)> = c
-            .prepare_cached("SELECT id, holder FROM ids WHERE pool = ?1 ORDER BY id, rowid")
+        let rows: Vec<(i64, String, bool)> = c
+            .prepare_cached("SELECT id, holder, shared FROM ids WHERE pool = ?1 ORDER BY id, rowid")
             .and_then(|mut s| {
-                s.query_map([pool], |r| Ok((r.get(0)?, r.get(1)?)))?
+                s.query_map([pool], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                     .collect::<rusqlite::Result<Vec<_>>>()
             })
             .map_err(&err)?;
@@ -66,9 +66,18 @@ impl Db {
             Some((l, h)) => IdPool::new(as_id(l)?, as_id(h)?),
             None => IdPool::new(lo, hi),
         };
-        for (id, holder) in rows {
-            p.held.entry(as_id(id)?).or_default().push(holder);
+        let mut alone = BTreeSet::new();
+        for (id, holder, shared) in rows {
+            let id = as_id(id)?;
+            p.held.entry(id).or_default().push(holder);
+            if shared {
+                p.shared.insert(id);
+            } else {
+                alone.insert(id);
+            }
         }
+        // Shared only when every holder said so.
+        p.shared.retain(|id| !alone.contains(id));
         if p.held.is_empty() {
             return Ok(IdPool::new(lo, hi));
         }
@@ -191,10 +200,21 @@ impl LabelStore for Db {
             for (id, hs) in &after.held {
                 for h in hs {
                     if !old.contains(&(*id, h.as_str())) {
-                        c.prepare_cached("INSERT INTO ids(pool, id, holder) VALUES (?1, ?2, ?3)")
-                            .and_then(|mut s| s.execute(params![pool, id, h]))
-                            .map_err(&err)?;
+                        c.prepare_cached(
+                            "INSERT INTO ids(pool, id, holder, shared) VALUES (?1, ?2, ?3, ?4)",
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![pool, id, h, after.shared.contains(id)])
+                        })
+                        .map_err(&err)?;
                     }
+                }
+            }
+            for id in before.shared.symmetric_difference(&after.shared) {
+                if after.held.contains_key(id) {
+                    c.prepare_cached("UPDATE ids SET shared = ?3 WHERE pool = ?1 AND id = ?2")
+                        .and_then(|mut s| s.execute(params![pool, id, after.shared.contains(id)]))
+                        .map_err(&err)?;
                 }
             }
             Ok(())
@@ -350,7 +370,7 @@ mod tests {
         let db = Db::open(dir.path()).unwrap();
         db.update_ids("uids", 10, 12, &mut |p| {
             p.allocate("a", &|_| false)?;
-            p.reserve(11, "z", false)?;
+            p.reserve(11, "z", true)?;
             p.reserve(11, "b", true)
         })
         .unwrap();
@@ -421,5 +441,26 @@ mod tests {
             db.allocate_id("uids", 10, 20, "g", &skip),
             Err(Error::StoreRangeMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn whether_each_holder_shared_its_id_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let reserve = |id: u32, who: &str, shared: bool| {
+            let db = Db::open(dir.path()).unwrap();
+            db.update_ids("uids", 10, 20, &mut |p| p.reserve(id, who, shared))
+        };
+        reserve(15, "a", true).unwrap();
+        reserve(15, "b", true).expect("both declared it shared");
+        reserve(16, "c", false).unwrap();
+        assert!(matches!(
+            reserve(16, "d", true),
+            Err(Error::LabelInUse { .. })
+        ));
+        let db = Db::open(dir.path()).unwrap();
+        let drawn = db.allocate_id("uids", 10, 20, "e", &|_| false).unwrap();
+        assert!(db
+            .update_ids("uids", 10, 20, &mut |p| p.reserve(drawn, "f", true))
+            .is_err());
     }
 }

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The ordered migrations: step `i` takes the schema from version `i` to `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -78,6 +78,11 @@ CREATE TABLE trees(
 const V3: &str = "
 CREATE INDEX ids_holder ON ids(pool, holder);
 ALTER TABLE id_pools ADD COLUMN next INTEGER;
+";
+
+/// Whether a holder reserved its id as shared: an id is joined only when every holder did.
+const V4: &str = "
+ALTER TABLE ids ADD COLUMN shared INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// Connection settings, before anything else touches the file. True when the database runs in
