@@ -198,6 +198,21 @@ impl Stack {
         run(&self.cfg, args)
     }
 
+    /// The label of `model` svirt recorded for the running domain `name` (`status --json`).
+    pub fn label_of(&self, name: &str, model: &str) -> String {
+        let o = self.ok(&["--json", "status", name]);
+        let j: serde_json::Value = serde_json::from_str(&o).unwrap();
+        j["domains"][0]["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["model"] == model)
+            .unwrap()["label"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// Run svirt, which must succeed; its standard output.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.svirt(args);

@@ -181,17 +181,8 @@ fn a_shared_static_uid_never_joins_a_uid_another_domain_holds_alone() {
     }
     let s = Stack::new(true);
     let dynamic = s.domain("dyn", "");
-    let o = s.ok(&["--json", "start", dynamic.to_str().unwrap()]);
-    let j: serde_json::Value = serde_json::from_str(&o).unwrap();
-    let drawn = j["labels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["model"] == "dac")
-        .unwrap()["label"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    s.ok(&["start", dynamic.to_str().unwrap()]);
+    let drawn = s.label_of("dyn", "dac");
     let lone = s.domain(
         "lone",
         "[[seclabel]]\nmodel = \"dac\"\ntype = \"static\"\nlabel = \"+64500:+64500\"\n",

@@ -21,18 +21,7 @@ fn owned_file(h: &Stack, rel: &str, uid: u32, mode: u32) -> PathBuf {
 
 /// The uid svirt gave a running domain.
 fn uid_of(h: &Stack, name: &str) -> u32 {
-    let o = h.ok(&["--json", "status", name]);
-    let j: serde_json::Value = serde_json::from_str(&o).unwrap();
-    let label = j["domains"][0]["labels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["model"] == "dac")
-        .unwrap()["label"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    label
+    h.label_of(name, "dac")
         .trim_start_matches('+')
         .split(':')
         .next()
