@@ -22,6 +22,11 @@ pub struct RestoreOptions<'a> {
     /// Whether an inode (device, inode number) is one svirt manages for another resource; such
     /// an entry found in a share (a hard link) is never changed through the share.
     pub managed: Option<&'a (dyn Fn(u64, u64) -> bool + Sync)>,
+    /// Finishing a stop or detach whose completion was lost (a kill or a power cut after its
+    /// intent): an inode that carries no VM identity, does not hold the applied value and no
+    /// longer carries svirt's mark was put back by that earlier run and changed since (by its
+    /// owner, an administrator): it is left as it is.
+    pub redo: bool,
 }
 
 impl std::fmt::Debug for RestoreOptions<'_> {
@@ -29,6 +34,7 @@ impl std::fmt::Debug for RestoreOptions<'_> {
         f.debug_struct("RestoreOptions")
             .field("reclaim", &self.reclaim)
             .field("managed", &self.managed.is_some())
+            .field("redo", &self.redo)
             .finish()
     }
 }
@@ -39,6 +45,7 @@ impl RestoreOptions<'_> {
         RestoreOptions {
             reclaim: false,
             managed: None,
+            redo: false,
         }
     }
 }
@@ -58,6 +65,19 @@ pub struct Restored {
     pub left: Vec<(PathBuf, String)>,
     /// Inodes changed while the VM held them, whose setuid/setgid bits were not given back.
     pub privileges_dropped: Vec<PathBuf>,
+}
+
+/// Why a redo leaves an inode alone.
+pub(super) const CHANGED_SINCE: &str = "changed since an earlier stop put its original back";
+
+/// Whether `current` is neither a VM's identity nor the value svirt applied: on a redo, with
+/// svirt's mark gone too, someone changed the inode after svirt put its original back.
+pub(super) fn changed_since_put_back(
+    attr: &dyn FileAttr,
+    current: Option<&str>,
+    applied: &str,
+) -> bool {
+    !attr.carries_vm(current) && !attr.matches(current, applied)
 }
 
 fn full_path(item: &Item) -> PathBuf {
@@ -225,6 +245,7 @@ impl Engine {
         attr: &dyn FileAttr,
         node: &Node,
         item: &Item,
+        opts: &RestoreOptions<'_>,
         out: &mut Restored,
     ) -> Result<()> {
         let host = self.host.as_ref();
@@ -232,6 +253,14 @@ impl Engine {
         if item.original.is_some() && current == item.original {
             // Already back (an earlier restore that was cut short).
             self.marks.remove(host, node, attr.model());
+            return Ok(());
+        }
+        if opts.redo
+            && changed_since_put_back(attr, current.as_deref(), &item.applied)
+            && self.marks.read(host, node, attr.model()).is_none()
+        {
+            info!(path = %node.path().display(), model = attr.model(), "changed since an earlier stop put its original back; left as it is");
+            out.left.push((node.path().to_owned(), CHANGED_SINCE.into()));
             return Ok(());
         }
         let mut value = item.original.clone();
@@ -264,14 +293,20 @@ impl Engine {
         Ok(())
     }
 
-    fn restore_one(&self, attr: &dyn FileAttr, item: &Item, out: &mut Restored) -> Result<()> {
+    fn restore_one(
+        &self,
+        attr: &dyn FileAttr,
+        item: &Item,
+        opts: &RestoreOptions<'_>,
+        out: &mut Restored,
+    ) -> Result<()> {
         match self.locate(item)? {
             Located::Gone => Ok(()),
-            Located::Here(node) => self.put_back(attr, &node, item, out),
+            Located::Here(node) => self.put_back(attr, &node, item, opts, out),
             Located::Moved(node, now) => {
                 info!(then = %full_path(item).display(), now = %now.display(), "restoring an inode that moved");
                 out.moved.push((full_path(item), now));
-                self.put_back(attr, &node, item, out)
+                self.put_back(attr, &node, item, opts, out)
             }
         }
     }
@@ -322,7 +357,7 @@ impl Engine {
                 self.restore_tree(attr.as_ref(), &root, root_item, &entries, opts, &mut out);
             }
             if let Some(it) = root_item {
-                match self.restore_one(attr.as_ref(), it, &mut out) {
+                match self.restore_one(attr.as_ref(), it, opts, &mut out) {
                     Ok(()) => out.done.push(it.id),
                     Err(e) => out.failed.push((it.clone(), e)),
                 }
@@ -359,7 +394,7 @@ impl Engine {
         let node = Arc::new(node);
         let is_dir = self.host.meta(&node).is_ok_and(|m| m.kind == FileKind::Dir);
         let settled = !is_dir || self.restore_share(attr, it, node.clone(), opts, out);
-        match self.put_back(attr, &node, it, out) {
+        match self.put_back(attr, &node, it, opts, out) {
             Ok(()) if settled => {
                 self.marks
                     .remove_entries(self.host.as_ref(), &node, attr.model());
@@ -463,7 +498,7 @@ impl Engine {
                         if item.rel != rel {
                             out.moved.push((root.join(&item.rel), root.join(rel)));
                         }
-                        match self.put_back(attr, node, item, out) {
+                        match self.put_back(attr, node, item, opts, out) {
                             Ok(()) => out.done.push(item.id),
                             Err(e) => out.failed.push((item.clone(), e)),
                         }
@@ -510,13 +545,13 @@ impl Engine {
         for item in by_inode.into_values() {
             match self.locate(item) {
                 Ok(Located::Gone) => out.done.push(item.id),
-                Ok(Located::Here(node)) => match self.put_back(attr, &node, item, out) {
+                Ok(Located::Here(node)) => match self.put_back(attr, &node, item, opts, out) {
                     Ok(()) => out.done.push(item.id),
                     Err(e) => out.failed.push((item.clone(), e)),
                 },
                 Ok(Located::Moved(node, now)) => {
                     out.moved.push((full_path(item), now));
-                    match self.put_back(attr, &node, item, out) {
+                    match self.put_back(attr, &node, item, opts, out) {
                         Ok(()) => out.done.push(item.id),
                         Err(e) => out.failed.push((item.clone(), e)),
                     }
