@@ -471,8 +471,15 @@ fn a_stop_cut_short_releases_its_identities_only_once_recover_has_put_every_file
     let o = run(&c.cfg, &["recover"]);
     chattr("-i");
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!o.status.success(), "recover succeeded with {} immutable", stuck.display());
-    assert!(err.contains(stuck.to_str().unwrap()), "recover does not name the file: {err}");
+    assert!(
+        !o.status.success(),
+        "recover succeeded with {} immutable",
+        stuck.display()
+    );
+    assert!(
+        err.contains(stuck.to_str().unwrap()),
+        "recover does not name the file: {err}"
+    );
     let st = run(&c.cfg, &["--json", "status"]);
     let j: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     let names: Vec<&str> = j["domains"]
@@ -481,7 +488,11 @@ fn a_stop_cut_short_releases_its_identities_only_once_recover_has_put_every_file
         .iter()
         .map(|d| d["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["k"], "the stopped domain's identities were released with a file unrestored");
+    assert_eq!(
+        names,
+        ["k"],
+        "the stopped domain's identities were released with a file unrestored"
+    );
     ok(&c.cfg, &["recover"]);
     let st = run(&c.cfg, &["--json", "status"]);
     let j: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();

@@ -74,7 +74,10 @@ impl Tree {
         let mut of_entry = Vec::with_capacity(self.entries.len());
         let mut last: Option<(&[u8], u64)> = None;
         for e in &self.entries {
-            let parent = e.rel.parent().map_or(&b""[..], |p| p.as_os_str().as_bytes());
+            let parent = e
+                .rel
+                .parent()
+                .map_or(&b""[..], |p| p.as_os_str().as_bytes());
             let i = match last {
                 Some((p, i)) if p == parent => i,
                 _ => *index.entry(parent).or_insert_with(|| {
@@ -547,7 +550,9 @@ mod tests {
         }
         let over = [0xff; 10];
         assert_eq!(Reader { b: &over, at: 0 }.var(), None);
-        let eleven = [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01];
+        let eleven = [
+            0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01,
+        ];
         assert_eq!(Reader { b: &eleven, at: 0 }.var(), None);
     }
 }

@@ -429,7 +429,9 @@ impl Inner {
             out.report.moved.extend(restored.moved);
             out.report.reclaimed.extend(restored.reclaimed);
             out.report.left.extend(restored.left);
-            out.report.privileges_dropped.extend(restored.privileges_dropped);
+            out.report
+                .privileges_dropped
+                .extend(restored.privileges_dropped);
             errors.extend(restored.failed.into_iter().map(|(_, e)| e));
         }
         let orphans_left = !errors.is_empty();

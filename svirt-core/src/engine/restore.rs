@@ -260,7 +260,8 @@ impl Engine {
             && self.marks.read(host, node, attr.model()).is_none()
         {
             info!(path = %node.path().display(), model = attr.model(), "changed since an earlier stop put its original back; left as it is");
-            out.left.push((node.path().to_owned(), CHANGED_SINCE.into()));
+            out.left
+                .push((node.path().to_owned(), CHANGED_SINCE.into()));
             return Ok(());
         }
         let mut value = item.original.clone();

@@ -526,7 +526,8 @@ impl Engine {
                     let current = attr.read_at(host, node, &e.name).ok().flatten();
                     if current.as_deref() != original
                         && changed_since_put_back(attr, current.as_deref(), &root_item.applied)
-                        && !(entry.marked && self.marks.is_marked_at(host, node, &e.name, attr.model()))
+                        && !(entry.marked
+                            && self.marks.is_marked_at(host, node, &e.name, attr.model()))
                     {
                         o.left.push((path(), CHANGED_SINCE.into()));
                         return Ok(());
