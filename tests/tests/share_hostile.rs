@@ -445,3 +445,91 @@ fn a_scan_of_a_share_a_running_domain_holds_leaves_it_to_the_domain() {
     );
     assert_eq!(owner(&tool), "0:0 4755");
 }
+
+/// Whether the domain `name` is still recorded (its identities reserved), per `status --json`.
+fn recorded(h: &Stack, name: &str) -> bool {
+    let st = h.svirt(&["--json", "status"]);
+    let j: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    j["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["name"] == name)
+}
+
+#[test]
+fn a_file_the_vm_made_that_cannot_be_taken_back_keeps_the_domain_and_its_uid_reserved() {
+    let test = "a_file_the_vm_made_that_cannot_be_taken_back_keeps_the_domain_and_its_uid_reserved";
+    if !root_or_skip(test) {
+        return;
+    }
+    // Once through a plain stop, once through a stop killed before it restored anything and
+    // the `recover` that finishes it: a file the guest made (its uid, setuid) that cannot be
+    // taken back (immutable here; any chown error does the same) is a failure that names it,
+    // and the domain stays recorded with its uid until it is taken back.
+    for killed_stop in [false, true] {
+        let h = Stack::new(true);
+        let share = h.p("share");
+        h.file("share/a", ORIG);
+        set_label(&share, ORIG);
+        let dom = h.domain(
+            "n",
+            &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
+        );
+        h.ok(&["start", dom.to_str().unwrap()]);
+        let uid: u32 = h.label_of("n", "dac")[1..6].parse().unwrap();
+        let made = share.join("made");
+        as_guest(
+            uid,
+            &[SHARED_GID],
+            &format!("echo x > {0}; chmod 6755 {0}", made.display()),
+        );
+        let chattr = |flag: &str| {
+            Command::new("chattr")
+                .arg(flag)
+                .arg(&made)
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !chattr("+i") {
+            return skip(test, "chattr +i is not available here");
+        }
+        let o = if killed_stop {
+            let k = Command::new(svirt())
+                .env("SVIRT_FAILPOINT", "restore.released:1")
+                .arg("--config")
+                .arg(&h.cfg)
+                .args(["stop", "n"])
+                .status()
+                .unwrap();
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(k.signal(), Some(9), "the stop was not killed");
+            h.svirt(&["recover"])
+        } else {
+            h.svirt(&["stop", "n"])
+        };
+        let held = recorded(&h, "n");
+        chattr("-i");
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            !o.status.success(),
+            "killed stop {killed_stop}: succeeded with {} still the VM's",
+            made.display()
+        );
+        assert!(err.contains("made"), "killed stop {killed_stop}: {err}");
+        assert!(
+            held,
+            "killed stop {killed_stop}: uid {uid} released while {} still has it",
+            made.display()
+        );
+        // Once it can be, the file is taken back and the domain released.
+        h.ok(
+            &[if killed_stop { "recover" } else { "stop" }, "n"][..if killed_stop { 1 } else { 2 }]
+        );
+        assert!(
+            !recorded(&h, "n"),
+            "killed stop {killed_stop}: still recorded"
+        );
+        assert_eq!(owner(&made), "0:0 755", "killed stop {killed_stop}");
+    }
+}

@@ -74,7 +74,7 @@ impl Inner {
     }
 
     /// Restore `items` with the stack's own drivers, reclaiming share entries the VM created.
-    fn restore_items(&self, items: Vec<Item>, redo: bool) -> Result<Restored> {
+    fn restore_items(&self, items: Vec<Item>) -> Result<Restored> {
         let ids: HashSet<i64> = items.iter().map(|i| i.id).collect();
         // Asked only for share entries with several links: one indexed lookup each.
         let is_managed = move |dev: u64, ino: u64| {
@@ -91,7 +91,6 @@ impl Inner {
             &RestoreOptions {
                 reclaim: true,
                 managed: Some(&is_managed),
-                redo,
             },
         ))
     }
@@ -245,7 +244,7 @@ impl Inner {
                 })
         });
         crate::failpoint::hit("restore.released");
-        let out = self.restore_items(items, false)?;
+        let out = self.restore_items(items)?;
         let mut report = StopReport {
             moved: out.moved,
             reclaimed: out.reclaimed,
@@ -385,7 +384,7 @@ impl Inner {
                 .retain(|r| r.path != path && r.path != resolved);
             Ok((row, rec, last))
         })?;
-        let mut out = self.restore_items(items, false)?;
+        let mut out = self.restore_items(items)?;
         let failed = std::mem::take(&mut out.failed);
         self.db.write(|tx| {
             tx.delete_items(&out.done)?;
@@ -423,7 +422,7 @@ impl Inner {
                 .iter()
                 .map(|i| format!("{} ({})", i.root.join(&i.rel).display(), i.model))
                 .collect();
-            let restored = self.restore_items(orphans, true)?;
+            let restored = self.restore_items(orphans)?;
             self.db.write(|tx| tx.delete_items(&restored.done))?;
             out.orphans = names;
             out.report.moved.extend(restored.moved);

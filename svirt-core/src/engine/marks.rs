@@ -98,14 +98,6 @@ impl Marks {
         })
     }
 
-    /// Whether the entry `name` of `dir` carries `model`'s mark.
-    pub fn is_marked_at(&self, host: &dyn Host, dir: &Node, name: &OsStr, model: &str) -> bool {
-        !self.refused.load(Ordering::Relaxed)
-            && host
-                .get_xattr_at(dir, name, &self::name(model))
-                .is_ok_and(|v| v.is_some())
-    }
-
     /// Mark a node with its original before svirt changes it.
     pub fn write(&self, host: &dyn Host, node: &Node, model: &str, original: Option<&str>) {
         self.change(

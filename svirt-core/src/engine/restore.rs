@@ -22,11 +22,6 @@ pub struct RestoreOptions<'a> {
     /// Whether an inode (device, inode number) is one svirt manages for another resource; such
     /// an entry found in a share (a hard link) is never changed through the share.
     pub managed: Option<&'a (dyn Fn(u64, u64) -> bool + Sync)>,
-    /// Finishing a stop or detach whose completion was lost (a kill or a power cut after its
-    /// intent): an inode that carries no VM identity, does not hold the applied value and no
-    /// longer carries svirt's mark was put back by that earlier run and changed since (by its
-    /// owner, an administrator): it is left as it is.
-    pub redo: bool,
 }
 
 impl std::fmt::Debug for RestoreOptions<'_> {
@@ -34,7 +29,6 @@ impl std::fmt::Debug for RestoreOptions<'_> {
         f.debug_struct("RestoreOptions")
             .field("reclaim", &self.reclaim)
             .field("managed", &self.managed.is_some())
-            .field("redo", &self.redo)
             .finish()
     }
 }
@@ -45,7 +39,6 @@ impl RestoreOptions<'_> {
         RestoreOptions {
             reclaim: false,
             managed: None,
-            redo: false,
         }
     }
 }
@@ -65,19 +58,6 @@ pub struct Restored {
     pub left: Vec<(PathBuf, String)>,
     /// Inodes changed while the VM held them, whose setuid/setgid bits were not given back.
     pub privileges_dropped: Vec<PathBuf>,
-}
-
-/// Why a redo leaves an inode alone.
-pub(super) const CHANGED_SINCE: &str = "changed since an earlier stop put its original back";
-
-/// Whether `current` is neither a VM's identity nor the value svirt applied: on a redo, with
-/// svirt's mark gone too, someone changed the inode after svirt put its original back.
-pub(super) fn changed_since_put_back(
-    attr: &dyn FileAttr,
-    current: Option<&str>,
-    applied: &str,
-) -> bool {
-    !attr.carries_vm(current) && !attr.matches(current, applied)
 }
 
 fn full_path(item: &Item) -> PathBuf {
@@ -245,7 +225,6 @@ impl Engine {
         attr: &dyn FileAttr,
         node: &Node,
         item: &Item,
-        opts: &RestoreOptions<'_>,
         out: &mut Restored,
     ) -> Result<()> {
         let host = self.host.as_ref();
@@ -253,15 +232,6 @@ impl Engine {
         if item.original.is_some() && current == item.original {
             // Already back (an earlier restore that was cut short).
             self.marks.remove(host, node, attr.model());
-            return Ok(());
-        }
-        if opts.redo
-            && changed_since_put_back(attr, current.as_deref(), &item.applied)
-            && self.marks.read(host, node, attr.model()).is_none()
-        {
-            info!(path = %node.path().display(), model = attr.model(), "changed since an earlier stop put its original back; left as it is");
-            out.left
-                .push((node.path().to_owned(), CHANGED_SINCE.into()));
             return Ok(());
         }
         let mut value = item.original.clone();
@@ -294,20 +264,14 @@ impl Engine {
         Ok(())
     }
 
-    fn restore_one(
-        &self,
-        attr: &dyn FileAttr,
-        item: &Item,
-        opts: &RestoreOptions<'_>,
-        out: &mut Restored,
-    ) -> Result<()> {
+    fn restore_one(&self, attr: &dyn FileAttr, item: &Item, out: &mut Restored) -> Result<()> {
         match self.locate(item)? {
             Located::Gone => Ok(()),
-            Located::Here(node) => self.put_back(attr, &node, item, opts, out),
+            Located::Here(node) => self.put_back(attr, &node, item, out),
             Located::Moved(node, now) => {
                 info!(then = %full_path(item).display(), now = %now.display(), "restoring an inode that moved");
                 out.moved.push((full_path(item), now));
-                self.put_back(attr, &node, item, opts, out)
+                self.put_back(attr, &node, item, out)
             }
         }
     }
@@ -343,6 +307,7 @@ impl Engine {
                 continue;
             };
             let root_item = group.iter().find(|i| i.rel.as_os_str().is_empty()).copied();
+            let mut settled = true;
             let entries: Vec<&Item> = group
                 .iter()
                 .filter(|i| !i.rel.as_os_str().is_empty())
@@ -355,10 +320,13 @@ impl Engine {
                 }
             } else {
                 // Entries kept one row each (a state imported from an older svirt).
-                self.restore_tree(attr.as_ref(), &root, root_item, &entries, opts, &mut out);
+                settled =
+                    self.restore_tree(attr.as_ref(), &root, root_item, &entries, opts, &mut out);
             }
             if let Some(it) = root_item {
-                match self.restore_one(attr.as_ref(), it, opts, &mut out) {
+                match self.restore_one(attr.as_ref(), it, &mut out) {
+                    // Not settled: the root's item is among the failures already.
+                    Ok(()) if !settled => {}
                     Ok(()) => out.done.push(it.id),
                     Err(e) => out.failed.push((it.clone(), e)),
                 }
@@ -395,7 +363,7 @@ impl Engine {
         let node = Arc::new(node);
         let is_dir = self.host.meta(&node).is_ok_and(|m| m.kind == FileKind::Dir);
         let settled = !is_dir || self.restore_share(attr, it, node.clone(), opts, out);
-        match self.put_back(attr, &node, it, opts, out) {
+        match self.put_back(attr, &node, it, out) {
             Ok(()) if settled => {
                 self.marks
                     .remove_entries(self.host.as_ref(), &node, attr.model());
@@ -471,7 +439,7 @@ impl Engine {
 
     /// Walk a share: remembered inodes go back to their originals wherever they moved inside
     /// the tree; entries the VM created or replaced are reclaimed; remembered inodes not found
-    /// are looked up by handle.
+    /// are looked up by handle. Returns whether every entry the VM had was taken back.
     fn restore_tree(
         &self,
         attr: &dyn FileAttr,
@@ -480,7 +448,8 @@ impl Engine {
         entries: &[&Item],
         opts: &RestoreOptions<'_>,
         out: &mut Restored,
-    ) {
+    ) -> bool {
+        let mut settled = true;
         let mut by_inode: HashMap<(u64, u64), &Item> = entries
             .iter()
             .map(|i| ((i.ident.dev, i.ident.ino), *i))
@@ -499,7 +468,7 @@ impl Engine {
                         if item.rel != rel {
                             out.moved.push((root.join(&item.rel), root.join(rel)));
                         }
-                        match self.put_back(attr, node, item, opts, out) {
+                        match self.put_back(attr, node, item, out) {
                             Ok(()) => out.done.push(item.id),
                             Err(e) => out.failed.push((item.clone(), e)),
                         }
@@ -530,10 +499,21 @@ impl Engine {
                         match attr.write(self.host.as_ref(), node, Some(&v)) {
                             Ok(()) => out.reclaimed.push(node.path().to_owned()),
                             Err(e) if is_unsupported(&e) => {}
-                            Err(e) => out.left.push((
-                                node.path().to_owned(),
-                                format!("cannot take it back from the VM: {e}"),
-                            )),
+                            // Still the VM's: the share is not settled, so the domain is
+                            // held and its identities stay reserved.
+                            Err(e) => match root_item {
+                                Some(it) => {
+                                    settled = false;
+                                    out.failed.push((
+                                        it.clone(),
+                                        Error::host("take back from the VM", node.path(), e),
+                                    ));
+                                }
+                                None => out.left.push((
+                                    node.path().to_owned(),
+                                    format!("cannot take it back from the VM: {e}"),
+                                )),
+                            },
                         }
                     }
                 }
@@ -546,13 +526,13 @@ impl Engine {
         for item in by_inode.into_values() {
             match self.locate(item) {
                 Ok(Located::Gone) => out.done.push(item.id),
-                Ok(Located::Here(node)) => match self.put_back(attr, &node, item, opts, out) {
+                Ok(Located::Here(node)) => match self.put_back(attr, &node, item, out) {
                     Ok(()) => out.done.push(item.id),
                     Err(e) => out.failed.push((item.clone(), e)),
                 },
                 Ok(Located::Moved(node, now)) => {
                     out.moved.push((full_path(item), now));
-                    match self.put_back(attr, &node, item, opts, out) {
+                    match self.put_back(attr, &node, item, out) {
                         Ok(()) => out.done.push(item.id),
                         Err(e) => out.failed.push((item.clone(), e)),
                     }
@@ -560,5 +540,6 @@ impl Engine {
                 Err(e) => out.failed.push((item.clone(), e)),
             }
         }
+        settled
     }
 }

@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 
 use tracing::{debug, info, warn};
 
-use super::restore::{changed_since_put_back, CHANGED_SINCE};
 use super::{Engine, RestoreOptions, Restored};
 use crate::attr::FileAttr;
 use crate::db::{Item, ItemState, Tree, TreeEntry, Tx};
@@ -522,17 +521,6 @@ impl Engine {
                 }
                 let entry = &tree.entries[i];
                 let original = tree.original(entry);
-                if opts.redo {
-                    let current = attr.read_at(host, node, &e.name).ok().flatten();
-                    if current.as_deref() != original
-                        && changed_since_put_back(attr, current.as_deref(), &root_item.applied)
-                        && !(entry.marked
-                            && self.marks.is_marked_at(host, node, &e.name, attr.model()))
-                    {
-                        o.left.push((path(), CHANGED_SINCE.into()));
-                        return Ok(());
-                    }
-                }
                 let mut value = original.map(str::to_owned);
                 let guard = original
                     .filter(|_| kind != FileKind::Dir)
@@ -611,9 +599,11 @@ impl Engine {
                     match attr.write_at(host, node, &e.name, kind, Some(&v)) {
                         Ok(()) => o.reclaimed.push(path()),
                         Err(err) if is_unsupported(&err) || vanished(&err) => {}
+                        // Still the VM's: the share is not settled, so the domain is held
+                        // and its identities stay reserved.
                         Err(err) => o
-                            .left
-                            .push((path(), format!("cannot take it back from the VM: {err}"))),
+                            .failed
+                            .push((path(), Error::host("take back from the VM", path(), err))),
                     }
                 }
             }
