@@ -440,3 +440,51 @@ fn a_stop_cut_short_releases_its_identities_only_once_recover_has_put_every_file
     assert_eq!(j["domains"].as_array().unwrap().len(), 0);
     assert_eq!(snapshot(&c.files), before);
 }
+
+#[test]
+fn one_file_that_refuses_its_mark_never_leaves_stale_marks_on_the_others() {
+    let test = "one_file_that_refuses_its_mark_never_leaves_stale_marks_on_the_others";
+    if !root_or_skip(test) {
+        return;
+    }
+    let c = case();
+    let before = snapshot(&c.files);
+    let disks = &c.files[..2];
+    let owners: Vec<String> = disks.iter().map(|f| owner(f)).collect();
+    ok(&c.cfg, &["start", c.dom.to_str().unwrap()]);
+    // Killed at the second chown of the stop: one disk has its owner and mode back, and its
+    // DAC mark is gone; the administrator then makes that disk immutable.
+    assert!(killed(&c.cfg, "dac.owner-changed:2", &["stop", "k"]));
+    let Some(back) = disks.iter().zip(&owners).position(|(f, o)| owner(f) == *o) else {
+        return skip(test, "no disk had its owner back after the second chown");
+    };
+    let (stuck, other) = (&disks[back], &disks[1 - back]);
+    let chattr = |flag: &str| {
+        Command::new("chattr")
+            .arg(flag)
+            .arg(stuck)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !chattr("+i") {
+        return skip(test, "chattr +i is not available here");
+    }
+    // The immutable disk refuses its mark's removal (and its label): recover fails for it,
+    // and still puts the other disk back whole, marks removed.
+    let o = run(&c.cfg, &["recover"]);
+    chattr("-i");
+    assert!(
+        !o.status.success(),
+        "recover succeeded with {} immutable",
+        stuck.display()
+    );
+    let i = 1 - back;
+    assert_eq!(
+        snapshot(std::slice::from_ref(other)),
+        before[i..=i],
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    ok(&c.cfg, &["recover"]);
+    assert_eq!(snapshot(&c.files), before);
+}

@@ -24,7 +24,9 @@ pub struct Mark {
 /// Reads and writes the marks, remembering when the kernel refuses them.
 #[derive(Debug, Default)]
 pub struct Marks {
-    refused: AtomicBool,
+    /// Whether a refusal was logged already (once per process: a filesystem without
+    /// `trusted.*` refuses every mark, and an immutable file its own).
+    warned: AtomicBool,
 }
 
 fn name(model: &str) -> String {
@@ -56,23 +58,21 @@ fn entries_name(model: &str) -> String {
 impl Marks {
     fn refused(&self, e: &std::io::Error, path: &Path) -> bool {
         let refused = is_unsupported(e) || e.raw_os_error() == Some(libc::EPERM);
-        if refused && !self.refused.swap(true, Ordering::Relaxed) {
-            warn!(path = %path.display(), error = %e, "the kernel refuses trusted.* xattrs; originals are remembered in the state database only");
+        if refused && !self.warned.swap(true, Ordering::Relaxed) {
+            warn!(path = %path.display(), error = %e, "a file refuses svirt's trusted.* mark (a filesystem without trusted xattrs, an immutable file); originals are remembered in the state database (logged once)");
         }
         refused
     }
 
     /// Make a best-effort change to the marks of `path` (the database is the record, a mark a
-    /// second copy), unless the kernel refused marks before.
+    /// second copy). Every change is tried: a refusal is the inode's or its filesystem's (an
+    /// immutable file, an NFS disk), never a reason to stop marking the others.
     fn change(
         &self,
         path: impl FnOnce() -> PathBuf,
         what: &str,
         op: impl FnOnce() -> io::Result<()>,
     ) {
-        if self.refused.load(Ordering::Relaxed) {
-            return;
-        }
         if let Err(e) = op() {
             let path = path();
             if !self.refused(&e, &path) {
@@ -83,9 +83,6 @@ impl Marks {
 
     /// The mark of `model` on a node, if any.
     pub fn read(&self, host: &dyn Host, node: &Node, model: &str) -> Option<Mark> {
-        if self.refused.load(Ordering::Relaxed) {
-            return None;
-        }
         let text = match host.get_xattr(node, &name(model)) {
             Ok(v) => String::from_utf8_lossy(&v?).into_owned(),
             Err(e) => {
@@ -152,9 +149,6 @@ impl Marks {
 
     /// The common original of a share root's entries, if the root is so marked.
     pub fn read_entries(&self, host: &dyn Host, root: &Node, model: &str) -> Option<Mark> {
-        if self.refused.load(Ordering::Relaxed) {
-            return None;
-        }
         let v = host.get_xattr(root, &entries_name(model)).ok()??;
         Some(Mark {
             original: decode(&String::from_utf8_lossy(&v))?,
