@@ -134,6 +134,7 @@ impl FileAttr for SelinuxAttr {
     fn reclaim(
         &self,
         current: Option<&str>,
+        _applied: &str,
         root_original: Option<&str>,
         path: &Path,
         kind: FileKind,
