@@ -190,7 +190,50 @@ impl Inner {
         }
     }
 
+    /// Restore the items no domain holds (a stop or detach whose completion was lost), and
+    /// forget those put back: their paths, what the restore found, and the failures.
+    fn finish_orphans(&self) -> Result<(Vec<String>, StopReport, Vec<Error>)> {
+        let orphans = self.db.read(|tx| tx.orphan_items())?;
+        if orphans.is_empty() {
+            return Ok(Default::default());
+        }
+        let names: Vec<String> = orphans
+            .iter()
+            .map(|i| format!("{} ({})", i.root.join(&i.rel).display(), i.model))
+            .collect();
+        let restored = self.restore_items(orphans)?;
+        self.db.write(|tx| tx.delete_items(&restored.done))?;
+        let report = StopReport {
+            moved: restored.moved,
+            reclaimed: restored.reclaimed,
+            left: restored.left,
+            privileges_dropped: restored.privileges_dropped,
+        };
+        Ok((
+            names,
+            report,
+            restored.failed.into_iter().map(|(_, e)| e).collect(),
+        ))
+    }
+
     pub(super) fn stop(&self, name: &str, rt: &Handle) -> Result<StopReport> {
+        // A stop cut short after its intent left its items held by no domain: they are put
+        // back first, and the domain is released only if all of them came back.
+        let mut earlier = StopReport::default();
+        let cut_short = self
+            .db
+            .read(|tx| tx.domain(name))?
+            .is_some_and(|row| row.phase == Phase::Stopping);
+        if cut_short {
+            let (_, report, failures) = self.finish_orphans()?;
+            if !failures.is_empty() {
+                return Err(Error::NotRestored {
+                    domain: name.to_owned(),
+                    failures,
+                });
+            }
+            earlier = report;
+        }
         let first = self.db.write(|tx| {
             let mut row = tx.domain(name)?.ok_or_else(|| Error::NoSuchDomain {
                 name: name.to_owned(),
@@ -245,12 +288,11 @@ impl Inner {
         });
         crate::failpoint::hit("restore.released");
         let out = self.restore_items(items)?;
-        let mut report = StopReport {
-            moved: out.moved,
-            reclaimed: out.reclaimed,
-            left: out.left,
-            privileges_dropped: out.privileges_dropped,
-        };
+        let mut report = earlier;
+        report.moved.extend(out.moved);
+        report.reclaimed.extend(out.reclaimed);
+        report.left.extend(out.left);
+        report.privileges_dropped.extend(out.privileges_dropped);
         report.privileges_dropped.extend(dropped);
         // As at the end of a start: the intent (phase stopping, the verdicts) tells `recover`
         // what to finish if this record is lost with the power, unless privileges went back.
@@ -416,23 +458,10 @@ impl Inner {
         // Items no domain holds are those of a stop or detach whose completion was lost: they
         // are finished first, because the domain that stopped (phase stopping) is released
         // only once nothing of it is left unrestored.
-        let orphans = self.db.read(|tx| tx.orphan_items())?;
-        if !orphans.is_empty() {
-            let names: Vec<String> = orphans
-                .iter()
-                .map(|i| format!("{} ({})", i.root.join(&i.rel).display(), i.model))
-                .collect();
-            let restored = self.restore_items(orphans)?;
-            self.db.write(|tx| tx.delete_items(&restored.done))?;
-            out.orphans = names;
-            out.report.moved.extend(restored.moved);
-            out.report.reclaimed.extend(restored.reclaimed);
-            out.report.left.extend(restored.left);
-            out.report
-                .privileges_dropped
-                .extend(restored.privileges_dropped);
-            errors.extend(restored.failed.into_iter().map(|(_, e)| e));
-        }
+        let (names, report, failed) = self.finish_orphans()?;
+        out.orphans = names;
+        out.report = report;
+        errors.extend(failed);
         let orphans_left = !errors.is_empty();
         for row in self.db.read(|tx| tx.domains())? {
             let dead = row.boot_id != boot

@@ -10,7 +10,7 @@ use super::Engine;
 use crate::attr::FileAttr;
 use crate::db::{Item, ItemState};
 use crate::error::{Error, Result};
-use crate::host::{is_unsupported, FileKind, FileMeta, Node};
+use crate::host::{cannot_hold, FileKind, FileMeta, Node};
 use crate::safe;
 use crate::tree;
 
@@ -255,7 +255,7 @@ impl Engine {
         }
         match attr.write(host, node, value.as_deref()) {
             Ok(()) => {}
-            Err(e) if is_unsupported(&e) => {}
+            Err(e) if cannot_hold(&e) => {}
             Err(e) => return Err(Error::host("restore the attribute of", node.path(), e)),
         }
         self.marks.remove(host, node, attr.model());
@@ -500,7 +500,7 @@ impl Engine {
                     if !attr.matches(current.as_deref(), &v) {
                         match attr.write(self.host.as_ref(), node, Some(&v)) {
                             Ok(()) => out.reclaimed.push(node.path().to_owned()),
-                            Err(e) if is_unsupported(&e) => {}
+                            Err(e) if cannot_hold(&e) => {}
                             // Still the VM's: the share is not settled, so the domain is
                             // held and its identities stay reserved.
                             Err(e) => match root_item {

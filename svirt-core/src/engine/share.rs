@@ -22,7 +22,7 @@ use super::{Engine, RestoreOptions, Restored};
 use crate::attr::FileAttr;
 use crate::db::{Item, ItemState, Tree, TreeEntry, Tx};
 use crate::error::{Error, Result};
-use crate::host::{is_unsupported, DirEntry, FileKind, Host, Node};
+use crate::host::{cannot_hold, is_unsupported, DirEntry, FileKind, Host, Node};
 use crate::tree::{self, lock, Dir};
 
 /// The entry is gone or no longer what the walk saw (renamed, replaced by a symlink).
@@ -556,7 +556,7 @@ impl Engine {
                         o.raced += 1;
                         return Ok(());
                     }
-                    Err(err) if is_unsupported(&err) => {}
+                    Err(err) if cannot_hold(&err) => {}
                     Err(err) => {
                         o.failed
                             .push((path(), Error::host("restore the attribute of", path(), err)));
@@ -604,7 +604,7 @@ impl Engine {
                 if !attr.matches(current.as_deref(), &v) {
                     match attr.write_at(host, node, &e.name, kind, Some(&v)) {
                         Ok(()) => o.reclaimed.push(path()),
-                        Err(err) if is_unsupported(&err) || vanished(&err) => {}
+                        Err(err) if cannot_hold(&err) || vanished(&err) => {}
                         // Still the VM's: the share is not settled, so the domain is held
                         // and its identities stay reserved.
                         Err(err) => o

@@ -258,6 +258,13 @@ pub fn get_label(host: &dyn Host, node: &Node) -> io::Result<Option<String>> {
 /// The xattr that holds a file's SELinux label.
 pub const SELINUX_XATTR: &str = "security.selinux";
 
+/// Whether a write that puts something back failed because the filesystem cannot hold the
+/// attribute at all: [`is_unsupported`] without EROFS. A read-only filesystem holds what svirt
+/// gave it, so a restore refused there is a failure (the domain is held), never "nothing to do".
+pub fn cannot_hold(e: &io::Error) -> bool {
+    is_unsupported(e) && e.raw_os_error() != Some(libc::EROFS)
+}
+
 /// True for errors that mean "this filesystem cannot hold this attribute or owner".
 pub fn is_unsupported(e: &io::Error) -> bool {
     matches!(
