@@ -63,19 +63,12 @@ pub trait FileAttr: Send + Sync + Debug {
     fn unsupported_hint(&self, _fs_type: i64) -> Option<&'static str> {
         None
     }
-    /// Whether a value carries a VM's identity or the identity in `applied`, the value svirt
-    /// gave the share it was found in (a static label's uid outside the pool is the VM's too).
-    fn carries_identity(&self, current: Option<&str>, _applied: &str) -> bool {
-        self.carries_vm(current)
-    }
     /// An entry of a directory share that svirt did not change (the VM created it, or replaced
-    /// what svirt changed): the value it gets at stop when it carries a VM's identity (see
-    /// [`FileAttr::carries_identity`], with the share root's `applied` value), given the share
-    /// root's original; `None` leaves it as it is.
+    /// what svirt changed): the value it gets at stop when it carries a VM's identity (a VM's
+    /// uid or MCS pair), given the share root's original; `None` leaves it as it is.
     fn reclaim(
         &self,
         _current: Option<&str>,
-        _applied: &str,
         _root_original: Option<&str>,
         _path: &Path,
         _kind: FileKind,

@@ -24,17 +24,6 @@ impl DacAttr {
         }
     }
 
-    /// Whether `current` has the uid or gid of `applied` (what svirt gave a share: a static
-    /// label may name ids outside the pool), other than root's and the shared group.
-    fn static_owner(&self, current: Option<&str>, applied: &str) -> bool {
-        let shared = self.pool.map(|(_, _, s)| s);
-        let vm = |id: u32| id != 0 && Some(id) != shared;
-        match (current.and_then(parse), parse(applied)) {
-            (Some((u, g, _)), Some((au, ag, _))) => (vm(au) && u == au) || (vm(ag) && g == ag),
-            _ => false,
-        }
-    }
-
     fn is_vm_id(&self, id: u32) -> bool {
         self.pool
             .is_some_and(|(lo, hi, shared)| (lo..=hi).contains(&id) && id != shared)
@@ -120,20 +109,15 @@ impl FileAttr for DacAttr {
             .is_some_and(|(uid, gid, _)| self.is_vm_id(uid) || self.is_vm_id(gid))
     }
 
-    fn carries_identity(&self, current: Option<&str>, applied: &str) -> bool {
-        self.carries_vm(current) || self.static_owner(current, applied)
-    }
-
     fn reclaim(
         &self,
         current: Option<&str>,
-        applied: &str,
         root_original: Option<&str>,
         _path: &Path,
         _kind: FileKind,
     ) -> Option<String> {
         let (uid, gid, mode) = current.and_then(parse)?;
-        if !self.is_vm_id(uid) && !self.is_vm_id(gid) && !self.static_owner(current, applied) {
+        if !self.is_vm_id(uid) && !self.is_vm_id(gid) {
             return None;
         }
         // The share root's original owner, never a VM's; no setuid, setgid or sticky bit, and

@@ -134,7 +134,6 @@ impl FileAttr for SelinuxAttr {
     fn reclaim(
         &self,
         current: Option<&str>,
-        _applied: &str,
         root_original: Option<&str>,
         path: &Path,
         kind: FileKind,

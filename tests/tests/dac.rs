@@ -209,36 +209,3 @@ fn a_shared_static_uid_never_joins_a_uid_another_domain_holds_alone() {
         assert!(err.contains("in use") && err.contains(holder), "{err}");
     }
 }
-
-/// A static DAC label may name a uid outside the pool (libvirt's `qemu:qemu` style). What the
-/// VM made in its share under that uid is its own all the same: at stop it goes to the share's
-/// original owner, without setuid or setgid, as a pool uid's would.
-#[test]
-fn files_a_vm_with_a_static_uid_made_in_its_share_are_taken_back_at_stop() {
-    if !root_or_skip("files_a_vm_with_a_static_uid_made_in_its_share_are_taken_back_at_stop") {
-        return;
-    }
-    let h = Stack::new(true);
-    let share = h.p("share");
-    h.file("share/a", "system_u:object_r:default_t:s0");
-    set_label(&share, "system_u:object_r:default_t:s0");
-    std::os::unix::fs::chown(&share, Some(1000), Some(1000)).unwrap();
-    let dom = h.domain(
-        "q",
-        &format!(
-            "[[seclabel]]\nmodel = \"dac\"\ntype = \"static\"\nlabel = \"+107:+107\"\n\
-             relabel = true\n[[filesystem]]\npath = \"{}\"\n",
-            share.display()
-        ),
-    );
-    h.ok(&["start", dom.to_str().unwrap()]);
-    let made = share.join("made");
-    as_guest(
-        107,
-        &[],
-        &format!("echo x > {0}; chmod 6755 {0}", made.display()),
-    );
-    h.ok(&["stop", "q"]);
-    assert_eq!(owner(&made), "1000:1000 755");
-    assert_eq!(owner(&share.join("a")), "0:0 644");
-}

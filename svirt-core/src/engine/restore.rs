@@ -460,7 +460,6 @@ impl Engine {
             .filter(|o| root_item.is_none_or(|ri| self.same_inode(&o.node, &o.meta, ri)));
         if let Some(root_node) = opened.map(|o| o.node) {
             let root_original = root_item.and_then(|r| r.original.clone());
-            let root_applied = root_item.map_or("", |r| r.applied.as_str());
             let walked = tree::walk_all(self.host.as_ref(), &root_node, &mut |rel, node, meta| {
                 let key = (meta.dev, meta.ino);
                 if let Some(item) = by_inode.get(&key).copied() {
@@ -492,7 +491,6 @@ impl Engine {
                 let current = attr.read(self.host.as_ref(), node).unwrap_or(None);
                 if let Some(v) = attr.reclaim(
                     current.as_deref(),
-                    root_applied,
                     root_original.as_deref(),
                     node.path(),
                     meta.kind,

@@ -580,7 +580,7 @@ impl Engine {
                 Ok(v) => v,
                 Err(_) => return Ok(()),
             };
-            if !attr.carries_identity(current.as_deref(), &root_item.applied) {
+            if !attr.carries_vm(current.as_deref()) {
                 return Ok(());
             }
             if kind != FileKind::Dir {
@@ -594,13 +594,7 @@ impl Engine {
                     }
                 }
             }
-            if let Some(v) = attr.reclaim(
-                current.as_deref(),
-                &root_item.applied,
-                root_original,
-                &path(),
-                kind,
-            ) {
+            if let Some(v) = attr.reclaim(current.as_deref(), root_original, &path(), kind) {
                 if !attr.matches(current.as_deref(), &v) {
                     match attr.write_at(host, node, &e.name, kind, Some(&v)) {
                         Ok(()) => o.reclaimed.push(path()),
