@@ -158,8 +158,11 @@ fn host_files_in_a_share_with_a_per_device_owner_are_not_taken_from_the_host_at_
     let hostfile = share.join("hostfile");
     std::fs::write(&hostfile, "host data").unwrap();
     std::os::unix::fs::chown(&hostfile, Some(huid), Some(hgid)).unwrap();
-    std::fs::set_permissions(&hostfile, std::os::unix::fs::PermissionsExt::from_mode(0o664))
-        .unwrap();
+    std::fs::set_permissions(
+        &hostfile,
+        std::os::unix::fs::PermissionsExt::from_mode(0o664),
+    )
+    .unwrap();
     let tool = share.join("tool");
     std::fs::write(&tool, "host tool").unwrap();
     std::os::unix::fs::chown(&tool, Some(0), Some(hgid)).unwrap();
@@ -170,5 +173,9 @@ fn host_files_in_a_share_with_a_per_device_owner_are_not_taken_from_the_host_at_
         format!("{huid}:{hgid} 664"),
         "the host's file was taken: {out}"
     );
-    assert_eq!(owner(&tool), format!("0:{hgid} 2775"), "the host's tool was taken: {out}");
+    assert_eq!(
+        owner(&tool),
+        format!("0:{hgid} 2775"),
+        "the host's tool was taken: {out}"
+    );
 }
