@@ -213,6 +213,18 @@ impl Stack {
             .to_owned()
     }
 
+    /// Whether the domain `name` is still recorded (its identities reserved), per
+    /// `status --json`.
+    pub fn recorded(&self, name: &str) -> bool {
+        let st = self.svirt(&["--json", "status"]);
+        let j: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+        j["domains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"] == name)
+    }
+
     /// Run svirt, which must succeed; its standard output.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.svirt(args);

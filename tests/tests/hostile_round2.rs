@@ -10,17 +10,6 @@ const ORIG: &str = "system_u:object_r:default_t:s0";
 /// The group every VM of the pool gets as a supplementary group (the pool's last id).
 const SHARED_GID: u32 = 64999;
 
-/// Whether the domain `name` is still recorded (its identities reserved), per `status --json`.
-fn recorded(h: &Stack, name: &str) -> bool {
-    let st = h.svirt(&["--json", "status"]);
-    let j: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
-    j["domains"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|d| d["name"] == name)
-}
-
 /// A stack with a share the domain `n` holds, and a setuid file the guest made in it.
 fn started_share(h: &Stack) -> (std::path::PathBuf, std::path::PathBuf, u32) {
     let share = h.p("share");
@@ -72,7 +61,7 @@ fn a_stop_after_a_killed_stop_never_releases_the_uid_while_the_share_still_has_i
         );
     }
     assert!(
-        !m.starts_with(&format!("{uid}:")) || recorded(&h, "n"),
+        !m.starts_with(&format!("{uid}:")) || h.recorded("n"),
         "uid {uid} released while {} is {m}",
         made.display()
     );
@@ -118,7 +107,7 @@ fn a_stop_on_a_share_whose_filesystem_went_read_only_is_a_failure_not_a_release(
         owner(&share)
     );
     assert!(
-        recorded(&h, "n"),
+        h.recorded("n"),
         "uid {uid} released while {} is {m}",
         made.display()
     );

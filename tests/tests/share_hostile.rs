@@ -446,17 +446,6 @@ fn a_scan_of_a_share_a_running_domain_holds_leaves_it_to_the_domain() {
     assert_eq!(owner(&tool), "0:0 4755");
 }
 
-/// Whether the domain `name` is still recorded (its identities reserved), per `status --json`.
-fn recorded(h: &Stack, name: &str) -> bool {
-    let st = h.svirt(&["--json", "status"]);
-    let j: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
-    j["domains"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|d| d["name"] == name)
-}
-
 #[test]
 fn a_file_the_vm_made_that_cannot_be_taken_back_keeps_the_domain_and_its_uid_reserved() {
     let test = "a_file_the_vm_made_that_cannot_be_taken_back_keeps_the_domain_and_its_uid_reserved";
@@ -508,7 +497,7 @@ fn a_file_the_vm_made_that_cannot_be_taken_back_keeps_the_domain_and_its_uid_res
         } else {
             h.svirt(&["stop", "n"])
         };
-        let held = recorded(&h, "n");
+        let held = h.recorded("n");
         chattr("-i");
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(
@@ -527,7 +516,7 @@ fn a_file_the_vm_made_that_cannot_be_taken_back_keeps_the_domain_and_its_uid_res
             &[if killed_stop { "recover" } else { "stop" }, "n"][..if killed_stop { 1 } else { 2 }]
         );
         assert!(
-            !recorded(&h, "n"),
+            !h.recorded("n"),
             "killed stop {killed_stop}: still recorded"
         );
         assert_eq!(owner(&made), "0:0 755", "killed stop {killed_stop}");
