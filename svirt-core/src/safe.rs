@@ -168,6 +168,22 @@ pub fn shared_device(path: &Path, meta: &FileMeta) -> Option<String> {
     None
 }
 
+/// Why a device node must never be handed to a VM process at all, if it must not: the host's
+/// physical memory, kernel memory and I/O ports (by number, so a `mknod` copy elsewhere is the
+/// same device). Drivers that relabel leave these alone as shared devices; a driver that grants
+/// access by path (Landlock) refuses them.
+pub fn raw_host_access(meta: &FileMeta) -> Option<&'static str> {
+    if meta.kind != FileKind::Char {
+        return None;
+    }
+    match meta.device() {
+        (1, 1) => Some("it is the host's physical memory (/dev/mem, 1:1)"),
+        (1, 2) => Some("it is the host's kernel memory (/dev/kmem, 1:2)"),
+        (1, 4) => Some("it is the host's I/O ports (/dev/port, 1:4)"),
+        _ => None,
+    }
+}
+
 /// The file types a resource of `kind` may be, in words.
 fn allowed(kind: ResourceKind, file: FileKind) -> Result<(), &'static str> {
     use FileKind as F;

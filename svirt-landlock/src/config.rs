@@ -82,7 +82,7 @@ impl Default for LandlockConfig {
 
 #[typetag::serde(name = "landlock")]
 impl DriverConfig for LandlockConfig {
-    fn build(&self, _ctx: &BuildContext) -> svirt_core::Result<Arc<dyn SecurityDriver>> {
+    fn build(&self, ctx: &BuildContext) -> svirt_core::Result<Arc<dyn SecurityDriver>> {
         if !(1..=7).contains(&self.min_abi) {
             return Err(svirt_core::Error::Config {
                 reason: format!(
@@ -94,6 +94,7 @@ impl DriverConfig for LandlockConfig {
         Ok(Arc::new(LandlockDriver::new(
             self.clone(),
             crate::sys::kernel_abi(),
+            ctx.host.clone(),
         )))
     }
 }

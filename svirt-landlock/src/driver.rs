@@ -1,6 +1,7 @@
 //! The Landlock driver.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use landlock::{
@@ -12,18 +13,28 @@ use svirt_core::domain::{Domain, LabelType, SecLabel};
 use svirt_core::driver::{
     DomainCtx, ExecHook, ExecOptions, ExecPhase, LabelFacts, LabelRecord, Probe, SecurityDriver,
 };
+use svirt_core::host::{FileKind, Host};
 use svirt_core::Result;
 
 use crate::config::LandlockConfig;
 use crate::error::LandlockError;
-use crate::rules::{Grant, RuleSet};
+use crate::rules::{Grant, PathRule, RuleSet};
 use crate::wall::{recorded, LandlockFacts, LandlockWall};
 
 /// Confinement by the kernel's Landlock LSM.
-#[derive(Debug)]
 pub struct LandlockDriver {
     config: LandlockConfig,
     abi: i32,
+    host: Arc<dyn Host>,
+}
+
+impl std::fmt::Debug for LandlockDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LandlockDriver")
+            .field("config", &self.config)
+            .field("abi", &self.abi)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What each ABI adds that svirt uses.
@@ -39,9 +50,64 @@ fn features(abi: i32) -> Vec<&'static str> {
 }
 
 impl LandlockDriver {
-    /// A driver for a kernel whose Landlock ABI is `abi` (0 when unavailable).
-    pub fn new(config: LandlockConfig, abi: i32) -> Self {
-        LandlockDriver { config, abi }
+    /// A driver for a kernel whose Landlock ABI is `abi` (0 when unavailable), opening the
+    /// domain's resources through `host`.
+    pub fn new(config: LandlockConfig, abi: i32, host: Arc<dyn Host>) -> Self {
+        LandlockDriver { config, abi, host }
+    }
+
+    /// Open one rule's path for the ruleset: whether it is a directory, and its fd when the
+    /// host opened one. A domain's own resource passes the checks a relabel would (the denylist
+    /// on the path as given and as resolved, `/proc` magic links, the file type its kind must
+    /// have) and is never the host's raw memory or I/O ports; the rule is then built on the
+    /// inode those checks saw, so a symlink swapped in afterwards changes nothing.
+    fn open_rule(&self, domain: &Domain, r: &PathRule) -> Result<(bool, Option<OwnedFd>)> {
+        let Some(kind) = r.resource else {
+            let is_dir = std::fs::metadata(&r.path)
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
+            return Ok((is_dir, None));
+        };
+        let refused = |path: std::path::PathBuf, reason: String| {
+            svirt_core::Error::driver_refused(
+                "landlock",
+                LandlockError::Refused {
+                    domain: domain.name.clone(),
+                    path,
+                    reason,
+                },
+            )
+        };
+        let opened = match svirt_core::safe::open_resource(self.host.as_ref(), &r.path, Some(kind))
+        {
+            Ok(o) => o,
+            Err(svirt_core::Error::PathRefused { path, reason }) => {
+                return Err(refused(path, reason))
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(why) = svirt_core::safe::raw_host_access(&opened.meta) {
+            let reason = if opened.path == opened.given {
+                why.to_owned()
+            } else {
+                format!("{why} (reached through {})", opened.given.display())
+            };
+            return Err(refused(opened.path, reason));
+        }
+        Ok((opened.meta.kind == FileKind::Dir, opened.node.into_fd()))
+    }
+
+    /// Check every resource of `domain` as [`Self::open_rule`] does, without building anything.
+    fn check_resources(&self, domain: &Domain) -> Result<()> {
+        for r in self
+            .rules(domain)
+            .paths
+            .iter()
+            .filter(|r| r.resource.is_some())
+        {
+            self.open_rule(domain, r)?;
+        }
+        Ok(())
     }
 
     fn check_abi(&self) -> Result<()> {
@@ -90,9 +156,7 @@ impl LandlockDriver {
         let mut created = rs.create().map_err(err)?;
         let rules = self.rules(domain);
         for r in &rules.paths {
-            let is_dir = std::fs::metadata(&r.path)
-                .map(|m| m.is_dir())
-                .unwrap_or(false);
+            let (is_dir, fd) = self.open_rule(domain, r)?;
             let access: BitFlags<AccessFs> = match r.grant {
                 Grant::Exec => AccessFs::from_read(abi),
                 Grant::Read => AccessFs::from_read(abi) & !AccessFs::Execute,
@@ -106,13 +170,17 @@ impl LandlockDriver {
             } else {
                 access & AccessFs::from_file(abi)
             };
-            let fd = PathFd::new(&r.path).map_err(|source| LandlockError::Open {
-                path: r.path.clone(),
-                source,
-            })?;
-            created = created
-                .add_rule(PathBeneath::new(fd, access))
-                .map_err(err)?;
+            created = match fd {
+                Some(fd) => created.add_rule(PathBeneath::new(fd, access)),
+                None => {
+                    let fd = PathFd::new(&r.path).map_err(|source| LandlockError::Open {
+                        path: r.path.clone(),
+                        source,
+                    })?;
+                    created.add_rule(PathBeneath::new(fd, access))
+                }
+            }
+            .map_err(err)?;
         }
         if self.abi >= 4 {
             for &p in &rules.tcp_connect {
@@ -191,7 +259,11 @@ impl SecurityDriver for LandlockDriver {
                 reason: "the landlock model computes its ruleset; it takes no static label".into(),
             });
         }
-        self.check_abi()
+        self.check_abi()?;
+        if seclabel.kind() == LabelType::None {
+            return Ok(());
+        }
+        self.check_resources(domain)
     }
 
     async fn generate_label(&self, domain: &Domain, seclabel: &SecLabel) -> Result<LabelRecord> {
@@ -261,7 +333,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_old_kernel_is_refused_unless_min_abi_is_lowered() {
-        let d = LandlockDriver::new(LandlockConfig::default(), 3);
+        let host: Arc<dyn Host> = Arc::new(svirt_core::host::fake::FakeHost::new());
+        let d = LandlockDriver::new(LandlockConfig::default(), 3, host.clone());
         let dom = Domain::from_toml("name='v'\n", "t").unwrap();
         let e = d
             .generate_label(&dom, &SecLabel::implicit("landlock"))
@@ -278,6 +351,7 @@ mod tests {
                 ..LandlockConfig::default()
             },
             3,
+            host,
         );
         let l = lowered
             .generate_label(&dom, &SecLabel::implicit("landlock"))

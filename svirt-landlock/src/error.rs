@@ -16,6 +16,13 @@ pub enum LandlockError {
         #[source]
         source: landlock::PathFdError,
     },
+    /// A domain's resource must never be granted to its VMM.
+    #[error("refusing to grant {path} to domain {domain}: {reason}")]
+    Refused {
+        domain: String,
+        path: PathBuf,
+        reason: String,
+    },
     /// The kernel refused the ruleset.
     #[error("cannot build the Landlock ruleset for domain {domain}")]
     Ruleset {

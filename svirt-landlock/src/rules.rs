@@ -22,6 +22,11 @@ pub enum Grant {
 pub struct PathRule {
     pub path: PathBuf,
     pub grant: Grant,
+    /// For a domain's own resource, its kind: the path is opened and refused the way a relabel
+    /// would be before it enters a ruleset. `None` for the configured system profile. Not
+    /// recorded: a recorded ruleset only feeds `svirt audit`.
+    #[serde(skip)]
+    pub resource: Option<ResourceKind>,
 }
 
 /// A domain's whole ruleset.
@@ -41,12 +46,14 @@ impl RuleSet {
             paths.push(PathRule {
                 path: p.clone(),
                 grant: Grant::Exec,
+                resource: None,
             });
         }
         for p in system_rw.iter().filter(|p| p.exists()) {
             paths.push(PathRule {
                 path: p.clone(),
                 grant: Grant::Write,
+                resource: None,
             });
         }
         // Every resource the VMM opens, labeled or not (the loader too); a placeholder for a
@@ -64,6 +71,7 @@ impl RuleSet {
             paths.push(PathRule {
                 path: r.path,
                 grant,
+                resource: Some(r.kind),
             });
         }
         RuleSet {

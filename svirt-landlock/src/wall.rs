@@ -27,6 +27,7 @@ impl LandlockWall {
                         .canonicalize(&r.path)
                         .unwrap_or_else(|_| r.path.clone()),
                     grant: r.grant,
+                    resource: r.resource,
                 })
                 .collect(),
         }
@@ -105,14 +106,17 @@ mod tests {
             PathRule {
                 path: "/usr/lib".into(),
                 grant: Grant::Exec,
+                resource: None,
             },
             PathRule {
                 path: "/img/link.img".into(),
                 grant: Grant::Write,
+                resource: None,
             },
             PathRule {
                 path: "/img/content.iso".into(),
                 grant: Grant::Read,
+                resource: None,
             },
         ];
         let w = LandlockWall::new(&rules, &host);

@@ -249,3 +249,138 @@ fn with_dac_stacked_both_walls_hold() {
     );
     assert!(out.contains("end"), "{out}");
 }
+
+/// `svirt --config CFG ARGS...`: whether it succeeded, and everything it printed.
+fn svirt_says(cfg: &Path, args: &[&str]) -> (bool, String) {
+    let o = run(cfg, args);
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+#[test]
+fn a_system_file_or_raw_host_memory_is_never_put_in_a_ruleset_however_it_is_named() {
+    if !landlock_or_skip(
+        "a_system_file_or_raw_host_memory_is_never_put_in_a_ruleset_however_it_is_named",
+    ) {
+        return;
+    }
+    let (d, cfg) = setup(LANDLOCK);
+    let link = d.path().join("disk.img");
+    std::os::unix::fs::symlink("/etc/shadow", &link).unwrap();
+    let dotted = d.path().join("up");
+    std::os::unix::fs::symlink("/", &dotted).unwrap();
+    let via_dir = format!("{}/etc/shadow", dotted.display());
+    let link = link.to_str().unwrap();
+    // (how the path is given, what the refusal must name)
+    let cases: &[(&[&str], &str)] = &[
+        (&["--rw", "/etc/shadow"], "/etc/shadow"),
+        (&["--ro", "/etc/passwd"], "/etc/passwd"),
+        (&["--rw", "/etc/./shadow"], "/etc/shadow"),
+        (&["--rw", link], "/etc/shadow"),
+        (&["--rw", &via_dir], "/etc/shadow"),
+    ];
+    for (grant, named) in cases {
+        let mut args = vec!["run"];
+        args.extend_from_slice(grant);
+        args.extend_from_slice(&["--", "sh", "-c", "echo THE-VMM-RAN"]);
+        let (ok, out) = svirt_says(&cfg, &args);
+        assert!(!ok, "{grant:?} was granted: {out}");
+        assert!(!out.contains("THE-VMM-RAN"), "{grant:?}: {out}");
+        assert!(
+            out.contains(named) && out.contains("refusing"),
+            "{grant:?}: the refusal names neither {named} nor why: {out}"
+        );
+    }
+    // Domains as files, through `start`: the system file through a link, and the host's memory
+    // and I/O ports as device nodes made in the temp dir (the same devices, by number) and
+    // reached directly or through a link. Each is refused and no record is left behind.
+    let mem = raw_device(d.path(), "mem", 1, 1);
+    let port = raw_device(d.path(), "port", 1, 4);
+    let mem_link = d.path().join("gpu");
+    std::os::unix::fs::symlink(&mem, &mem_link).unwrap();
+    let domains = [
+        (
+            format!("[[disk]]\npath = \"{link}\"\n"),
+            "/etc/shadow".to_owned(),
+        ),
+        (
+            format!("[[hostdev]]\npath = \"{}\"\n", mem.display()),
+            "physical memory".into(),
+        ),
+        (
+            format!("[[hostdev]]\npath = \"{}\"\n", mem_link.display()),
+            format!("reached through {}", mem_link.display()),
+        ),
+        (
+            format!("[[chardev]]\npath = \"{}\"\n", port.display()),
+            "I/O ports".into(),
+        ),
+    ];
+    for (resource, named) in domains {
+        let dom = d.path().join("vm.toml");
+        std::fs::write(&dom, format!("name = \"v\"\n{resource}")).unwrap();
+        for cmd in ["verify", "start"] {
+            let (ok, out) = svirt_says(&cfg, &[cmd, dom.to_str().unwrap()]);
+            assert!(!ok && out.contains(&named), "{cmd} {resource}: {out}");
+        }
+        let (_, status) = svirt_says(&cfg, &["--json", "status"]);
+        let j: serde_json::Value = serde_json::from_str(&status).unwrap();
+        assert_eq!(
+            j["domains"],
+            serde_json::json!([]),
+            "a record was left: {status}"
+        );
+    }
+}
+
+/// A character device node `name` in `dir` with the given numbers.
+fn raw_device(dir: &Path, name: &str, major: u32, minor: u32) -> std::path::PathBuf {
+    let p = dir.join(name);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &p,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(major, minor),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn a_resource_landlock_refuses_stops_the_start_before_a_stacked_driver_changes_anything() {
+    if !landlock_or_skip(
+        "a_resource_landlock_refuses_stops_the_start_before_a_stacked_driver_changes_anything",
+    ) {
+        return;
+    }
+    // DAC leaves the host's memory alone (a shared host device is never relabeled); Landlock
+    // alone would hand it to the VMM.
+    let (d, cfg) = setup("[[driver]]\ndriver = \"dac\"\n[[driver]]\ndriver = \"landlock\"\n");
+    let own = d.path().join("own.img");
+    let mem = raw_device(d.path(), "mem", 1, 1);
+    let before = owner(&own);
+    let dom = d.path().join("vm.toml");
+    std::fs::write(
+        &dom,
+        format!(
+            "name = \"v\"\n[[disk]]\npath = \"{}\"\n[[hostdev]]\npath = \"{}\"\n",
+            own.display(),
+            mem.display()
+        ),
+    )
+    .unwrap();
+    let (ok, out) = svirt_says(&cfg, &["start", dom.to_str().unwrap()]);
+    assert!(!ok && out.contains("physical memory"), "{out}");
+    assert_eq!(owner(&own), before, "the disk was left changed: {out}");
+    assert_eq!(svirt_xattrs(&own), "", "marks were left on the disk: {out}");
+    let (_, status) = svirt_says(&cfg, &["--json", "status"]);
+    let j: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(
+        j["domains"],
+        serde_json::json!([]),
+        "a record was left: {status}"
+    );
+}
