@@ -270,8 +270,8 @@ pub struct Opened {
 
 /// Resolve `path` once (every symlink followed, `/proc` magic links refused), then decide on
 /// what was opened: its resolved path against the denylist, its type against `kind` (`None`:
-/// any type, for entries svirt itself journaled) and shared host devices. Every later change
-/// goes through the returned node.
+/// any type, for entries svirt itself journaled), a regular file's other names (refused: hard
+/// links) and shared host devices. Every later change goes through the returned node.
 pub fn open_resource(host: &dyn Host, path: &Path, kind: Option<ResourceKind>) -> Result<Opened> {
     let refuse = |p: &Path, reason: String| Error::PathRefused {
         path: p.to_owned(),
@@ -329,6 +329,18 @@ pub fn open_resource(host: &dyn Host, path: &Path, kind: Option<ResourceKind>) -
             return Err(refuse(
                 &real,
                 through(&format!("it is {}, and {rule}", kind_name(meta.kind))),
+            ));
+        }
+        // The denylist judged one name of the inode; a regular file with more names may also
+        // be a system file or another VM's image, which no check here can see.
+        if meta.kind == FileKind::File && meta.nlink > 1 {
+            return Err(refuse(
+                &real,
+                through(&format!(
+                    "it has {} hard links, and a change to it would reach every other name of the file (a system file, another VM's image), which svirt cannot see; `find / -xdev -samefile {}` lists them",
+                    meta.nlink,
+                    real.display()
+                )),
             ));
         }
     }

@@ -272,6 +272,10 @@ fn a_system_file_or_raw_host_memory_is_never_put_in_a_ruleset_however_it_is_name
     let dotted = d.path().join("up");
     std::os::unix::fs::symlink("/", &dotted).unwrap();
     let via_dir = format!("{}/etc/shadow", dotted.display());
+    // Another name of another VM's image: the grant would reach it under its own name.
+    let twin = d.path().join("twin.img");
+    std::fs::hard_link(d.path().join("other.img"), &twin).unwrap();
+    let twin = twin.to_str().unwrap();
     let link = link.to_str().unwrap();
     // (how the path is given, what the refusal must name)
     let cases: &[(&[&str], &str)] = &[
@@ -280,6 +284,7 @@ fn a_system_file_or_raw_host_memory_is_never_put_in_a_ruleset_however_it_is_name
         (&["--rw", "/etc/./shadow"], "/etc/shadow"),
         (&["--rw", link], "/etc/shadow"),
         (&["--rw", &via_dir], "/etc/shadow"),
+        (&["--rw", twin], "2 hard links"),
     ];
     for (grant, named) in cases {
         let mut args = vec!["run"];

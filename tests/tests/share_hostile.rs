@@ -102,17 +102,22 @@ fn a_shared_disk_linked_into_another_domains_share_is_never_reset_under_its_doma
     h.ok(&["stop", "a"]);
     h.ok(&["stop", "b"]);
     assert_eq!(owner(&shared), "0:0 644");
-    // A alone: the link is an entry of its share (its guest could write the disk when it made
-    // the link). B then either starts with its disk as a shared disk, or is refused because
-    // A's share holds it; never does A's stop reset a disk B runs on, and nothing of any VM is
-    // left once both stopped.
+    // A alone: the link is an entry of its share with a name outside it, so A's start leaves
+    // it alone. B then either starts with its disk as a shared disk, or is refused because the
+    // disk has a second name (or A's share holds it); never does A's stop reset a disk B runs
+    // on, and nothing of any VM is left once both stopped.
     h.ok(&["start", a.to_str().unwrap()]);
+    assert_eq!(
+        owner(&shared),
+        "0:0 644",
+        "A's start took B's disk through its share"
+    );
     let b_start = run(&h.cfg, &["start", b.to_str().unwrap()]);
     let b_err = String::from_utf8_lossy(&b_start.stderr).into_owned();
     let b_runs = b_start.status.success();
     if !b_runs {
         assert!(
-            b_err.contains("in use by domain a"),
+            b_err.contains("in use by domain a") || b_err.contains("it has 2 hard links"),
             "B refused for another reason: {b_err}"
         );
     }
@@ -134,7 +139,18 @@ fn a_shared_disk_linked_into_another_domains_share_is_never_reset_under_its_doma
     }
     assert_eq!(owner(&shared), "0:0 644", "B's disk after both stopped");
     assert_eq!(label(&shared), ORIG);
-    // With A gone, B starts and gets its disk.
+    // While the guest's second name of the disk exists, B is refused with that named; once the
+    // administrator removes it, B starts and gets its disk.
+    let refused = run(&h.cfg, &["start", b.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(
+        !refused.status.success()
+            && err.contains("it has 2 hard links")
+            && err.contains("-samefile"),
+        "{err}"
+    );
+    assert_eq!(owner(&shared), "0:0 644");
+    std::fs::remove_file(share.join("link")).unwrap();
     h.ok(&["start", b.to_str().unwrap()]);
     assert_eq!(owner(&shared), format!("0:{SHARED_GID} 660"));
     h.ok(&["stop", "b"]);
@@ -520,5 +536,82 @@ fn a_file_the_vm_made_that_cannot_be_taken_back_keeps_the_domain_and_its_uid_res
             "killed stop {killed_stop}: still recorded"
         );
         assert_eq!(owner(&made), "0:0 755", "killed stop {killed_stop}");
+    }
+}
+
+#[test]
+fn a_share_file_with_a_name_outside_the_share_is_never_changed_through_it() {
+    let name = "a_share_file_with_a_name_outside_the_share_is_never_changed_through_it";
+    if !root_or_skip(name) {
+        return;
+    }
+    // SELinux alone (its walk reads no owner, so it must ask for the link count) and stacked
+    // with DAC (whose walk reads it anyway).
+    for dac in [false, true] {
+        let h = Stack::new(dac);
+        // `secret` stands for /etc/shadow: the share holds a second name of it, as a `cp -al`
+        // backup of /etc would. `a` and `a2` are two names of one file, both inside the share.
+        let secret = h.file("host/secret", ORIG);
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o640))
+            .unwrap();
+        let share = h.p("share");
+        h.file("share/plain", ORIG);
+        std::fs::create_dir_all(h.p("share/etc")).unwrap();
+        std::fs::hard_link(&secret, h.p("share/etc/shadow")).unwrap();
+        let a = h.file("share/a", ORIG);
+        std::fs::hard_link(&a, h.p("share/sub-a2")).unwrap();
+        for d in [&share, &h.p("share/etc")] {
+            set_label(d, ORIG);
+        }
+        let before = (label(&secret), owner(&secret));
+        let dom = h.domain(
+            "s",
+            &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
+        );
+        let out = h.ok(&["--json", "start", dom.to_str().unwrap()]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let excluded: Vec<String> = v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["excluded"].as_array().cloned().unwrap_or_default())
+            .map(|e| format!("{} {}", e["path"].as_str().unwrap(), e["reason"]))
+            .collect();
+        let shadow = h.p("share/etc/shadow");
+        assert!(
+            excluded.iter().any(
+                |e| e.starts_with(&format!("{} ", shadow.display())) && e.contains("hard link")
+            ),
+            "dac={dac}: the outside file is reported left out: {excluded:?}"
+        );
+        assert_eq!(
+            excluded.len(),
+            if dac { 2 } else { 1 },
+            "dac={dac}: {excluded:?}"
+        );
+        assert_eq!(
+            (label(&secret), owner(&secret)),
+            before,
+            "dac={dac}: the file outside was changed through the share"
+        );
+        // Files whose every name is inside are the VM's as usual.
+        for p in [h.p("share/plain"), a.clone()] {
+            assert_ne!(
+                label(&p),
+                ORIG,
+                "dac={dac}: {} was not relabeled",
+                p.display()
+            );
+        }
+        h.ok(&["stop", "s"]);
+        assert_eq!((label(&secret), owner(&secret)), before, "dac={dac}");
+        for p in [h.p("share/plain"), a.clone()] {
+            assert_eq!(
+                label(&p),
+                ORIG,
+                "dac={dac}: {} was not restored",
+                p.display()
+            );
+        }
     }
 }

@@ -351,16 +351,14 @@ impl Engine {
                         hint: " (one directory share inside another's)",
                     });
                 }
-                let (t, work, mounts) =
+                let (t, work, left) =
                     self.prepare_share(tx, &c.attr, &path, node.clone(), &value, dead)?;
-                for rel in mounts {
+                for (rel, reason) in left {
                     let at = path.join(rel);
-                    warn!(path = %at.display(), model, "mount point inside a share; not crossed");
+                    warn!(path = %at.display(), model, reason, "left out of a share");
                     excluded.push(Excluded {
                         path: at,
-                        reason:
-                            "a mount point inside the share: another filesystem is never relabeled"
-                                .into(),
+                        reason: reason.into(),
                     });
                 }
                 tree = Some(Arc::new(t));

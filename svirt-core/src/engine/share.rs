@@ -10,7 +10,7 @@
 //! then made on every core, relative to the directories the walk opened. No entry is opened,
 //! and no call ever follows a symlink or leaves the share's mount.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -68,6 +68,9 @@ struct Plain {
     birth_ns: Option<i64>,
 }
 
+/// An entry left out of a share (relative to its root), and why.
+type LeftOut = (PathBuf, &'static str);
+
 /// Entries changed by one worker, and the guard ctimes it recorded.
 type Changed = (Vec<usize>, Vec<(usize, i64)>);
 
@@ -82,6 +85,11 @@ struct Found {
     plain: Vec<Plain>,
     /// Entries to look at closely: (dir, name, kind, current value).
     careful: Vec<(Arc<Dir>, OsString, FileKind, Option<String>)>,
+    /// The inode number of every regular file seen (one per name), to count each file's
+    /// names inside the share.
+    files: Vec<u64>,
+    /// Regular files with more than one name: (inode number, link count).
+    linked: Vec<(u64, u64)>,
 }
 
 impl Found {
@@ -106,6 +114,29 @@ impl Found {
         self.index.insert(v, i);
         i
     }
+}
+
+/// The inode numbers of the regular files that have more names than the share holds: some
+/// name of theirs lies outside it.
+fn names_outside(found: &[Found]) -> HashSet<u64> {
+    let linked: HashMap<u64, u64> = found
+        .iter()
+        .flat_map(|f| f.linked.iter().copied())
+        .collect();
+    if linked.is_empty() {
+        return HashSet::new();
+    }
+    let mut inside: HashMap<u64, u64> = HashMap::new();
+    for ino in found.iter().flat_map(|f| &f.files) {
+        if linked.contains_key(ino) {
+            *inside.entry(*ino).or_default() += 1;
+        }
+    }
+    linked
+        .into_iter()
+        .filter(|(ino, n)| inside.get(ino).copied().unwrap_or(0) < *n)
+        .map(|(ino, _)| ino)
+        .collect()
 }
 
 /// A node for the directory of an entry: the walk's own, or opened again.
@@ -140,7 +171,8 @@ impl Engine {
     }
 
     /// Read a share's entries for the intent: the tree of originals to keep with the root's
-    /// item, the changes to make, and the mount points left out.
+    /// item, the changes to make, and the entries left out (mount points, files with a name
+    /// outside the share), each with why.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn prepare_share(
         &self,
@@ -150,7 +182,7 @@ impl Engine {
         root_node: Arc<Node>,
         value: &str,
         dead: &dyn Fn(&str) -> bool,
-    ) -> Result<(Tree, ShareWork, Vec<PathBuf>)> {
+    ) -> Result<(Tree, ShareWork, Vec<LeftOut>)> {
         let host = self.host.as_ref();
         let model = attr.model();
         let started = std::time::Instant::now();
@@ -172,6 +204,22 @@ impl Engine {
                     ))
                 }
             };
+            if kind == FileKind::File {
+                let nlink = match &meta {
+                    Some(m) => m.nlink,
+                    None => match host.stat_at(node, &e.name) {
+                        Ok(m) => m.nlink,
+                        Err(err) if vanished(&err) => return Ok(()),
+                        Err(err) => {
+                            return Err(Error::host("inspect", node.path().join(&e.name), err))
+                        }
+                    },
+                };
+                f.files.push(e.ino);
+                if nlink > 1 {
+                    f.linked.push((e.ino, nlink));
+                }
+            }
             if attr.matches(current.as_deref(), value) {
                 return Ok(());
             }
@@ -203,6 +251,11 @@ impl Engine {
             &visit,
         )?;
 
+        // A file with a name outside the share (a hard link to a system file, to another
+        // share's or VM's file, a `cp -al` copy of /etc) is never changed through the share:
+        // the change would reach that other name too.
+        let outside = names_outside(&found);
+
         // Merge, most frequent original first (the one the root's mark names).
         let mut count: HashMap<&Option<String>, usize> = HashMap::new();
         for f in &found {
@@ -225,6 +278,7 @@ impl Engine {
             .collect();
         let mut pending = Vec::with_capacity(tree.entries.capacity());
         let mut careful = Vec::new();
+        let mut linked_out = Vec::new();
         for f in found {
             let to_global: Vec<u32> = f.originals.iter().map(|o| global[o]).collect();
             for Plain {
@@ -236,6 +290,10 @@ impl Engine {
                 birth_ns,
             } in f.plain
             {
+                if kind == FileKind::File && outside.contains(&ino) {
+                    linked_out.push(rel);
+                    continue;
+                }
                 let g = to_global[local as usize];
                 tree.entries.push(TreeEntry {
                     rel,
@@ -267,6 +325,10 @@ impl Engine {
             let meta = meta
                 .or_else(|_| host.meta(&node))
                 .map_err(|e| Error::host("inspect", node.path(), e))?;
+            if meta.kind == FileKind::File && outside.contains(&meta.ino) {
+                linked_out.push(dir.rel.join(&name));
+                continue;
+            }
             let original = match tx.item_by_inode(model, meta.dev, meta.ino)? {
                 Some(it) if it.holders.iter().any(|h| !dead(h)) => {
                     warn!(path = %node.path().display(), model, other = %it.root.display(), "entry is a hard link to an inode svirt manages for another resource; leaving it alone");
@@ -305,13 +367,25 @@ impl Engine {
             });
         }
         debug!(root = %root.display(), model, entries = tree.entries.len(), originals = tree.originals.len(), ms = started.elapsed().as_millis() as u64, "share read");
+        let mut left: Vec<LeftOut> = mounts
+            .into_iter()
+            .map(|m| {
+                (
+                    m,
+                    "a mount point inside the share: another filesystem is never relabeled",
+                )
+            })
+            .collect();
+        left.extend(linked_out.into_iter().map(|rel| {
+            (rel, "a file with another name outside the share (a hard link): changing it would change that file too, so it is never relabeled through the share")
+        }));
         Ok((
             tree,
             ShareWork {
                 root: root_node,
                 pending,
             },
-            mounts,
+            left,
         ))
     }
 
