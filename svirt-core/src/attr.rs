@@ -43,10 +43,13 @@ pub trait FileAttr: Send + Sync + Debug {
     ) -> io::Result<()> {
         self.write(host, &host.open_child(dir, name)?, value)
     }
-    /// Whether a value carries a VM's identity (a VM's uid or MCS pair). Only an entry whose
+    /// Whether a value carries a VM's identity: one the driver hands out (a pool uid, an MCS
+    /// pair), or, given `own` (the label of the domain whose share is restored, as the driver
+    /// recorded it), that domain's even when the driver did not draw it (a static label's uid).
+    /// A per-resource label (which may name a host account) is never `own`. Only an entry whose
     /// value does, or whose value svirt applied to something, can be a VM's leftover or a link
     /// to an inode svirt manages; every other entry of a share is taken as it is.
-    fn carries_vm(&self, _current: Option<&str>) -> bool {
+    fn carries_vm(&self, _current: Option<&str>, _own: Option<&str>) -> bool {
         false
     }
     /// Whether the applied `target` already holds for `current` (so nothing needs doing).
@@ -64,12 +67,14 @@ pub trait FileAttr: Send + Sync + Debug {
         None
     }
     /// An entry of a directory share that svirt did not change (the VM created it, or replaced
-    /// what svirt changed): the value it gets at stop when it carries a VM's identity (a VM's
-    /// uid or MCS pair), given the share root's original; `None` leaves it as it is.
+    /// what svirt changed): the value it gets at stop when it carries a VM's identity (see
+    /// [`FileAttr::carries_vm`] for `own`), given the share
+    /// root's original; `None` leaves it as it is.
     fn reclaim(
         &self,
         _current: Option<&str>,
         _root_original: Option<&str>,
+        _own: Option<&str>,
         _path: &Path,
         _kind: FileKind,
     ) -> Option<String> {

@@ -28,11 +28,32 @@ impl DacAttr {
         self.pool
             .is_some_and(|(lo, hi, shared)| (lo..=hi).contains(&id) && id != shared)
     }
+
+    /// Whether `uid` or `gid` is a VM's: drawn from the pool, or the domain's own (`own`, its
+    /// label as the driver records it, `+uid:+gid`: a static label, which is never a host
+    /// account). Root and the shared group are never a VM's own.
+    fn is_vm_owner(&self, uid: u32, gid: u32, own: Option<&str>) -> bool {
+        let shared = self.pool.map(|(_, _, s)| s);
+        let own = own.and_then(parse_label).is_some_and(|(ou, og)| {
+            (ou != 0 && ou == uid) || (og != 0 && Some(og) != shared && og == gid)
+        });
+        self.is_vm_id(uid) || self.is_vm_id(gid) || own
+    }
 }
 
 /// Format an owner and mode as the DAC attribute value.
 pub fn value(uid: u32, gid: u32, mode: u32) -> String {
     format!("{uid}:{gid}:{mode:04o}")
+}
+
+/// A label of numeric ids, `+uid:+gid`; names are not read here (they would be host accounts,
+/// which a VM's own label never is).
+fn parse_label(label: &str) -> Option<(u32, u32)> {
+    let (u, g) = label.split_once(':')?;
+    Some((
+        u.strip_prefix('+')?.parse().ok()?,
+        g.strip_prefix('+')?.parse().ok()?,
+    ))
 }
 
 fn parse(v: &str) -> Option<(u32, u32, u32)> {
@@ -103,21 +124,22 @@ impl FileAttr for DacAttr {
         host.chmod_at(dir, name, mode)
     }
 
-    fn carries_vm(&self, current: Option<&str>) -> bool {
+    fn carries_vm(&self, current: Option<&str>, own: Option<&str>) -> bool {
         current
             .and_then(parse)
-            .is_some_and(|(uid, gid, _)| self.is_vm_id(uid) || self.is_vm_id(gid))
+            .is_some_and(|(uid, gid, _)| self.is_vm_owner(uid, gid, own))
     }
 
     fn reclaim(
         &self,
         current: Option<&str>,
         root_original: Option<&str>,
+        own: Option<&str>,
         _path: &Path,
         _kind: FileKind,
     ) -> Option<String> {
         let (uid, gid, mode) = current.and_then(parse)?;
-        if !self.is_vm_id(uid) && !self.is_vm_id(gid) {
+        if !self.is_vm_owner(uid, gid, own) {
             return None;
         }
         // The share root's original owner, never a VM's; no setuid, setgid or sticky bit, and
@@ -138,5 +160,48 @@ impl FileAttr for DacAttr {
             }
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_domains_own_ids_count_as_a_vms_but_root_and_the_shared_group_never_do() {
+        let a = DacAttr::for_pool(64000, 64999, 64999);
+        let p = Path::new("/s/f");
+        // Pool ids are a VM's whatever the share.
+        assert!(a.carries_vm(Some("64001:0:0644"), None));
+        // A static label's uid and gid are a VM's only for its own share.
+        assert!(!a.carries_vm(Some("70000:70000:4755"), None));
+        assert!(a.carries_vm(Some("70000:5:4755"), Some("+70000:+70000")));
+        assert!(a.carries_vm(Some("5:70000:0644"), Some("+70000:+70000")));
+        assert!(!a.carries_vm(Some("70001:70001:0644"), Some("+70000:+70000")));
+        // Root and the shared group never make an entry a VM's, whatever a label says.
+        assert!(!a.carries_vm(Some("0:0:4755"), Some("+0:+0")));
+        assert!(!a.carries_vm(Some("1000:64999:0644"), Some("+70000:+64999")));
+        assert!(!a.carries_vm(Some("1000:1000:0644"), Some("user:group")));
+        assert_eq!(
+            a.reclaim(
+                Some("70000:70000:6755"),
+                Some("1234:1235:0755"),
+                Some("+70000:+70000"),
+                p,
+                FileKind::File
+            ),
+            Some("1234:1235:0755".to_owned()),
+            "the share root's owner, without setuid or setgid"
+        );
+        assert_eq!(
+            a.reclaim(
+                Some("0:0:4755"),
+                Some("1234:1235:0755"),
+                Some("0:64999:0660"),
+                p,
+                FileKind::File
+            ),
+            None
+        );
     }
 }

@@ -104,7 +104,9 @@ impl FileAttr for SelinuxAttr {
         }
     }
 
-    fn carries_vm(&self, current: Option<&str>) -> bool {
+    // A static label's own pair is a pair too; a static label without categories labels
+    // nothing the VM creates with a value the share's files could not have had before.
+    fn carries_vm(&self, current: Option<&str>, _own: Option<&str>) -> bool {
         carries_pair(current)
     }
 
@@ -135,6 +137,7 @@ impl FileAttr for SelinuxAttr {
         &self,
         current: Option<&str>,
         root_original: Option<&str>,
+        _own: Option<&str>,
         path: &Path,
         kind: FileKind,
     ) -> Option<String> {

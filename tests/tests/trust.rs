@@ -118,6 +118,64 @@ fn a_setuid_binary_planted_through_a_share_never_comes_back_setuid() {
     assert!(!String::from_utf8_lossy(&o.stdout).contains("euid=0"));
 }
 
+/// A static DAC label's uid is outside the pool, but it is the VM's identity all the same: what
+/// the guest created or replaced in its share must not keep it (a setuid binary of that uid
+/// lets any host user act as the VM, and reach its disks the next time it runs).
+#[test]
+fn a_static_uids_leftovers_in_its_share_are_taken_back_like_a_pool_uids() {
+    if !root_or_skip("a_static_uids_leftovers_in_its_share_are_taken_back_like_a_pool_uids") {
+        return;
+    }
+    const STATIC: u32 = 70123;
+    let h = Stack::new(true);
+    let share = h.p("share");
+    let kept = owned_file(&h, "share/kept", 1000, 0o644);
+    let replaced = owned_file(&h, "share/replaced", 0, 0o4755);
+    std::os::unix::fs::chown(&share, Some(1234), Some(1235)).unwrap();
+    let dom = h.domain(
+        "st",
+        &format!(
+            "[[seclabel]]\nmodel = \"dac\"\ntype = \"static\"\nlabel = \"+{STATIC}:+{STATIC}\"\n\
+             relabel = true\n[[filesystem]]\npath = \"{}\"\n",
+            share.display()
+        ),
+    );
+    h.ok(&["start", dom.to_str().unwrap()]);
+    assert_eq!(std::fs::metadata(&kept).unwrap().uid(), STATIC);
+    as_guest(
+        STATIC,
+        &[],
+        &format!(
+            "cd {} && rm replaced && cp /usr/bin/id replaced && chmod 4755 replaced \
+             && cp /usr/bin/id setgid && chmod 6755 setgid && mkdir dir && echo x > dir/f",
+            share.display()
+        ),
+    );
+    let out = h.ok(&["stop", "st"]);
+    assert_eq!(owner(&kept), "1000:1000 644", "{out}");
+    let _ = replaced;
+    let mut left = Vec::new();
+    let mut stack = vec![share.clone()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        if m.uid() == STATIC || m.gid() == STATIC || m.mode() & 0o6000 != 0 {
+            left.push(format!("{} {}", p.display(), owner(&p)));
+        }
+        if m.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    assert!(
+        left.is_empty(),
+        "the VM's uid or a setuid bit is left: {left:?}\n{out}"
+    );
+    // What the guest created is the share root's original owner's now.
+    for rel in ["share/replaced", "share/setgid", "share/dir", "share/dir/f"] {
+        let m = std::fs::symlink_metadata(h.p(rel)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (1234, 1235), "{rel}: {out}");
+    }
+}
+
 #[test]
 fn an_untouched_setuid_file_gets_its_setuid_bit_back() {
     if !root_or_skip("an_untouched_setuid_file_gets_its_setuid_bit_back") {

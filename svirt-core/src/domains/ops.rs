@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::{Inner, Record, Recovered, StopReport};
 use crate::db::{DomainRow, Item, Phase};
 use crate::domain::{Access, Disk, Domain, Resource, ResourceKind};
-use crate::driver::{ProcessInfo, ResourceReport};
+use crate::driver::{LabelRecord, ProcessInfo, ResourceReport};
 use crate::engine::{RestoreOptions, Restored};
 use crate::error::{Error, Result};
 
@@ -74,7 +74,7 @@ impl Inner {
     }
 
     /// Restore `items` with the stack's own drivers, reclaiming share entries the VM created.
-    fn restore_items(&self, items: Vec<Item>) -> Result<Restored> {
+    fn restore_items(&self, items: Vec<Item>, own: &[LabelRecord]) -> Result<Restored> {
         let ids: HashSet<i64> = items.iter().map(|i| i.id).collect();
         // Asked only for share entries with several links: one indexed lookup each.
         let is_managed = move |dev: u64, ino: u64| {
@@ -91,6 +91,7 @@ impl Inner {
             &RestoreOptions {
                 reclaim: true,
                 managed: Some(&is_managed),
+                own,
             },
         ))
     }
@@ -201,7 +202,8 @@ impl Inner {
             .iter()
             .map(|i| format!("{} ({})", i.root.join(&i.rel).display(), i.model))
             .collect();
-        let restored = self.restore_items(orphans)?;
+        // Whose they were is no longer recorded: pool identities only.
+        let restored = self.restore_items(orphans, &[])?;
         self.db.write(|tx| tx.delete_items(&restored.done))?;
         let report = StopReport {
             moved: restored.moved,
@@ -287,7 +289,7 @@ impl Inner {
                 })
         });
         crate::failpoint::hit("restore.released");
-        let out = self.restore_items(items)?;
+        let out = self.restore_items(items, &rec.labels)?;
         let mut report = earlier;
         report.moved.extend(out.moved);
         report.reclaimed.extend(out.reclaimed);
@@ -426,7 +428,7 @@ impl Inner {
                 .retain(|r| r.path != path && r.path != resolved);
             Ok((row, rec, last))
         })?;
-        let mut out = self.restore_items(items)?;
+        let mut out = self.restore_items(items, &rec.labels)?;
         let failed = std::mem::take(&mut out.failed);
         self.db.write(|tx| {
             tx.delete_items(&out.done)?;
@@ -602,7 +604,7 @@ impl Inner {
                                 .skip(1)
                                 .find_map(|a| common.get(&(a.to_owned(), model.to_owned())));
                             let Some(original) = shared else { continue };
-                            if !attr.carries_vm(current.as_deref()) || held()? {
+                            if !attr.carries_vm(current.as_deref(), None) || held()? {
                                 continue;
                             }
                             original.as_deref().map(|o| match meta.kind {

@@ -306,7 +306,7 @@ impl Engine {
                     tx.delete_items(&[it.id])?;
                     it.original
                 }
-                None if c.attr.carries_vm(current.as_deref()) => {
+                None if c.attr.carries_vm(current.as_deref(), None) => {
                     // Perhaps an entry of another domain's share (a hard link its guest made,
                     // or a file inside it): never taken from a running domain.
                     if let Some((other, applied)) =

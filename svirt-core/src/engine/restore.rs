@@ -9,6 +9,7 @@ use tracing::{info, warn};
 use super::Engine;
 use crate::attr::FileAttr;
 use crate::db::{Item, ItemState};
+use crate::driver::LabelRecord;
 use crate::error::{Error, Result};
 use crate::host::{cannot_hold, FileKind, FileMeta, Node};
 use crate::safe;
@@ -22,6 +23,19 @@ pub struct RestoreOptions<'a> {
     /// Whether an inode (device, inode number) is one svirt manages for another resource; such
     /// an entry found in a share (a hard link) is never changed through the share.
     pub managed: Option<&'a (dyn Fn(u64, u64) -> bool + Sync)>,
+    /// The labels of the domain being stopped: an entry that carries its identity counts as the
+    /// VM's even where the driver did not draw it (a static label), see [`FileAttr::carries_vm`].
+    pub own: &'a [LabelRecord],
+}
+
+impl RestoreOptions<'_> {
+    /// The stopping domain's label of `model`, if any.
+    pub(crate) fn own_label(&self, model: &str) -> Option<&str> {
+        self.own
+            .iter()
+            .find(|l| l.model == model)
+            .map(|l| l.label.as_str())
+    }
 }
 
 impl std::fmt::Debug for RestoreOptions<'_> {
@@ -29,6 +43,7 @@ impl std::fmt::Debug for RestoreOptions<'_> {
         f.debug_struct("RestoreOptions")
             .field("reclaim", &self.reclaim)
             .field("managed", &self.managed.is_some())
+            .field("own", &self.own)
             .finish()
     }
 }
@@ -39,6 +54,7 @@ impl RestoreOptions<'_> {
         RestoreOptions {
             reclaim: false,
             managed: None,
+            own: &[],
         }
     }
 }
@@ -492,6 +508,7 @@ impl Engine {
                 if let Some(v) = attr.reclaim(
                     current.as_deref(),
                     root_original.as_deref(),
+                    opts.own_label(attr.model()),
                     node.path(),
                     meta.kind,
                 ) {

@@ -223,7 +223,7 @@ impl Engine {
             if attr.matches(current.as_deref(), value) {
                 return Ok(());
             }
-            if attr.carries_vm(current.as_deref())
+            if attr.carries_vm(current.as_deref(), None)
                 || current.as_ref().is_some_and(|c| applied.contains(c))
             {
                 f.careful.push((dir.clone(), e.name.clone(), kind, current));
@@ -557,6 +557,7 @@ impl Engine {
             .map(|_| AtomicBool::new(false))
             .collect();
         let root_original = root_item.original.as_deref();
+        let own = opts.own_label(attr.model());
         let root_path = root_node.path().to_owned();
         let mounts = tree::mounts_below(host, &root_path);
 
@@ -654,7 +655,7 @@ impl Engine {
                 Ok(v) => v,
                 Err(_) => return Ok(()),
             };
-            if !attr.carries_vm(current.as_deref()) {
+            if !attr.carries_vm(current.as_deref(), own) {
                 return Ok(());
             }
             if kind != FileKind::Dir {
@@ -668,7 +669,7 @@ impl Engine {
                     }
                 }
             }
-            if let Some(v) = attr.reclaim(current.as_deref(), root_original, &path(), kind) {
+            if let Some(v) = attr.reclaim(current.as_deref(), root_original, own, &path(), kind) {
                 if !attr.matches(current.as_deref(), &v) {
                     match attr.write_at(host, node, &e.name, kind, Some(&v)) {
                         Ok(()) => o.reclaimed.push(path()),
