@@ -39,7 +39,6 @@ impl std::io::Write for QuietStderr {
 
 /// Run `svirt` with the process's arguments.
 pub fn main() -> ExitCode {
-    sys::one_malloc_arena();
     let args = cli::Cli::parse();
     if args.command.only_reads() {
         sys::default_sigpipe();

@@ -10,13 +10,3 @@ pub(crate) fn default_sigpipe() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
-
-/// One malloc arena: a CLI call runs one short blocking task at a time, and a second arena for
-/// its thread costs more page faults and `mprotect`s than the contention it would save.
-pub(crate) fn one_malloc_arena() {
-    // SAFETY: called first thing in `main`, before any thread exists; M_ARENA_MAX only limits
-    // how many arenas glibc creates later, and a refusal (return 0) changes nothing.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
-}
