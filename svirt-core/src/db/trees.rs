@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::{Component, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use rusqlite::{params, OptionalExtension};
 
@@ -136,7 +136,7 @@ impl Tree {
         for _ in 0..n {
             let d = PathBuf::from(OsString::from_vec(r.bytes()?.to_vec()));
             // Relative, and never above the share root.
-            if !d.components().all(|c| matches!(c, Component::Normal(_))) {
+            if !only_normal(&d) {
                 return None;
             }
             dirs.push(d);
@@ -159,14 +159,7 @@ impl Tree {
             if original as usize >= originals.len() {
                 return None;
             }
-            let mut time = |bit: u8| -> Option<Option<i64>> {
-                if flags & bit == 0 {
-                    return Some(None);
-                }
-                Some(Some(i64::from_le_bytes(r.take(8)?.try_into().ok()?)))
-            };
-            let ctime_ns = time(1)?;
-            let birth_ns = time(4)?;
+            let (ctime_ns, birth_ns) = r.times(flags)?;
             entries.push(TreeEntry {
                 rel: dir.join(OsStr::from_bytes(name)),
                 ino,
@@ -213,16 +206,13 @@ fn decode_v2(mut r: Reader<'_>) -> Option<Tree> {
         if flags & !7 != 0 {
             return None;
         }
-        let mut time = |bit: u8| -> Option<Option<i64>> {
-            if flags & bit == 0 {
-                return Some(None);
-            }
-            Some(Some(i64::from_le_bytes(r.take(8)?.try_into().ok()?)))
-        };
-        let ctime_ns = time(1)?;
-        let birth_ns = time(4)?;
+        let (ctime_ns, birth_ns) = r.times(flags)?;
         let len = r.u32()? as usize;
         let rel = PathBuf::from(OsString::from_vec(r.take(len)?.to_vec()));
+        // Below the share root, as version 3 requires of its directories and names.
+        if rel.as_os_str().is_empty() || !only_normal(&rel) {
+            return None;
+        }
         entries.push(TreeEntry {
             rel,
             ino,
@@ -237,6 +227,11 @@ fn decode_v2(mut r: Reader<'_>) -> Option<Tree> {
         originals,
         entries,
     })
+}
+
+/// Relative, and never above the share root: every component a name.
+fn only_normal(p: &Path) -> bool {
+    p.components().all(|c| matches!(c, Component::Normal(_)))
 }
 
 const MAGIC: &[u8] = b"svt3";
@@ -274,6 +269,17 @@ impl<'a> Reader<'a> {
         let s = self.b.get(self.at..self.at.checked_add(n)?)?;
         self.at += n;
         Some(s)
+    }
+
+    /// An entry's ctime and birth time, each present when its bit (1, 4) of `flags` is set.
+    fn times(&mut self, flags: u8) -> Option<(Option<i64>, Option<i64>)> {
+        let mut time = |bit: u8| -> Option<Option<i64>> {
+            if flags & bit == 0 {
+                return Some(None);
+            }
+            Some(Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?)))
+        };
+        Some((time(1)?, time(4)?))
     }
 
     fn u32(&mut self) -> Option<u32> {
@@ -490,6 +496,15 @@ mod tests {
         let v2 = encode_v2(&t);
         for cut in [4, 12, 20, v2.len() - 1] {
             assert_eq!(Tree::decode(&v2[..cut]), None, "truncated at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_version_2_entry_path_that_would_leave_the_share_is_refused() {
+        for rel in ["../x", "/etc/shadow", "a/../../b", "./a", ""] {
+            let mut t = share(100);
+            t.entries[7].rel = PathBuf::from(rel);
+            assert_eq!(Tree::decode(&encode_v2(&t)), None, "{rel:?}");
         }
     }
 
