@@ -50,6 +50,26 @@ impl LockGuard {
     }
 }
 
+/// The generation a lock file holds (8 bytes, little-endian): 0 when it holds none.
+pub fn read_generation(path: &Path) -> u64 {
+    fs::read(path)
+        .ok()
+        .and_then(|b| b.get(..8).and_then(|b| b.try_into().ok()))
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// Write the generation into the lock file (whose lock the caller holds: a lock is on the
+/// inode, which the write keeps).
+pub fn write_generation(path: &Path, generation: u64) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::state("open lock file", path, e))?;
+    f.write_all(&generation.to_le_bytes())
+        .map_err(|e| Error::state("write", path, e))
+}
+
 /// Create a directory (and parents) readable by root only, if missing.
 pub fn create_private_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() {

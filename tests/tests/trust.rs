@@ -388,6 +388,65 @@ fn a_lost_state_database_never_hands_out_a_running_vms_uid_and_scan_restores_its
     }
 }
 
+/// Nobody may run `recover` between losing the state and the next start: a database created
+/// anew, or one back at an earlier state (as a lost WAL leaves it), still never hands out the
+/// uid of a VM that runs.
+#[test]
+fn a_lost_or_rolled_back_database_never_hands_out_a_running_vms_uid_even_without_recover() {
+    if !root_or_skip(
+        "a_lost_or_rolled_back_database_never_hands_out_a_running_vms_uid_even_without_recover",
+    ) {
+        return;
+    }
+    for case in ["deleted", "rolled back"] {
+        let h = Stack::new(true);
+        let state = h.p("state");
+        // An earlier start and stop: the database as it was before the VM started.
+        let w = h.domain("warm", "");
+        h.ok(&["start", w.to_str().unwrap()]);
+        h.ok(&["stop", "warm"]);
+        let old = h.p("old");
+        std::fs::create_dir(&old).unwrap();
+        for f in ["svirt.db", "svirt.db-wal"] {
+            if state.join(f).exists() {
+                std::fs::copy(state.join(f), old.join(f)).unwrap();
+            }
+        }
+        let disk = owned_file(&h, "disk.img", 1001, 0o644);
+        let dom = h.domain("a", &format!("[[disk]]\npath = \"{}\"\n", disk.display()));
+        h.ok(&["start", dom.to_str().unwrap()]);
+        let uid = uid_of(&h, "a");
+        let mut vmm = Command::new("/usr/bin/setpriv")
+            .args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={uid}"),
+                "--clear-groups",
+                "/bin/sleep",
+                "60",
+            ])
+            .env("PATH", SYSTEM_PATH)
+            .spawn()
+            .unwrap();
+        for f in ["svirt.db", "svirt.db-wal", "svirt.db-shm"] {
+            let _ = std::fs::remove_file(state.join(f));
+            if case == "rolled back" && old.join(f).exists() {
+                std::fs::copy(old.join(f), state.join(f)).unwrap();
+            }
+        }
+        for i in 0..3 {
+            let d = h.domain(&format!("n{i}"), "");
+            let out = h.ok(&["start", d.to_str().unwrap()]);
+            assert_ne!(
+                uid_of(&h, &format!("n{i}")),
+                uid,
+                "database {case}: the running VM's uid was handed out\n{out}"
+            );
+        }
+        vmm.kill().unwrap();
+        vmm.wait().unwrap();
+    }
+}
+
 #[test]
 fn a_full_state_filesystem_never_leaves_files_labeled() {
     if !root_or_skip("a_full_state_filesystem_never_leaves_files_labeled") {

@@ -13,7 +13,6 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rusqlite::OptionalExtension;
 use serde::Deserialize;
 use tracing::{info, warn};
 
@@ -236,26 +235,6 @@ fn entry_items(e: &Entry, boot: &str) -> Vec<Item> {
     let mut out = vec![item(Path::new(""), &e.original)];
     out.extend(e.tree.iter().map(|t| item(&t.rel, &t.original)));
     out
-}
-
-impl Tx<'_> {
-    fn meta(&self, key: &str) -> Result<Option<String>> {
-        self.sql("read meta from", |c| {
-            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-                .optional()
-        })
-    }
-
-    fn set_meta(&self, key: &str, value: &str) -> Result<()> {
-        self.sql("write meta to", |c| {
-            c.execute(
-                "INSERT INTO meta(key, value) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [key, value],
-            )
-            .map(drop)
-        })
-    }
 }
 
 fn store(db: &Db, tx: &Tx<'_>, f: &Found, boot: &str) -> Result<()> {

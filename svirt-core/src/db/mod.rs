@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, ThreadId};
 
-use rusqlite::{ffi, Connection, ErrorCode};
+use rusqlite::{ffi, Connection, ErrorCode, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, error};
 
@@ -581,6 +581,27 @@ impl Tx<'_> {
         f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
     ) -> Result<R> {
         self.with(|c| f(c).map_err(self.db.err(operation)))
+    }
+
+    /// A value of the `meta` table; `None` when unset.
+    pub(crate) fn meta(&self, key: &str) -> Result<Option<String>> {
+        self.sql("read meta from", |c| {
+            c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    /// Set a value of the `meta` table.
+    pub(crate) fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.writable("write meta to")?;
+        self.sql("write meta to", |c| {
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+            .map(drop)
+        })
     }
 
     /// Refuse a change through a read transaction.

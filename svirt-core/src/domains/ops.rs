@@ -14,6 +14,12 @@ use crate::driver::{LabelRecord, ProcessInfo, ResourceReport};
 use crate::engine::{RestoreOptions, Restored};
 use crate::error::{Error, Result};
 
+/// The `meta` key set once the database's reservations were checked against the processes.
+const RECONCILED: &str = "identities_reconciled";
+
+/// The `meta` key of the last start's generation, which the lock file holds too.
+const GENERATION: &str = "generation";
+
 impl Inner {
     pub(super) fn inner_write<T>(
         &self,
@@ -100,10 +106,12 @@ impl Inner {
         let boot = self.boot_id()?;
         rt.block_on(self.manager.verify(&domain))?;
         let name = domain.name.clone();
-        let (mut prepared, mut rec) = self.db.write(|tx| {
+        let seen = crate::fsutil::read_generation(&self.lock_file);
+        let (mut prepared, mut rec, generation) = self.db.write(|tx| {
             if tx.domain(&name)?.is_some() {
                 return Err(Error::DomainExists { name: name.clone() });
             }
+            let generation = self.reconcile_if_behind(tx, seen, rt)?;
             let labels = rt.block_on(self.manager.generate(&domain))?;
             crate::failpoint::hit("state.labels-generated");
             let resources = domain.resources_on(self.host.as_ref(), &self.host_paths)?;
@@ -116,8 +124,12 @@ impl Inner {
                 resources: prepared.reports.clone(),
             };
             tx.put_domain(&self.row(Phase::Starting, &rec, None, &boot)?)?;
-            Ok((prepared, rec))
+            Ok((prepared, rec, generation))
         })?;
+        // Only a hint (a database behind it is checked again): a failure changes nothing.
+        if let Err(e) = crate::fsutil::write_generation(&self.lock_file, generation) {
+            warn!(error = %crate::display_chain(&e), "cannot note the start's generation in the lock file");
+        }
         crate::failpoint::hit("state.record-written");
         if let Err(e) = self.engine.apply(&mut prepared) {
             self.drop_failed_start(&rec, rt);
@@ -504,22 +516,9 @@ impl Inner {
                 }
             }
         }
-        let procs = self.processes()?;
-        self.db.write(|_tx| {
-            for d in self.manager.drivers() {
-                let mine: Vec<(Domain, crate::driver::LabelRecord)> = live
-                    .iter()
-                    .filter_map(|(_, r)| {
-                        r.labels
-                            .iter()
-                            .find(|l| l.model == d.model())
-                            .map(|l| (r.domain.clone(), l.clone()))
-                    })
-                    .collect();
-                rt.block_on(d.reconcile(&mine, &procs))?;
-            }
-            Ok(())
-        })?;
+        let records: Vec<Record> = live.into_iter().map(|(_, r)| r).collect();
+        self.db
+            .write(|tx| self.reconcile_identities(tx, &records, rt))?;
         match errors.len() {
             0 => Ok(out),
             _ => Err(Error::Several {
@@ -655,6 +654,57 @@ impl Inner {
 
     /// Every process of the host, with its label (where the kernel has one) and owner. A
     /// process that exits while being read is left out.
+    /// Rebuild every driver's reservations, inside `tx`, from the recorded domains (`live`) and
+    /// from the identities the host's processes carry, and note in the database that it was
+    /// checked against the processes.
+    fn reconcile_identities(
+        &self,
+        tx: &crate::db::Tx<'_>,
+        live: &[Record],
+        rt: &Handle,
+    ) -> Result<()> {
+        let procs = self.processes()?;
+        for d in self.manager.drivers() {
+            let mine: Vec<(Domain, LabelRecord)> = live
+                .iter()
+                .filter_map(|r| {
+                    r.labels
+                        .iter()
+                        .find(|l| l.model == d.model())
+                        .map(|l| (r.domain.clone(), l.clone()))
+                })
+                .collect();
+            rt.block_on(d.reconcile(&mine, &procs))?;
+        }
+        tx.set_meta(RECONCILED, "1")
+    }
+
+    /// A database that was never checked against the host's processes (created or imported
+    /// while VMs may run: the old one lost), or that went back in time (its WAL lost: the lock
+    /// file, outside the database, holds a later start's generation `seen`), may not know a
+    /// running VM's identity: before one is drawn from it, every identity a running process
+    /// carries is reserved, as `recover` does. Returns this start's generation, for the lock
+    /// file once the start's intent is durable.
+    fn reconcile_if_behind(&self, tx: &crate::db::Tx<'_>, seen: u64, rt: &Handle) -> Result<u64> {
+        let generation = tx
+            .meta(GENERATION)?
+            .and_then(|g| g.parse::<u64>().ok())
+            .unwrap_or(0);
+        let next = generation.max(seen) + 1;
+        tx.set_meta(GENERATION, &next.to_string())?;
+        if tx.meta(RECONCILED)?.is_some() && seen <= generation {
+            return Ok(next);
+        }
+        let live = tx
+            .domains()?
+            .iter()
+            .map(|row| Record::decode(row, self.db.path()))
+            .collect::<Result<Vec<_>>>()?;
+        info!(path = %self.db.path().display(), generation, seen, "a state database not yet checked against the running processes, or older than the lock file says: reserving every identity they carry");
+        self.reconcile_identities(tx, &live, rt)?;
+        Ok(next)
+    }
+
     fn processes(&self) -> Result<Vec<ProcessInfo>> {
         let pids = self
             .host
