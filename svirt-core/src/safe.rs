@@ -337,7 +337,7 @@ pub fn open_resource(host: &dyn Host, path: &Path, kind: Option<ResourceKind>) -
             return Err(refuse(
                 &real,
                 through(&format!(
-                    "it has {} hard links, and a change to it would reach every other name of the file (a system file, another VM's image), which svirt cannot see; `find / -xdev -samefile {}` lists them",
+                    "it has {} hard links, and what svirt changes or grants on it reaches every other name of the file (a system file, another VM's image), which svirt cannot see; `find / -xdev -samefile {}` lists them",
                     meta.nlink,
                     real.display()
                 )),
