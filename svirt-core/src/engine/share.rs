@@ -186,9 +186,11 @@ impl Engine {
         let host = self.host.as_ref();
         let model = attr.model();
         let started = std::time::Instant::now();
-        let started_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        // The clock filesystems stamp inodes with (the coarse one, a tick behind the precise
+        // one): a file created after this instant is born at or after it, so a birth before it
+        // proves a file older than the share's start.
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+        let started_ns = now.tv_sec.saturating_mul(1_000_000_000) + now.tv_nsec;
         let applied = tx.applied_values(model)?;
         let mounts = tree::mounts_below(host, root);
         let visit = |f: &mut Found, dir: &Arc<Dir>, node: &Node, e: &DirEntry, kind: FileKind| {
