@@ -176,15 +176,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let d = Domain::from_file(&domain_file)?;
             env.domains.manager().verify(&d).await?;
             let plan = env.domains.plan(&d).await?;
-            // The paths as start will see them (resolved, by type), opened O_PATH only: what start
-            // would refuse, verify refuses too. A path that does not exist yet is left to start.
-            for r in d.resources() {
-                let opened =
-                    svirt_core::safe::open_resource(env.host.as_ref(), &r.path, Some(r.kind));
-                if let Err(e @ svirt_core::Error::PathRefused { .. }) = opened {
-                    return Err(e.into());
-                }
-            }
+            env.domains.check_paths(&d).await?;
             if json_out {
                 print_json(&json!({
                     "name": d.name,

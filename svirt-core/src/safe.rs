@@ -2,6 +2,7 @@
 //! kernel, and every decision (the denylist of system paths, the file type a resource kind must
 //! have, shared host devices) is made on the resolved path and the type of what was opened.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::domain::ResourceKind;
@@ -79,6 +80,179 @@ pub fn denied(path: &Path) -> Option<&'static str> {
         return Some("it is a home directory");
     }
     None
+}
+
+/// The host's system directories and svirt's state directory by inode (device, inode number):
+/// [`denied`] judges names, and a second mount gives a directory another one (a bind mount of
+/// `/etc` elsewhere, OSTree's deployment directories, the root filesystem mounted again). Built
+/// once per operation; [`Protected::check`] costs one `stat` per directory above a resource.
+#[derive(Debug, Default)]
+pub struct Protected {
+    /// Directories never handed over themselves (the denylist's exact paths).
+    exact: HashMap<(u64, u64), &'static str>,
+    /// Directories nothing under which is handed over.
+    trees: HashMap<(u64, u64), &'static str>,
+    /// svirt's state directory, and the directories above it (a share of one would hold it).
+    state: Option<((u64, u64), PathBuf)>,
+    state_above: HashSet<(u64, u64)>,
+}
+
+impl Protected {
+    /// The inodes of the denylist's directories as this host resolves them, and of
+    /// `state_dir` and the directories above it. A path that does not exist protects nothing.
+    pub fn new(host: &dyn Host, state_dir: Option<&Path>) -> Self {
+        let key = |p: &Path| host.stat(p).ok().map(|m| (m.dev, m.ino));
+        let mut out = Protected::default();
+        for p in DENY_EXACT {
+            if let Some(k) = key(Path::new(p)) {
+                out.exact.entry(k).or_insert(p);
+            }
+        }
+        for p in DENY_TREES {
+            if let Some(k) = key(Path::new(p)) {
+                out.trees.entry(k).or_insert(p);
+            }
+        }
+        if let Some(dir) = state_dir {
+            if let Some(k) = key(dir) {
+                out.state = Some((k, dir.to_owned()));
+                out.state_above = dir.ancestors().skip(1).filter_map(key).collect();
+            }
+        }
+        out
+    }
+
+    /// Refuse a resource, opened and resolved by [`open_resource`], that is a protected
+    /// directory, lies inside a system tree, is a file of svirt's state directory or a
+    /// directory holding it, whatever path reached it. The reason names the protected path.
+    pub fn check(&self, host: &dyn Host, opened: &Opened) -> Result<()> {
+        let refuse = |reason: String| Error::PathRefused {
+            path: opened.path.clone(),
+            reason: if opened.path == opened.given {
+                reason
+            } else {
+                format!("{reason} (reached through {})", opened.given.display())
+            },
+        };
+        if tpm_cancel_file(&lexical(&opened.path)) {
+            // The one file under a system tree that libvirt labels, by its own name.
+            return Ok(());
+        }
+        let own = (opened.meta.dev, opened.meta.ino);
+        if let Some(p) = self.exact.get(&own).or_else(|| self.trees.get(&own)) {
+            return Err(refuse(format!(
+                "it is the system directory {p}, by another path"
+            )));
+        }
+        if let Some((k, dir)) = &self.state {
+            if *k == own {
+                return Err(refuse(format!(
+                    "it is svirt's state directory {}",
+                    dir.display()
+                )));
+            }
+            if opened.meta.kind == FileKind::Dir && self.state_above.contains(&own) {
+                return Err(refuse(format!(
+                    "it holds svirt's state directory {}",
+                    dir.display()
+                )));
+            }
+        }
+        for (i, above) in opened.path.ancestors().skip(1).enumerate() {
+            if above == Path::new("/") {
+                break;
+            }
+            let Ok(m) = host.stat(above) else { continue };
+            let k = (m.dev, m.ino);
+            if let Some(p) = self.trees.get(&k) {
+                return Err(refuse(format!(
+                    "it lies inside the system directory {p}, which {} is another path of",
+                    above.display()
+                )));
+            }
+            if i == 0 {
+                if let Some((sk, dir)) = &self.state {
+                    if *sk == k {
+                        return Err(refuse(format!(
+                            "it is a file of svirt's state directory {}",
+                            dir.display()
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a grant of a whole directory share by path would hand a VM beyond the share's own
+/// files, each with why: device nodes (a `mknod` copy of the host's disk, memory or I/O ports
+/// opens the device itself), regular files with a name outside the share (another VM's image,
+/// a `cp -al` copy of `/etc`) and mount points (another filesystem, or a bind mount of any
+/// directory). The relabel walk leaves these out and the VM cannot open them; a driver that
+/// grants by path (Landlock) must refuse the share instead. One walk with `getdents64`, and one
+/// `statx` per regular file for its link count.
+pub fn share_hazards(
+    host: &dyn Host,
+    root_path: &Path,
+    root: std::sync::Arc<Node>,
+) -> Result<Vec<(PathBuf, &'static str)>> {
+    use std::sync::Arc;
+
+    #[derive(Default)]
+    struct Seen {
+        hazards: Vec<(PathBuf, &'static str)>,
+        /// Regular files with more than one name: (inode, link count, a path of it).
+        linked: Vec<(u64, u64, PathBuf)>,
+    }
+    let mounts = crate::tree::mounts_below(host, root_path);
+    let visit = |s: &mut Seen,
+                 dir: &Arc<crate::tree::Dir>,
+                 node: &Node,
+                 e: &crate::host::DirEntry,
+                 kind: FileKind|
+     -> Result<()> {
+        let path = || root_path.join(&dir.rel).join(&e.name);
+        match kind {
+            FileKind::Char | FileKind::Block => {
+                s.hazards
+                    .push((path(), "a device node: the VM would open the device itself"));
+            }
+            FileKind::File => match host.stat_at(node, &e.name) {
+                Ok(m) if m.nlink > 1 => s.linked.push((e.ino, m.nlink, path())),
+                Ok(_) => {}
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(Error::host("inspect", path(), err)),
+            },
+            _ => {}
+        }
+        Ok(())
+    };
+    let (seen, found_mounts, _) =
+        crate::tree::walk_entries(host, root, &mounts, true, 1, &Seen::default, &visit)?;
+    let mut hazards = Vec::new();
+    let mut names: HashMap<u64, u64> = HashMap::new();
+    let mut linked = Vec::new();
+    for s in seen {
+        hazards.extend(s.hazards);
+        for (ino, n, p) in s.linked {
+            *names.entry(ino).or_default() += 1;
+            linked.push((ino, n, p));
+        }
+    }
+    for (ino, n, p) in linked {
+        if names.get(&ino).copied().unwrap_or(0) < n {
+            hazards.push((p, "a file with a name outside the share (a hard link)"));
+        }
+    }
+    for m in found_mounts {
+        hazards.push((
+            root_path.join(m),
+            "a mount point: what is mounted there is not the share's",
+        ));
+    }
+    hazards.sort();
+    Ok(hazards)
 }
 
 /// The one sysfs file libvirt labels: a passed-through TPM's cancel file

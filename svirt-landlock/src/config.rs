@@ -91,10 +91,9 @@ impl DriverConfig for LandlockConfig {
                 ),
             });
         }
-        Ok(Arc::new(LandlockDriver::new(
-            self.clone(),
-            crate::sys::kernel_abi(),
-            ctx.host.clone(),
-        )))
+        Ok(Arc::new(
+            LandlockDriver::new(self.clone(), crate::sys::kernel_abi(), ctx.host.clone())
+                .with_state_dir(&ctx.state_dir),
+        ))
     }
 }

@@ -26,6 +26,9 @@ pub struct LandlockDriver {
     config: LandlockConfig,
     abi: i32,
     host: Arc<dyn Host>,
+    /// svirt's state directory, never granted.
+    state_dir: Option<std::path::PathBuf>,
+    protected: std::sync::OnceLock<svirt_core::safe::Protected>,
 }
 
 impl std::fmt::Debug for LandlockDriver {
@@ -53,7 +56,20 @@ impl LandlockDriver {
     /// A driver for a kernel whose Landlock ABI is `abi` (0 when unavailable), opening the
     /// domain's resources through `host`.
     pub fn new(config: LandlockConfig, abi: i32, host: Arc<dyn Host>) -> Self {
-        LandlockDriver { config, abi, host }
+        LandlockDriver {
+            config,
+            abi,
+            host,
+            state_dir: None,
+            protected: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Never grant svirt's state directory `dir`, its files, or a share holding it.
+    pub fn with_state_dir(mut self, dir: &std::path::Path) -> Self {
+        self.state_dir = Some(dir.to_owned());
+        self.protected = std::sync::OnceLock::new();
+        self
     }
 
     /// Open one rule's path for the ruleset: whether it is a directory, and its fd when the
@@ -78,14 +94,18 @@ impl LandlockDriver {
                 },
             )
         };
-        let opened = match svirt_core::safe::open_resource(self.host.as_ref(), &r.path, Some(kind))
-        {
-            Ok(o) => o,
-            Err(svirt_core::Error::PathRefused { path, reason }) => {
-                return Err(refused(path, reason))
-            }
-            Err(e) => return Err(e),
+        let as_refusal = |e: svirt_core::Error| match e {
+            svirt_core::Error::PathRefused { path, reason } => refused(path, reason),
+            e => e,
         };
+        let opened = svirt_core::safe::open_resource(self.host.as_ref(), &r.path, Some(kind))
+            .map_err(as_refusal)?;
+        self.protected
+            .get_or_init(|| {
+                svirt_core::safe::Protected::new(self.host.as_ref(), self.state_dir.as_deref())
+            })
+            .check(self.host.as_ref(), &opened)
+            .map_err(as_refusal)?;
         if let Some(why) = svirt_core::safe::raw_host_access(&opened.meta) {
             let reason = if opened.path == opened.given {
                 why.to_owned()
@@ -94,7 +114,34 @@ impl LandlockDriver {
             };
             return Err(refused(opened.path, reason));
         }
-        Ok((opened.meta.kind == FileKind::Dir, opened.node.into_fd()))
+        let is_dir = opened.meta.kind == FileKind::Dir;
+        if !is_dir {
+            return Ok((false, opened.node.into_fd()));
+        }
+        // The rule covers everything below the directory: what the relabel walk leaves out
+        // (device nodes, files with names outside, mount points) would be granted too.
+        let node = Arc::new(opened.node);
+        let hazards =
+            svirt_core::safe::share_hazards(self.host.as_ref(), &opened.path, node.clone())?;
+        if let Some((first, why)) = hazards.first() {
+            let more = match hazards.len() {
+                1 => String::new(),
+                n => format!(" ({} more such entries)", n - 1),
+            };
+            return Err(refused(
+                opened.path.clone(),
+                format!(
+                    "a rule for it would grant {}: {why}{more}; remove it from the share",
+                    first.display()
+                ),
+            ));
+        }
+        let fd = node
+            .fd()
+            .map(|f| f.try_clone())
+            .transpose()
+            .map_err(|e| svirt_core::Error::host("open", &opened.path, e))?;
+        Ok((true, fd))
     }
 
     /// Check every resource of `domain` as [`Self::open_rule`] does, without building anything.

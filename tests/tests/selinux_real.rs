@@ -296,6 +296,9 @@ impl Host for Swapping {
     fn lstat(&self, p: &Path) -> io::Result<FileMeta> {
         self.real.lstat(p)
     }
+    fn stat(&self, p: &Path) -> io::Result<FileMeta> {
+        self.real.stat(p)
+    }
     fn read_link(&self, p: &Path) -> io::Result<PathBuf> {
         self.real.read_link(p)
     }

@@ -61,7 +61,9 @@ impl Domains {
     ) -> Self {
         Domains {
             inner: Arc::new(Inner {
-                engine: Engine::new(host.clone()).with_progress(progress),
+                engine: Engine::new(host.clone())
+                    .with_progress(progress)
+                    .with_state_dir(state_dir),
                 manager,
                 host,
                 host_paths: HostPaths::default(),
@@ -101,6 +103,28 @@ impl Domains {
         let domain = domain.clone();
         self.locked(move |i, rt| rt.block_on(i.manager.plan(&domain)))
             .await
+    }
+
+    /// Refuse, as start would, every resource path of `domain` that must never be handed to a VM
+    /// (resolved, by type, by inode: see [`crate::safe`]), opening each `O_PATH` only and
+    /// changing nothing. A path that does not exist yet is left to start.
+    pub async fn check_paths(&self, domain: &Domain) -> Result<()> {
+        let inner = self.inner.clone();
+        let domain = domain.clone();
+        tokio::task::spawn_blocking(move || {
+            for r in domain.resources() {
+                match crate::safe::open_resource(inner.host.as_ref(), &r.path, Some(r.kind)) {
+                    Ok(opened) => inner.engine.check_protected(&opened)?,
+                    Err(e @ Error::PathRefused { .. }) => return Err(e),
+                    Err(_) => {}
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::TaskFailed {
+            reason: e.to_string(),
+        })?
     }
 
     /// Run `op` on the blocking pool under the operation lock (in this process and across

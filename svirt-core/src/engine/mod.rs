@@ -55,6 +55,10 @@ pub struct Engine {
     progress: Option<ProgressFn>,
     /// Threads for directory shares; `None`: every core, at most 4.
     threads: Option<usize>,
+    /// svirt's state directory, never handed to a VM.
+    state_dir: Option<PathBuf>,
+    /// What is never handed to a VM by inode, found at the first resource that needs it.
+    protected: Arc<std::sync::OnceLock<safe::Protected>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -197,7 +201,24 @@ impl Engine {
             marks: Arc::new(Marks::default()),
             progress: None,
             threads: None,
+            state_dir: None,
+            protected: Arc::default(),
         }
+    }
+
+    /// Refuse svirt's state directory `dir` (and its files, and a share holding it) as a
+    /// resource.
+    pub fn with_state_dir(mut self, dir: &Path) -> Self {
+        self.state_dir = Some(dir.to_owned());
+        self.protected = Arc::default();
+        self
+    }
+
+    /// Refuse what [`safe::Protected`] protects, whatever path reached it.
+    pub fn check_protected(&self, opened: &Opened) -> Result<()> {
+        self.protected
+            .get_or_init(|| safe::Protected::new(self.host.as_ref(), self.state_dir.as_deref()))
+            .check(self.host.as_ref(), opened)
     }
 
     /// Relabel directory shares on `threads` threads (`None` or 0: every core, at most 4).
@@ -255,13 +276,16 @@ impl Engine {
                 }
                 Plan::Set(v) => v.clone(),
             };
+            let opened =
+                safe::open_resource(self.host.as_ref(), &c.res.path, Some(opened_as(&c.res)))?;
+            self.check_protected(&opened)?;
             let Opened {
                 path,
                 node,
                 meta,
                 shared_device,
                 ..
-            } = safe::open_resource(self.host.as_ref(), &c.res.path, Some(opened_as(&c.res)))?;
+            } = opened;
             if let Some(why) = shared_device {
                 info!(path = %path.display(), model, reason = %why, "left as it is");
                 let mut r = opened_report(&c.res, &path, &model, "");

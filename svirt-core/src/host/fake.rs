@@ -351,6 +351,12 @@ impl Host for FakeHost {
         self.with_entry(path, |e| Ok(e.meta))
     }
 
+    fn stat(&self, path: &Path) -> io::Result<FileMeta> {
+        self.begin("stat", path, "")?;
+        let real = self.resolve(path)?;
+        self.with_entry(&real, |e| Ok(e.meta))
+    }
+
     fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
         self.begin("read_link", path, "")?;
         self.with_entry(path, |e| {

@@ -137,6 +137,10 @@ impl Host for LinuxHost {
         rfs::lstat(path).map(|s| meta_of(&s)).map_err(io_err)
     }
 
+    fn stat(&self, path: &Path) -> io::Result<FileMeta> {
+        rfs::stat(path).map(|s| meta_of(&s)).map_err(io_err)
+    }
+
     fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
         fs::read_link(path)
     }

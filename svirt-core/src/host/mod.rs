@@ -143,6 +143,8 @@ pub struct DirEntry {
 pub trait Host: Send + Sync + Debug {
     /// `lstat(path)`.
     fn lstat(&self, path: &Path) -> io::Result<FileMeta>;
+    /// `stat(path)`: every symlink followed.
+    fn stat(&self, path: &Path) -> io::Result<FileMeta>;
     /// `readlink(path)`.
     fn read_link(&self, path: &Path) -> io::Result<PathBuf>;
     /// `realpath(path)`: every symlink resolved.
