@@ -114,9 +114,12 @@ impl Protected {
             }
         }
         if let Some(dir) = state_dir {
-            if let Some(k) = key(dir) {
+            // The directories above it as they are, not as the configuration names them (a
+            // symlinked `/var/lib` puts them elsewhere).
+            let real = host.canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+            if let Some(k) = key(&real) {
                 out.state = Some((k, dir.to_owned()));
-                out.state_above = dir.ancestors().skip(1).filter_map(key).collect();
+                out.state_above = real.ancestors().skip(1).filter_map(key).collect();
             }
         }
         out

@@ -680,9 +680,9 @@ impl Inner {
     }
 
     /// A database that was never checked against the host's processes (created or imported
-    /// while VMs may run: the old one lost), or that went back in time (its WAL lost: the lock
-    /// file, outside the database, holds a later start's generation `seen`), may not know a
-    /// running VM's identity: before one is drawn from it, every identity a running process
+    /// while VMs may run: the old one lost), or whose generation disagrees with the lock file's
+    /// `seen` (its WAL lost, or the lock file lost or replaced, perhaps with the database), may
+    /// not know a running VM's identity: before one is drawn from it, every identity a running process
     /// carries is reserved, as `recover` does. Returns this start's generation, for the lock
     /// file once the start's intent is durable.
     fn reconcile_if_behind(&self, tx: &crate::db::Tx<'_>, seen: u64, rt: &Handle) -> Result<u64> {
@@ -690,9 +690,15 @@ impl Inner {
             .meta(GENERATION)?
             .and_then(|g| g.parse::<u64>().ok())
             .unwrap_or(0);
-        let next = generation.max(seen) + 1;
+        // Garbage (a number no count of starts reaches) starts the count over.
+        let next = match generation.max(seen).checked_add(1) {
+            Some(n) if n < 1 << 62 => n,
+            _ => 1,
+        };
         tx.set_meta(GENERATION, &next.to_string())?;
-        if tx.meta(RECONCILED)?.is_some() && seen <= generation {
+        // Any disagreement counts: a lock file behind the database was lost or emptied (and
+        // the database may have gone back with it), one ahead of it means lost commits.
+        if tx.meta(RECONCILED)?.is_some() && seen == generation {
             return Ok(next);
         }
         let live = tx

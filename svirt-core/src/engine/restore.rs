@@ -494,17 +494,18 @@ impl Engine {
                 if !opts.reclaim {
                     return Ok(());
                 }
+                let current = attr.read(self.host.as_ref(), node).unwrap_or(None);
                 if meta.nlink > 1
                     && meta.kind != FileKind::Dir
-                    && opts.managed.is_some_and(|m| m(meta.dev, meta.ino))
+                    && attr.carries_vm(current.as_deref(), opts.own_label(attr.model()))
                 {
-                    out.left.push((
-                        node.path().to_owned(),
-                        "a hard link to an inode svirt manages for another resource".into(),
-                    ));
-                    return Ok(());
+                    if let Some(why) =
+                        super::share::linked_elsewhere(attr, current.as_deref(), meta, opts)
+                    {
+                        out.left.push((node.path().to_owned(), why.into()));
+                        return Ok(());
+                    }
                 }
-                let current = attr.read(self.host.as_ref(), node).unwrap_or(None);
                 if let Some(v) = attr.reclaim(
                     current.as_deref(),
                     root_original.as_deref(),

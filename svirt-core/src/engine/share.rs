@@ -22,7 +22,7 @@ use super::{Engine, RestoreOptions, Restored};
 use crate::attr::FileAttr;
 use crate::db::{Item, ItemState, Tree, TreeEntry, Tx};
 use crate::error::{Error, Result};
-use crate::host::{cannot_hold, is_unsupported, DirEntry, FileKind, Host, Node};
+use crate::host::{cannot_hold, is_unsupported, DirEntry, FileKind, FileMeta, Host, Node};
 use crate::tree::{self, lock, Dir};
 
 /// The entry is gone or no longer what the walk saw (renamed, replaced by a symlink).
@@ -137,6 +137,26 @@ fn names_outside(found: &[Found]) -> HashSet<u64> {
         .filter(|(ino, n)| inside.get(ino).copied().unwrap_or(0) < *n)
         .map(|(ino, _)| ino)
         .collect()
+}
+
+/// Why an entry with more than one name that carries a VM's identity must not be taken back
+/// through this share, if it must not: a hard link to an inode svirt manages for another
+/// resource, or one that carries only the stopping domain's own static identity, which other
+/// domains may hold too (a shared static uid, a static gid another's uid equals): its other
+/// name may be a file of their running share.
+pub(super) fn linked_elsewhere(
+    attr: &dyn FileAttr,
+    current: Option<&str>,
+    meta: &FileMeta,
+    opts: &RestoreOptions<'_>,
+) -> Option<&'static str> {
+    if opts.managed.is_some_and(|m| m(meta.dev, meta.ino)) {
+        return Some("a hard link to an inode svirt manages for another resource");
+    }
+    if !attr.carries_vm(current, None) {
+        return Some("a hard link carrying this domain's static identity, which another domain's files may carry too: its other names may be theirs");
+    }
+    None
 }
 
 /// A node for the directory of an entry: the walk's own, or opened again.
@@ -661,13 +681,12 @@ impl Engine {
                 return Ok(());
             }
             if kind != FileKind::Dir {
-                if let (Ok(m), Some(managed)) = (host.stat_at(node, &e.name), opts.managed) {
-                    if m.nlink > 1 && managed(m.dev, m.ino) {
-                        o.left.push((
-                            path(),
-                            "a hard link to an inode svirt manages for another resource".into(),
-                        ));
-                        return Ok(());
+                if let Ok(m) = host.stat_at(node, &e.name) {
+                    if m.nlink > 1 {
+                        if let Some(why) = linked_elsewhere(attr, current.as_deref(), &m, opts) {
+                            o.left.push((path(), why.into()));
+                            return Ok(());
+                        }
                     }
                 }
             }
