@@ -188,6 +188,30 @@ impl Protected {
     }
 }
 
+/// Of the regular files `linked` (inode number, link count) found in a share, those with more
+/// links than names in the share (`files`: the inode number of every regular-file name seen):
+/// some name of theirs lies outside it.
+pub fn names_outside(
+    files: impl IntoIterator<Item = u64>,
+    linked: impl IntoIterator<Item = (u64, u64)>,
+) -> HashSet<u64> {
+    let linked: HashMap<u64, u64> = linked.into_iter().collect();
+    if linked.is_empty() {
+        return HashSet::new();
+    }
+    let mut inside: HashMap<u64, u64> = HashMap::new();
+    for ino in files {
+        if linked.contains_key(&ino) {
+            *inside.entry(ino).or_default() += 1;
+        }
+    }
+    linked
+        .into_iter()
+        .filter(|(ino, n)| inside.get(ino).copied().unwrap_or(0) < *n)
+        .map(|(ino, _)| ino)
+        .collect()
+}
+
 /// What a grant of a whole directory share by path would hand a VM beyond the share's own
 /// files, each with why: device nodes (a `mknod` copy of the host's disk, memory or I/O ports
 /// opens the device itself), regular files with a name outside the share (another VM's image,
@@ -234,17 +258,18 @@ pub fn share_hazards(
     let (seen, found_mounts, _) =
         crate::tree::walk_entries(host, root, &mounts, true, 1, &Seen::default, &visit)?;
     let mut hazards = Vec::new();
-    let mut names: HashMap<u64, u64> = HashMap::new();
     let mut linked = Vec::new();
     for s in seen {
         hazards.extend(s.hazards);
-        for (ino, n, p) in s.linked {
-            *names.entry(ino).or_default() += 1;
-            linked.push((ino, n, p));
-        }
+        linked.extend(s.linked);
     }
-    for (ino, n, p) in linked {
-        if names.get(&ino).copied().unwrap_or(0) < n {
+    // Every name of a file with several is among `linked`, so they are the names to count.
+    let outside = names_outside(
+        linked.iter().map(|(ino, _, _)| *ino),
+        linked.iter().map(|(ino, n, _)| (*ino, *n)),
+    );
+    for (ino, _, p) in linked {
+        if outside.contains(&ino) {
             hazards.push((p, "a file with a name outside the share (a hard link)"));
         }
     }

@@ -23,6 +23,7 @@ use crate::attr::FileAttr;
 use crate::db::{Item, ItemState, Tree, TreeEntry, Tx};
 use crate::error::{Error, Result};
 use crate::host::{cannot_hold, is_unsupported, DirEntry, FileKind, FileMeta, Host, Node};
+use crate::safe;
 use crate::tree::{self, lock, Dir};
 
 /// The entry is gone or no longer what the walk saw (renamed, replaced by a symlink).
@@ -116,27 +117,12 @@ impl Found {
     }
 }
 
-/// The inode numbers of the regular files that have more names than the share holds: some
-/// name of theirs lies outside it.
+/// The inode numbers of the regular files that have more names than the share holds.
 fn names_outside(found: &[Found]) -> HashSet<u64> {
-    let linked: HashMap<u64, u64> = found
-        .iter()
-        .flat_map(|f| f.linked.iter().copied())
-        .collect();
-    if linked.is_empty() {
-        return HashSet::new();
-    }
-    let mut inside: HashMap<u64, u64> = HashMap::new();
-    for ino in found.iter().flat_map(|f| &f.files) {
-        if linked.contains_key(ino) {
-            *inside.entry(*ino).or_default() += 1;
-        }
-    }
-    linked
-        .into_iter()
-        .filter(|(ino, n)| inside.get(ino).copied().unwrap_or(0) < *n)
-        .map(|(ino, _)| ino)
-        .collect()
+    safe::names_outside(
+        found.iter().flat_map(|f| f.files.iter().copied()),
+        found.iter().flat_map(|f| f.linked.iter().copied()),
+    )
 }
 
 /// Why an entry with more than one name that carries a VM's identity must not be taken back
