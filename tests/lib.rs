@@ -125,6 +125,74 @@ pub fn set_label(p: &Path, label: &str) {
     .unwrap_or_else(|e| panic!("set the SELinux label of {}: {e}", p.display()));
 }
 
+/// A file with content, owner `uid:uid`, `mode` and the label `system_u:object_r:default_t:s0`.
+pub fn owned_file(h: &Stack, rel: &str, uid: u32, mode: u32) -> PathBuf {
+    let p = h.file(rel, "system_u:object_r:default_t:s0");
+    std::os::unix::fs::chown(&p, Some(uid), Some(uid)).unwrap();
+    std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    p
+}
+
+/// The uid the DAC driver gave a running domain.
+pub fn uid_of(h: &Stack, name: &str) -> u32 {
+    h.label_of(name, "dac")
+        .trim_start_matches('+')
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A process running as `uid:uid` with no groups for a minute, as a VM's VMM would: what
+/// `recover` and a start on a lost state must find. Kill it when done.
+pub fn vm_process(uid: u32) -> std::process::Child {
+    Command::new("/usr/bin/setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            "/bin/sleep",
+            "60",
+        ])
+        .env("PATH", SYSTEM_PATH)
+        .spawn()
+        .unwrap()
+}
+
+/// True when this kernel runs the Landlock driver (ABI >= 6); else prints a skip line.
+pub fn landlock_or_skip(test: &str) -> bool {
+    if !root_or_skip(test) {
+        return false;
+    }
+    let o = Command::new(svirt())
+        .args(["--json", "drivers"])
+        .output()
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ok = j["drivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["driver"] == "landlock" && d["available"] == true);
+    if !ok {
+        skip(test, "the kernel has no Landlock ABI >= 6");
+    }
+    ok
+}
+
+/// True when running as root with private mount namespaces; else prints a skip line.
+pub fn ns_ready(test: &str) -> bool {
+    if !root_or_skip(test) {
+        return false;
+    }
+    if in_private_mounts("true", &[]).is_none_or(|o| !o.status.success()) {
+        skip(test, "cannot make a private mount namespace here");
+        return false;
+    }
+    true
+}
+
 /// Run a shell command as the guest would: the VM's uid and gid, and `groups` (none: no
 /// supplementary group at all).
 pub fn as_guest(uid: u32, groups: &[u32], script: &str) {

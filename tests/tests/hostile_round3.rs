@@ -17,37 +17,6 @@ const DAC_LANDLOCK: &str = "[[driver]]\ndriver = \"dac\"\nuid_range = \"64000-64
                             [[driver]]\ndriver = \"landlock\"\n";
 const DAC: &str = "[[driver]]\ndriver = \"dac\"\nuid_range = \"64000-64999\"\n";
 
-fn landlock_or_skip(test: &str) -> bool {
-    if !root_or_skip(test) {
-        return false;
-    }
-    let o = Command::new(svirt())
-        .args(["--json", "drivers"])
-        .output()
-        .unwrap();
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let ok = j["drivers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|d| d["driver"] == "landlock" && d["available"] == true);
-    if !ok {
-        skip(test, "the kernel has no Landlock ABI >= 6");
-    }
-    ok
-}
-
-fn ns_ready(test: &str) -> bool {
-    if !root_or_skip(test) {
-        return false;
-    }
-    if in_private_mounts("true", &[]).is_none_or(|o| !o.status.success()) {
-        skip(test, "cannot make a private mount namespace here");
-        return false;
-    }
-    true
-}
-
 /// A temp dir others can traverse, with `svirt.toml` (state in `DIR/state`, then `drivers`).
 fn setup(drivers: &str) -> (tempfile::TempDir, PathBuf) {
     let d = tmp();

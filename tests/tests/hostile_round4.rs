@@ -4,29 +4,10 @@
 //! Every test works on temp trees as root; nothing of the host's is chowned.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use svirt_tests::*;
-
-const ORIG: &str = "system_u:object_r:default_t:s0";
-
-fn owned_file(h: &Stack, rel: &str, uid: u32, mode: u32) -> PathBuf {
-    let p = h.file(rel, ORIG);
-    std::os::unix::fs::chown(&p, Some(uid), Some(uid)).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-    p
-}
-
-fn uid_of(h: &Stack, name: &str) -> u32 {
-    h.label_of(name, "dac")
-        .trim_start_matches('+')
-        .split(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 /// Two domains that run under one static DAC label (two VMs of one tenant, say). Guest A links
 /// a file of B's share (B's uid owns it while B runs, and it is A's uid too) into A's share.
@@ -166,17 +147,7 @@ fn a_rolled_back_database_with_a_lost_lock_file_never_hands_out_a_running_vms_ui
         let dom = h.domain("a", &format!("[[disk]]\npath = \"{}\"\n", disk.display()));
         h.ok(&["start", dom.to_str().unwrap()]);
         let uid = uid_of(&h, "a");
-        let mut vmm = Command::new("/usr/bin/setpriv")
-            .args([
-                &format!("--reuid={uid}"),
-                &format!("--regid={uid}"),
-                "--clear-groups",
-                "/bin/sleep",
-                "60",
-            ])
-            .env("PATH", SYSTEM_PATH)
-            .spawn()
-            .unwrap();
+        let mut vmm = vm_process(uid);
         for f in ["svirt.db", "svirt.db-wal", "svirt.db-shm"] {
             let _ = std::fs::remove_file(state.join(f));
             if old.join(f).exists() {

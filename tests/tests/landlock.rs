@@ -6,26 +6,6 @@ use std::process::{Command, Stdio};
 
 use svirt_tests::*;
 
-fn landlock_or_skip(test: &str) -> bool {
-    if !root_or_skip(test) {
-        return false;
-    }
-    let o = Command::new(svirt())
-        .args(["--json", "drivers"])
-        .output()
-        .unwrap();
-    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let ok = j["drivers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|d| d["driver"] == "landlock" && d["available"] == true);
-    if !ok {
-        skip(test, "the kernel has no Landlock ABI >= 6");
-    }
-    ok
-}
-
 fn setup(drivers: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let d = tempfile::tempdir().unwrap();
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -107,17 +107,6 @@ fn mknod_char(p: &Path, major: u32, minor: u32) {
     assert!(st.success(), "mknod {}", p.display());
 }
 
-fn ns_ready(test: &str) -> bool {
-    if !root_or_skip(test) {
-        return false;
-    }
-    if in_private_mounts("true", &[]).is_none_or(|o| !o.status.success()) {
-        skip(test, "cannot make a private mount namespace here");
-        return false;
-    }
-    true
-}
-
 #[test]
 fn system_roots_spelled_with_dots_slashes_or_symlinks_are_refused_and_nothing_changes() {
     let test = "system_roots_spelled_with_dots_slashes_or_symlinks_are_refused_and_nothing_changes";

@@ -2,7 +2,7 @@
 //! that renames, replaces, chmods and plants files in what it was given, a disk swapped for a
 //! symlink, a restore that cannot finish, a lost state database, and a full state filesystem.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -10,25 +10,6 @@ use svirt_tests::*;
 
 const ORIG: &str = "system_u:object_r:default_t:s0";
 const UIDS: std::ops::RangeInclusive<u32> = 64000..=64999;
-
-/// A file with content, owner, mode and the original label.
-fn owned_file(h: &Stack, rel: &str, uid: u32, mode: u32) -> PathBuf {
-    let p = h.file(rel, ORIG);
-    std::os::unix::fs::chown(&p, Some(uid), Some(uid)).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-    p
-}
-
-/// The uid svirt gave a running domain.
-fn uid_of(h: &Stack, name: &str) -> u32 {
-    h.label_of(name, "dac")
-        .trim_start_matches('+')
-        .split(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 /// Every entry under `root` (root included) that still carries a VM's uid or an MCS pair.
 fn vm_leftovers(root: &Path) -> Vec<String> {
@@ -341,17 +322,7 @@ fn a_lost_state_database_never_hands_out_a_running_vms_uid_and_scan_restores_its
         h.ok(&["start", dom.to_str().unwrap()]);
         let uid = uid_of(&h, "a");
         // The VM runs as its uid.
-        let mut vmm = Command::new("/usr/bin/setpriv")
-            .args([
-                &format!("--reuid={uid}"),
-                &format!("--regid={uid}"),
-                "--clear-groups",
-                "/bin/sleep",
-                "60",
-            ])
-            .env("PATH", SYSTEM_PATH)
-            .spawn()
-            .unwrap();
+        let mut vmm = vm_process(uid);
         for f in ["svirt.db", "svirt.db-wal", "svirt.db-shm"] {
             if f == lost || lost == "svirt.db" {
                 let _ = std::fs::remove_file(h.p("state").join(f));
@@ -416,17 +387,7 @@ fn a_lost_or_rolled_back_database_never_hands_out_a_running_vms_uid_even_without
         let dom = h.domain("a", &format!("[[disk]]\npath = \"{}\"\n", disk.display()));
         h.ok(&["start", dom.to_str().unwrap()]);
         let uid = uid_of(&h, "a");
-        let mut vmm = Command::new("/usr/bin/setpriv")
-            .args([
-                &format!("--reuid={uid}"),
-                &format!("--regid={uid}"),
-                "--clear-groups",
-                "/bin/sleep",
-                "60",
-            ])
-            .env("PATH", SYSTEM_PATH)
-            .spawn()
-            .unwrap();
+        let mut vmm = vm_process(uid);
         for f in ["svirt.db", "svirt.db-wal", "svirt.db-shm"] {
             let _ = std::fs::remove_file(state.join(f));
             if case == "rolled back" && old.join(f).exists() {
