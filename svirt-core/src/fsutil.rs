@@ -2,7 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{flock, FlockOperation};
@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 /// An exclusive `flock` on a lock file, released on drop.
 #[derive(Debug)]
 pub struct LockGuard {
-    _file: File,
+    file: File,
     path: PathBuf,
 }
 
@@ -39,7 +39,7 @@ impl LockGuard {
             }
         }
         Ok(LockGuard {
-            _file: file,
+            file,
             path: path.to_owned(),
         })
     }
@@ -48,26 +48,22 @@ impl LockGuard {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
 
-/// The generation a lock file holds (8 bytes, little-endian): 0 when it holds none.
-pub fn read_generation(path: &Path) -> u64 {
-    fs::read(path)
-        .ok()
-        .and_then(|b| b.get(..8).and_then(|b| b.try_into().ok()))
-        .map_or(0, u64::from_le_bytes)
-}
+    /// The generation the lock file holds (8 bytes, little-endian): 0 when it holds none.
+    pub fn generation(&self) -> u64 {
+        let mut b = [0u8; 8];
+        match self.file.read_exact_at(&mut b, 0) {
+            Ok(()) => u64::from_le_bytes(b),
+            Err(_) => 0,
+        }
+    }
 
-/// Write the generation into the lock file (whose lock the caller holds: a lock is on the
-/// inode, which the write keeps).
-pub fn write_generation(path: &Path, generation: u64) -> Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| Error::state("open lock file", path, e))?;
-    f.write_all(&generation.to_le_bytes())
-        .map_err(|e| Error::state("write", path, e))
+    /// Write the generation into the lock file.
+    pub fn set_generation(&self, generation: u64) -> Result<()> {
+        self.file
+            .write_all_at(&generation.to_le_bytes(), 0)
+            .map_err(|e| Error::state("write", &self.path, e))
+    }
 }
 
 /// Create a directory (and parents) readable by root only, if missing.

@@ -101,7 +101,7 @@ impl Domains {
     /// labels are generated to show real ones, and released).
     pub async fn plan(&self, domain: &Domain) -> Result<Vec<PlannedResource>> {
         let domain = domain.clone();
-        self.locked(move |i, rt| rt.block_on(i.manager.plan(&domain)))
+        self.locked(move |i, rt, _| rt.block_on(i.manager.plan(&domain)))
             .await
     }
 
@@ -131,14 +131,14 @@ impl Domains {
     /// processes).
     async fn locked<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&Inner, &Handle) -> Result<T> + Send + 'static,
+        op: impl FnOnce(&Inner, &Handle, &LockGuard) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let _g = self.inner.lock.lock().await;
         let inner = self.inner.clone();
         let rt = Handle::current();
         tokio::task::spawn_blocking(move || {
-            let _flock = LockGuard::exclusive(&inner.lock_file)?;
-            op(&inner, &rt)
+            let flock = LockGuard::exclusive(&inner.lock_file)?;
+            op(&inner, &rt, &flock)
         })
         .await
         .map_err(|e| Error::TaskFailed {
@@ -148,14 +148,15 @@ impl Domains {
 
     /// Start a domain: generate its labels and label every resource.
     pub async fn start(&self, domain: Domain) -> Result<Record> {
-        self.locked(move |i, rt| i.start(domain, rt)).await
+        self.locked(move |i, rt, lock| i.start(domain, rt, lock))
+            .await
     }
 
     /// Stop a domain: restore every resource and release its labels. When anything cannot be
     /// restored, the domain is held (its labels stay reserved) and the error names each file.
     pub async fn stop(&self, name: &str) -> Result<StopReport> {
         let name = name.to_owned();
-        self.locked(move |i, rt| i.stop(&name, rt)).await
+        self.locked(move |i, rt, _| i.stop(&name, rt)).await
     }
 
     /// Label one more disk of a running domain (hotplug).
@@ -166,34 +167,35 @@ impl Domains {
         access: Access,
     ) -> Result<Vec<ResourceReport>> {
         let (name, path) = (name.to_owned(), path.to_owned());
-        self.locked(move |i, rt| i.attach(&name, &path, access, rt))
+        self.locked(move |i, rt, _| i.attach(&name, &path, access, rt))
             .await
     }
 
     /// Restore one disk of a running domain (hot-unplug).
     pub async fn detach(&self, name: &str, path: &Path) -> Result<StopReport> {
         let (name, path) = (name.to_owned(), path.to_owned());
-        self.locked(move |i, rt| i.detach(&name, &path, rt)).await
+        self.locked(move |i, rt, _| i.detach(&name, &path, rt))
+            .await
     }
 
     /// Tear down every domain whose VMM is gone or whose start or stop was interrupted (also
     /// after a reboot), put back every remembered original no domain holds, and rebuild the
     /// reservations from the records and the live processes. Idempotent.
     pub async fn recover(&self) -> Result<Recovered> {
-        self.locked(|i, rt| i.recover(rt)).await
+        self.locked(|i, rt, _| i.recover(rt)).await
     }
 
     /// Put back, from the `trusted.svirt.*` marks, every file under `dirs` that svirt changed
     /// and no recorded domain holds (the state database was lost). Setuid and setgid bits are
     /// never given back from a mark alone: nothing proves the file unchanged.
     pub async fn scan(&self, dirs: Vec<PathBuf>) -> Result<Vec<PathBuf>> {
-        self.locked(move |i, _| i.scan(&dirs)).await
+        self.locked(move |i, _, _| i.scan(&dirs)).await
     }
 
     /// Record the VMM's pid.
     pub async fn set_pid(&self, name: &str, pid: u32) -> Result<Record> {
         let name = name.to_owned();
-        self.locked(move |i, _| {
+        self.locked(move |i, _, _| {
             i.inner_write(|tx| {
                 let mut row = tx
                     .domain(&name)?

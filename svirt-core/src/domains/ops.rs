@@ -13,6 +13,7 @@ use crate::domain::{Access, Disk, Domain, Resource, ResourceKind};
 use crate::driver::{LabelRecord, ProcessInfo, ResourceReport};
 use crate::engine::{RestoreOptions, Restored};
 use crate::error::{Error, Result};
+use crate::fsutil::LockGuard;
 
 /// The `meta` key set once the database's reservations were checked against the processes.
 const RECONCILED: &str = "identities_reconciled";
@@ -102,11 +103,11 @@ impl Inner {
         ))
     }
 
-    pub(super) fn start(&self, domain: Domain, rt: &Handle) -> Result<Record> {
+    pub(super) fn start(&self, domain: Domain, rt: &Handle, lock: &LockGuard) -> Result<Record> {
         let boot = self.boot_id()?;
         rt.block_on(self.manager.verify(&domain))?;
         let name = domain.name.clone();
-        let seen = crate::fsutil::read_generation(&self.lock_file);
+        let seen = lock.generation();
         let (mut prepared, mut rec, generation) = self.db.write(|tx| {
             if tx.domain(&name)?.is_some() {
                 return Err(Error::DomainExists { name: name.clone() });
@@ -127,7 +128,7 @@ impl Inner {
             Ok((prepared, rec, generation))
         })?;
         // Only a hint (a database behind it is checked again): a failure changes nothing.
-        if let Err(e) = crate::fsutil::write_generation(&self.lock_file, generation) {
+        if let Err(e) = lock.set_generation(generation) {
             warn!(error = %crate::display_chain(&e), "cannot note the start's generation in the lock file");
         }
         crate::failpoint::hit("state.record-written");
