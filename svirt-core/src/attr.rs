@@ -56,6 +56,12 @@ pub trait FileAttr: Send + Sync + Debug {
     fn matches(&self, current: Option<&str>, target: &str) -> bool {
         current == Some(target)
     }
+    /// Whether `current` may be what a change to `target` left, whole or cut short: a value
+    /// written in one call ([`FileAttr::matches`]), or, for one written in steps (an owner,
+    /// then a mode), its first step.
+    fn partly_applied(&self, current: Option<&str>, target: &str) -> bool {
+        self.matches(current, target)
+    }
     /// The value to remember as `path`'s original when nothing remembered it before: normally
     /// `current`. A driver can refuse a value it knows is a leftover of its own (a dead VM's
     /// label after the state was lost) and name a default instead.

@@ -190,10 +190,46 @@ pub fn walk_entries<S: Send>(
     init: &(dyn Fn() -> S + Sync),
     visit: &Visit<'_, S>,
 ) -> Result<(Vec<S>, Vec<PathBuf>, usize)> {
+    let w = walk_entries_keeping(host, root, mounts, all, threads, init, visit);
+    match w.error {
+        Some(e) => Err(e),
+        None => Ok((w.states, w.mounts, w.raced)),
+    }
+}
+
+/// What [`walk_entries_keeping`] found, with the first error if the walk stopped on one.
+#[derive(Debug)]
+pub struct Walked<S> {
+    /// The workers' states, as far as each got.
+    pub states: Vec<S>,
+    pub mounts: Vec<PathBuf>,
+    pub raced: usize,
+    pub error: Option<Error>,
+}
+
+/// [`walk_entries`] that keeps the workers' states when it stops on an error: a walk that
+/// changes what it visits must know what it changed before the error.
+pub fn walk_entries_keeping<S: Send>(
+    host: &dyn Host,
+    root: Arc<Node>,
+    mounts: &HashSet<PathBuf>,
+    all: bool,
+    threads: usize,
+    init: &(dyn Fn() -> S + Sync),
+    visit: &Visit<'_, S>,
+) -> Walked<S> {
     let root_path = root.path().to_owned();
-    let root_meta = host
-        .meta(&root)
-        .map_err(|e| Error::host("inspect", &root_path, e))?;
+    let root_meta = match host.meta(&root) {
+        Ok(m) => m,
+        Err(e) => {
+            return Walked {
+                states: Vec::new(),
+                mounts: Vec::new(),
+                raced: 0,
+                error: Some(Error::host("inspect", &root_path, e)),
+            }
+        }
+    };
     let shared = Shared {
         work: Mutex::new((Vec::new(), 0)),
         ready: Condvar::new(),
@@ -253,12 +289,14 @@ pub fn walk_entries<S: Send>(
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect::<Vec<S>>()
     });
-    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
     let mut found = found_mounts.into_inner().unwrap_or_else(|p| p.into_inner());
     found.sort();
-    Ok((states, found, shared.raced.into_inner()))
+    Walked {
+        states,
+        mounts: found,
+        raced: shared.raced.into_inner(),
+        error: first_error.into_inner().unwrap_or_else(|p| p.into_inner()),
+    }
 }
 
 /// A mutex's guard, poisoned or not (a panicking worker is re-raised by the walk itself).

@@ -153,6 +153,14 @@ impl FileAttr for DacAttr {
         (mode & 0o6000 != 0).then(|| value(uid, gid, mode & 0o1777))
     }
 
+    /// The owner is changed first (`fchownat`, then `fchmodat`).
+    fn partly_applied(&self, current: Option<&str>, target: &str) -> bool {
+        match (current.and_then(parse), parse(target)) {
+            (Some((u, g, _)), Some((tu, tg, _))) => u == tu && g == tg,
+            _ => false,
+        }
+    }
+
     fn matches(&self, current: Option<&str>, target: &str) -> bool {
         match (current.and_then(parse), parse(target)) {
             (Some((u, g, m)), Some((tu, tg, tm))) => {

@@ -21,6 +21,11 @@ pub struct Tree {
     /// common original: the one the root's mark names for every entry without its own mark.
     pub originals: Vec<Option<String>>,
     pub entries: Vec<TreeEntry>,
+    /// The share is being changed in one pass, each entry marked with its original before its
+    /// change unless that original is the common one: until the start's completion records
+    /// every entry, `entries` holds only those journaled here before their change, and an
+    /// unrecorded entry holding the applied value has its mark's original, or the common one.
+    pub in_progress: bool,
 }
 
 /// One changed entry of a share.
@@ -49,15 +54,17 @@ impl Tree {
             .and_then(|o| o.as_deref())
     }
 
-    /// The packed form (version 3): each entry's directory is stored once in a table and
+    /// The packed form (version 4): each entry's directory is stored once in a table and
     /// referred to by index, its inode number as the difference from the entry before it, and
     /// numbers as variable-length integers, so an entry of a typical share takes about 9 bytes
     /// (version 2 took 25: a share's entries are written at every start, synced and
-    /// checkpointed).
+    /// checkpointed). Version 4 is version 3 with a flags byte after the start instant
+    /// ([`Tree::in_progress`]).
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(64 + self.entries.len() * 10);
         b.extend_from_slice(MAGIC);
         b.extend_from_slice(&self.started_ns.to_le_bytes());
+        b.push(u8::from(self.in_progress));
         put_var(&mut b, self.originals.len() as u64);
         for o in &self.originals {
             match o {
@@ -74,10 +81,7 @@ impl Tree {
         let mut of_entry = Vec::with_capacity(self.entries.len());
         let mut last: Option<(&[u8], u64)> = None;
         for e in &self.entries {
-            let parent = e
-                .rel
-                .parent()
-                .map_or(&b""[..], |p| p.as_os_str().as_bytes());
+            let (parent, _) = split_rel(&e.rel);
             let i = match last {
                 Some((p, i)) if p == parent => i,
                 _ => *index.entry(parent).or_insert_with(|| {
@@ -101,7 +105,7 @@ impl Tree {
                     | (u8::from(e.birth_ns.is_some()) << 2),
             );
             put_var(&mut b, dir);
-            put_bytes(&mut b, e.rel.file_name().map_or(&b""[..], |n| n.as_bytes()));
+            put_bytes(&mut b, split_rel(&e.rel).1);
             put_var(&mut b, zigzag(e.ino.wrapping_sub(ino) as i64));
             ino = e.ino;
             put_var(&mut b, u64::from(e.original));
@@ -116,12 +120,21 @@ impl Tree {
     /// write.
     pub fn decode(b: &[u8]) -> Option<Tree> {
         let mut r = Reader { b, at: 0 };
-        match r.take(MAGIC.len())? {
-            m if m == MAGIC => {}
+        let v4 = match r.take(MAGIC.len())? {
+            m if m == MAGIC => true,
+            m if m == MAGIC_V3 => false,
             m if m == MAGIC_V2 => return decode_v2(r),
             _ => return None,
-        }
+        };
         let started_ns = i64::from_le_bytes(r.take(8)?.try_into().ok()?);
+        let in_progress = match v4 {
+            true => match r.take(1)?[0] {
+                0 => false,
+                1 => true,
+                _ => return None,
+            },
+            false => false,
+        };
         let n = r.count()?;
         let mut originals = Vec::with_capacity(n);
         for _ in 0..n {
@@ -173,6 +186,7 @@ impl Tree {
             started_ns,
             originals,
             entries,
+            in_progress,
         })
     }
 }
@@ -226,7 +240,19 @@ fn decode_v2(mut r: Reader<'_>) -> Option<Tree> {
         started_ns,
         originals,
         entries,
+        in_progress: false,
     })
+}
+
+/// An entry's directory and name, split at the last '/' (an entry's path is names joined by
+/// single slashes: as `Path::parent` and `Path::file_name` would split it, without parsing
+/// its components).
+fn split_rel(rel: &Path) -> (&[u8], &[u8]) {
+    let b = rel.as_os_str().as_bytes();
+    match b.iter().rposition(|&c| c == b'/') {
+        Some(i) => (&b[..i], &b[i + 1..]),
+        None => (&b""[..], b),
+    }
 }
 
 /// Relative, and never above the share root: every component a name.
@@ -234,7 +260,8 @@ fn only_normal(p: &Path) -> bool {
     p.components().all(|c| matches!(c, Component::Normal(_)))
 }
 
-const MAGIC: &[u8] = b"svt3";
+const MAGIC: &[u8] = b"svt4";
+const MAGIC_V3: &[u8] = b"svt3";
 const MAGIC_V2: &[u8] = b"svt2";
 
 /// A number in 7-bit groups, low first, the high bit set on every byte but the last.
@@ -426,6 +453,7 @@ mod tests {
                     birth_ns: None,
                 },
             ],
+            in_progress: true,
         };
         let b = t.encode();
         assert_eq!(Tree::decode(&b), Some(t));
@@ -486,7 +514,25 @@ mod tests {
                     birth_ns: None,
                 })
                 .collect(),
+            in_progress: false,
         }
+    }
+
+    #[test]
+    fn a_version_3_tree_still_reads_as_complete_and_a_bad_flags_byte_is_refused() {
+        let t = share(300);
+        let v4 = t.encode();
+        // Version 3 is version 4 without the flags byte.
+        let mut v3 = b"svt3".to_vec();
+        v3.extend_from_slice(&v4[4..12]);
+        v3.extend_from_slice(&v4[13..]);
+        assert_eq!(Tree::decode(&v3), Some(t.clone()));
+        let mut walking = t.clone();
+        walking.in_progress = true;
+        assert_eq!(Tree::decode(&walking.encode()), Some(walking));
+        let mut bad = v4.clone();
+        bad[12] = 2;
+        assert_eq!(Tree::decode(&bad), None);
     }
 
     #[test]
@@ -519,8 +565,9 @@ mod tests {
     #[test]
     fn entry_names_that_would_leave_the_share_are_refused() {
         let one = |dir: &[u8], name: &[u8]| {
-            let mut b = b"svt3".to_vec();
+            let mut b = b"svt4".to_vec();
             b.extend_from_slice(&0i64.to_le_bytes());
+            b.push(0); // flags
             b.extend_from_slice(&[1, 0]); // one original: absent
             b.push(1);
             put_bytes(&mut b, dir);

@@ -49,6 +49,13 @@ impl Inner {
     /// Whether `holder` is a domain recorded in an earlier boot (its VMM is gone, whatever its
     /// record says) or no recorded domain at all. One indexed lookup: the cost of an operation
     /// does not grow with the number of domains.
+    /// Write `f` durably, with [`Self::is_dead`] for this boot: how the engine journals what
+    /// it reads after an intent (a share's entries).
+    fn journal(&self, boot: &str, f: &mut crate::engine::JournalWrite<'_>) -> Result<()> {
+        self.db
+            .write(|tx| f(tx, &|h: &str| self.is_dead(tx, h, boot)))
+    }
+
     fn is_dead(&self, tx: &crate::db::Tx<'_>, holder: &str, boot: &str) -> bool {
         match tx.domain(holder) {
             Ok(Some(row)) => row.boot_id != boot,
@@ -132,7 +139,10 @@ impl Inner {
             warn!(error = %crate::display_chain(&e), "cannot note the start's generation in the lock file");
         }
         crate::failpoint::hit("state.record-written");
-        if let Err(e) = self.engine.apply(&mut prepared) {
+        if let Err(e) = self
+            .engine
+            .apply(&mut prepared, &|f| self.journal(&boot, f))
+        {
             self.drop_failed_start(&rec, rt);
             return Err(e);
         }
@@ -362,6 +372,7 @@ impl Inner {
     ) -> Result<Vec<ResourceReport>> {
         let _ = rt;
         let res = Resource::new(path, ResourceKind::Disk, access);
+        let boot = self.boot_id()?;
         let (mut prepared, mut row, mut rec) = self.db.write(|tx| {
             let row = tx.domain(name)?.ok_or_else(|| Error::NoSuchDomain {
                 name: name.to_owned(),
@@ -372,7 +383,6 @@ impl Inner {
             let changes =
                 self.manager
                     .changes(&rec.domain, &rec.labels, std::slice::from_ref(&res))?;
-            let boot = self.boot_id()?;
             let dead = |h: &str| self.is_dead(tx, h, &boot);
             let prepared = self.engine.prepare(tx, name, changes, &dead)?;
             let mut row = row;
@@ -380,7 +390,10 @@ impl Inner {
             tx.put_domain(&row)?;
             Ok((prepared, row, rec))
         })?;
-        if let Err(e) = self.engine.apply(&mut prepared) {
+        if let Err(e) = self
+            .engine
+            .apply(&mut prepared, &|f| self.journal(&boot, f))
+        {
             let ids: Vec<i64> = prepared.items.iter().map(|i| i.id).collect();
             let r = self.db.write(|tx| {
                 tx.delete_items(&ids)?;

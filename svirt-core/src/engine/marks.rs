@@ -64,6 +64,18 @@ impl Marks {
         refused
     }
 
+    /// Like [`Marks::change`], telling whether the change was made.
+    fn try_change(
+        &self,
+        path: impl FnOnce() -> PathBuf,
+        what: &str,
+        op: impl FnOnce() -> io::Result<()>,
+    ) -> bool {
+        let mut made = true;
+        self.change(path, what, || op().inspect_err(|_| made = false));
+        made
+    }
+
     /// Make a best-effort change to the marks of `path` (the database is the record, a mark a
     /// second copy). Every change is tried: a refusal is the inode's or its filesystem's (an
     /// immutable file, an NFS disk), never a reason to stop marking the others.
@@ -129,6 +141,32 @@ impl Marks {
         );
     }
 
+    /// Mark the entry `name` of `dir` with its original; whether the mark was written (a
+    /// one-pass share walk changes an entry whose original is not the common one only once
+    /// its mark holds that original).
+    pub fn try_write_at(
+        &self,
+        host: &dyn Host,
+        dir: &Node,
+        name: &OsStr,
+        model: &str,
+        original: Option<&str>,
+    ) -> bool {
+        self.try_change(
+            || dir.path().join(name),
+            "write",
+            || host.set_xattr_at(dir, name, &self::name(model), encode(original).as_bytes()),
+        )
+    }
+
+    /// The mark of `model` on the entry `name` of `dir`, if any.
+    pub fn read_at(&self, host: &dyn Host, dir: &Node, name: &OsStr, model: &str) -> Option<Mark> {
+        let v = host.get_xattr_at(dir, name, &self::name(model)).ok()??;
+        Some(Mark {
+            original: decode(&String::from_utf8_lossy(&v))?,
+        })
+    }
+
     /// Remove the entry's mark once its original is back.
     pub fn remove_at(&self, host: &dyn Host, dir: &Node, name: &OsStr, model: &str) {
         self.change(
@@ -145,6 +183,21 @@ impl Marks {
             "write",
             || host.set_xattr(root, &entries_name(model), encode(original).as_bytes()),
         );
+    }
+
+    /// [`Marks::write_entries`], telling whether the mark was written.
+    pub fn try_write_entries(
+        &self,
+        host: &dyn Host,
+        root: &Node,
+        model: &str,
+        original: Option<&str>,
+    ) -> bool {
+        self.try_change(
+            || root.path().to_owned(),
+            "write",
+            || host.set_xattr(root, &entries_name(model), encode(original).as_bytes()),
+        )
     }
 
     /// The common original of a share root's entries, if the root is so marked.

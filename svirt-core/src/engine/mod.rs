@@ -27,6 +27,7 @@ use tracing::{info, warn};
 
 pub use marks::{Mark, Marks, XATTR_PREFIX};
 pub use restore::{RestoreOptions, Restored};
+pub use share::{Journal, JournalWrite};
 
 use crate::attr::{FileAttr, Plan};
 use crate::db::{Ident, Item, ItemState, TreeRoot, Tx};
@@ -116,15 +117,15 @@ impl Prepared {
             .unzip()
     }
 
-    /// Share roots whose entries gained guard ctimes while applied: their trees to keep again.
+    /// The trees of the share roots changed: their entries, read and changed after the intent
+    /// (with the guard ctimes of privileged originals), to keep with the completion.
     pub fn changed_trees(&self) -> Vec<(i64, &crate::db::Tree)> {
         self.steps
             .iter()
             .filter_map(|s| {
                 let it = &self.items[s.root_item];
                 let t = it.tree.as_deref()?;
-                (self.applied[s.root_item] && t.entries.iter().any(|e| e.ctime_ns.is_some()))
-                    .then_some((it.id, t))
+                self.applied[s.root_item].then_some((it.id, t))
             })
             .collect()
     }
@@ -359,7 +360,6 @@ impl Engine {
                 },
             };
             let node = Arc::new(node);
-            let mut excluded = Vec::new();
             let mut share = None;
             let mut tree = None;
             if c.res.is_tree() && meta.kind == FileKind::Dir {
@@ -375,18 +375,18 @@ impl Engine {
                         hint: " (one directory share inside another's)",
                     });
                 }
-                let (t, work, left) =
-                    self.prepare_share(tx, &c.attr, &path, node.clone(), &value, dead)?;
-                for (rel, reason) in left {
-                    let at = path.join(rel);
-                    warn!(path = %at.display(), model, reason, "left out of a share");
-                    excluded.push(Excluded {
-                        path: at,
-                        reason: reason.into(),
-                    });
-                }
-                tree = Some(Arc::new(t));
-                share = Some(work);
+                // The entries are read (and changed) once the intent is recorded: the intent
+                // names the share's common original, its root's own (see `Tree::in_progress`).
+                tree = Some(Arc::new(crate::db::Tree {
+                    started_ns: share::start_instant(),
+                    originals: vec![original.clone()],
+                    entries: Vec::new(),
+                    in_progress: true,
+                }));
+                share = Some(share::ShareWork::new(
+                    node.clone(),
+                    tx.applied_values(&model)?,
+                ));
             }
             let root_item = p.items.len();
             p.items.push(Item {
@@ -402,9 +402,7 @@ impl Engine {
                 holders: vec![holder.to_owned()],
                 tree,
             });
-            let mut r = opened_report(&c.res, &path, &model, &value);
-            r.excluded = excluded;
-            p.reports.push(r);
+            p.reports.push(opened_report(&c.res, &path, &model, &value));
             p.steps.push(Step {
                 attr: c.attr.clone(),
                 root: path,
@@ -489,11 +487,11 @@ impl Engine {
     /// Make the changes. On failure, every change made is put back (through the same
     /// identities) before the error is returned; the items stay as recorded for the caller to
     /// drop.
-    pub fn apply(&self, p: &mut Prepared) -> Result<()> {
+    pub fn apply(&self, p: &mut Prepared, journal: &Journal<'_>) -> Result<()> {
         let total: u64 = p.items.len() as u64;
         let mut done = 0u64;
         for s in 0..p.steps.len() {
-            if let Err(e) = self.apply_step(p, s, &mut done, total) {
+            if let Err(e) = self.apply_step(p, s, &mut done, total, journal) {
                 let mut rollback_errors = Vec::new();
                 for (st, entries) in p.steps.iter().zip(&p.share_applied) {
                     if let (Some(work), Some(tree)) = (&st.share, &p.items[st.root_item].tree) {
@@ -503,6 +501,14 @@ impl Engine {
                             tree,
                             entries,
                         ));
+                        if !p.applied[st.root_item] {
+                            // The root's restore (which removes it) will not run.
+                            self.marks.remove_entries(
+                                self.host.as_ref(),
+                                &st.node,
+                                st.attr.model(),
+                            );
+                        }
                     }
                 }
                 let applied: Vec<Item> = p
@@ -532,47 +538,58 @@ impl Engine {
         Ok(())
     }
 
-    fn apply_step(&self, p: &mut Prepared, s: usize, done: &mut u64, total: u64) -> Result<()> {
+    fn apply_step(
+        &self,
+        p: &mut Prepared,
+        s: usize,
+        done: &mut u64,
+        total: u64,
+        journal: &Journal<'_>,
+    ) -> Result<()> {
         let host = self.host.as_ref();
         let step = &p.steps[s];
         let attr = step.attr.clone();
         let model = attr.model().to_owned();
         let mut share_error = None;
-        if let Some(work) = step.share.as_ref().filter(|w| !w.is_empty()) {
-            let tree = p.items[step.root_item]
+        let root_item = step.root_item;
+        if let Some(mut work) = p.steps[s].share.take() {
+            let root_id = p.items[root_item].id;
+            let mut tree = p.items[root_item]
                 .tree
-                .clone()
+                .as_deref()
+                .cloned()
                 .expect("a share step has a tree");
-            self.marks
-                .write_entries(host, &step.node, &model, tree.originals[0].as_deref());
             let base = *done;
             let progress = |k: u64| {
                 if let Some(pr) = &self.progress {
                     pr(base + k, total);
                 }
             };
-            let (applied, ctimes, err) =
-                self.apply_share(&attr, work, &tree, &step.value, &progress);
+            let value = p.steps[s].value.clone();
+            let (applied, left, err) = self.change_share(
+                &attr, root_id, &mut work, &mut tree, &value, journal, &progress,
+            );
             *done += applied.len() as u64;
-            if !ctimes.is_empty() {
-                let t = Arc::make_mut(
-                    p.items[step.root_item]
-                        .tree
-                        .as_mut()
-                        .expect("a share step has a tree"),
-                );
-                for (i, c) in ctimes {
-                    t.entries[i].ctime_ns = Some(c);
-                }
-            }
+            p.items[root_item].tree = Some(Arc::new(tree));
+            p.steps[s].share = Some(work);
             p.share_applied[s] = applied;
+            let root = p.steps[s].root.clone();
+            let report = &mut p.reports[p.steps[s].report];
+            for (rel, reason) in left {
+                let at = root.join(rel);
+                warn!(path = %at.display(), model, reason, "left out of a share");
+                report.excluded.push(Excluded {
+                    path: at,
+                    reason: reason.into(),
+                });
+            }
             match err {
                 Some(e) if unsupported(&e) => share_error = Some(e),
                 Some(e) => return Err(e),
                 None => {}
             }
         }
-        let i = step.root_item;
+        let i = root_item;
         let node = p.steps[s].node.clone();
         let changed = match share_error {
             Some(e) => Err(e),

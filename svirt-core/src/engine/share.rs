@@ -49,14 +49,39 @@ fn name_of(e: &TreeEntry) -> &std::ffi::OsStr {
 /// A share's changes between the intent and the completion.
 pub(super) struct ShareWork {
     pub root: Arc<Node>,
+    /// The changes made or to make, in the order of the tree's entries.
     pending: Vec<Pending>,
+    /// Every value svirt applied to a resource of the attribute's model, as the intent read
+    /// them: an entry holding one may be a hard link to a managed inode.
+    applied: HashSet<String>,
 }
 
 impl ShareWork {
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+    /// A share whose entries are still to be read.
+    pub fn new(root: Arc<Node>, applied: HashSet<String>) -> Self {
+        ShareWork {
+            root,
+            pending: Vec::new(),
+            applied,
+        }
     }
 }
+
+/// The instant a share's intent is recorded, from the clock filesystems stamp inodes with (the
+/// coarse one, a tick behind the precise one): a file created after it is born at or after
+/// it, so a birth before it proves a file older than the share's start.
+pub(super) fn start_instant() -> i64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
+    now.tv_sec.saturating_mul(1_000_000_000) + now.tv_nsec
+}
+
+/// What the engine writes to its journal: given the transaction and a test of whether a domain
+/// holding an item is dead.
+pub type JournalWrite<'a> = dyn FnMut(&Tx<'_>, &dyn Fn(&str) -> bool) -> Result<()> + 'a;
+
+/// Run a [`JournalWrite`] in one durable write transaction: how the lifecycle gives the engine
+/// its store for what it reads after an intent (a share's entries).
+pub type Journal<'a> = dyn Fn(&mut JournalWrite<'_>) -> Result<()> + 'a;
 
 /// An entry to change, as a worker found it.
 struct Plain {
@@ -69,34 +94,52 @@ struct Plain {
     birth_ns: Option<i64>,
 }
 
+/// What one worker of a share's restore did.
+#[derive(Default)]
+struct Out {
+    failed: Vec<(PathBuf, Error)>,
+    moved: Vec<(PathBuf, PathBuf)>,
+    reclaimed: Vec<PathBuf>,
+    left: Vec<(PathBuf, String)>,
+    dropped: Vec<PathBuf>,
+    raced: usize,
+}
+
 /// An entry left out of a share (relative to its root), and why.
 type LeftOut = (PathBuf, &'static str);
+
+const MOUNT_POINT: &str = "a mount point inside the share: another filesystem is never relabeled";
+const LINKED_OUT: &str = "a file with another name outside the share (a hard link): changing it would change that file too, so it is never relabeled through the share";
 
 /// Entries changed by one worker, and the guard ctimes it recorded.
 type Changed = (Vec<usize>, Vec<(usize, i64)>);
 
-/// What one worker found at start.
+/// An entry to look at with the store before it is changed.
+#[derive(Clone)]
+struct Careful {
+    dir: Arc<Dir>,
+    name: OsString,
+    kind: FileKind,
+    current: Option<String>,
+    /// Its value is taken as it is (it carries no VM's identity and no value svirt applied):
+    /// it waited only for its names to be counted, or because it refused its mark.
+    plain: bool,
+}
+
+/// Each distinct original a worker found, once, with how many entries have it.
 #[derive(Default)]
-struct Found {
-    originals: Vec<Option<String>>,
+struct Originals {
+    values: Vec<Option<String>>,
     index: HashMap<Option<String>, u32>,
     /// Entries per original.
     counts: Vec<usize>,
     last: Option<u32>,
-    plain: Vec<Plain>,
-    /// Entries to look at closely: (dir, name, kind, current value).
-    careful: Vec<(Arc<Dir>, OsString, FileKind, Option<String>)>,
-    /// The inode number of every regular file seen (one per name), to count each file's
-    /// names inside the share.
-    files: Vec<u64>,
-    /// Regular files with more than one name: (inode number, link count).
-    linked: Vec<(u64, u64)>,
 }
 
-impl Found {
+impl Originals {
     fn intern(&mut self, v: Option<String>) -> u32 {
         // Most entries of a share share one original: try the last one first.
-        let i = match self.last.filter(|&l| self.originals[l as usize] == v) {
+        let i = match self.last.filter(|&l| self.values[l as usize] == v) {
             Some(l) => l,
             None => self.intern_new(v),
         };
@@ -109,12 +152,40 @@ impl Found {
         if let Some(&i) = self.index.get(&v) {
             return i;
         }
-        let i = self.originals.len() as u32;
-        self.originals.push(v.clone());
+        let i = self.values.len() as u32;
+        self.values.push(v.clone());
         self.counts.push(0);
         self.index.insert(v, i);
         i
     }
+}
+
+/// The index of `v` in a tree's originals, added if new.
+fn global_index(
+    tree: &mut Tree,
+    global: &mut HashMap<Option<String>, u32>,
+    v: &Option<String>,
+) -> u32 {
+    if let Some(&g) = global.get(v) {
+        return g;
+    }
+    tree.originals.push(v.clone());
+    let g = (tree.originals.len() - 1) as u32;
+    global.insert(v.clone(), g);
+    g
+}
+
+/// What one worker found at start.
+#[derive(Default)]
+struct Found {
+    originals: Originals,
+    plain: Vec<Plain>,
+    careful: Vec<Careful>,
+    /// The inode number of every regular file seen (one per name), to count each file's
+    /// names inside the share.
+    files: Vec<u64>,
+    /// Regular files with more than one name: (inode number, link count).
+    linked: Vec<(u64, u64)>,
 }
 
 /// The inode numbers of the regular files that have more names than the share holds.
@@ -123,6 +194,43 @@ fn names_outside(found: &[Found]) -> HashSet<u64> {
         found.iter().flat_map(|f| f.files.iter().copied()),
         found.iter().flat_map(|f| f.linked.iter().copied()),
     )
+}
+
+/// What one worker of a one-pass walk did.
+#[derive(Default)]
+struct Walk {
+    originals: Originals,
+    /// Per original: whether it grants privileges (its entries get a guard ctime).
+    privileged: Vec<bool>,
+    /// The entries changed, each original an index into `originals`, and beside each its
+    /// directory and type.
+    made: Vec<TreeEntry>,
+    made_at: Vec<(Arc<Dir>, FileKind)>,
+    /// Entries left for the journaled second part.
+    rest: Vec<Careful>,
+    /// Every name of a regular file with more than one: (inode number, link count).
+    linked: Vec<(u64, u64)>,
+    error: Option<Error>,
+    /// What the last value read decided.
+    last: Option<Decided>,
+}
+
+/// What a value decides for an entry of a one-pass walk.
+struct Decided {
+    value: Option<String>,
+    /// It holds the applied value already.
+    done: bool,
+    /// It needs the store (see [`Careful`]).
+    careful: bool,
+    /// It is not the tree's common original.
+    marked: bool,
+}
+
+/// What a one-pass walk left for its journaled second part.
+#[derive(Default)]
+pub(super) struct Rest {
+    entries: Vec<Careful>,
+    linked: Vec<(u64, u64)>,
 }
 
 /// Why an entry with more than one name that carries a VM's identity must not be taken back
@@ -176,11 +284,313 @@ impl Engine {
         })
     }
 
-    /// Read a share's entries for the intent: the tree of originals to keep with the root's
-    /// item, the changes to make, and the entries left out (mount points, files with a name
-    /// outside the share), each with why.
+    /// Change a share's entries once its intent is recorded; `tree` is the intent's (see
+    /// [`Tree::in_progress`]), `root_id` its item. Where the share root takes svirt's marks,
+    /// in one pass ([`Engine::walk_share_once`]), then the entries that need the store,
+    /// journaled through `journal` before they change. Elsewhere every entry is read first and
+    /// the whole tree journaled before the first change. Returns the tree's entries changed,
+    /// the entries left out, and the first error (the caller puts back what was changed).
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn prepare_share(
+    pub(super) fn change_share(
+        &self,
+        attr: &Arc<dyn FileAttr>,
+        root_id: i64,
+        work: &mut ShareWork,
+        tree: &mut Tree,
+        value: &str,
+        journal: &Journal<'_>,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> (Vec<usize>, Vec<LeftOut>, Option<Error>) {
+        let host = self.host.as_ref();
+        let model = attr.model();
+        let common = tree.originals.first().cloned().flatten();
+        let one_pass = tree.in_progress
+            && self
+                .marks
+                .try_write_entries(host, &work.root, model, common.as_deref());
+        if !one_pass {
+            // No marks here: every original is journaled before the first change.
+            let mut read = None;
+            let root_path = work.root.path().to_owned();
+            let r = journal(&mut |tx, dead| {
+                let (t, pending, left) =
+                    self.read_share(tx, attr, &root_path, work.root.clone(), value, dead)?;
+                tx.set_tree(root_id, &t)?;
+                read = Some((t, pending, left));
+                Ok(())
+            });
+            let Some((t, pending, left)) = read.filter(|_| r.is_ok()) else {
+                return (Vec::new(), Vec::new(), r.err());
+            };
+            *tree = t;
+            work.pending = pending;
+            let (applied, ctimes, err) =
+                self.apply_share(attr, &work.root, &work.pending, tree, value, progress);
+            for (i, c) in ctimes {
+                tree.entries[i].ctime_ns = Some(c);
+            }
+            return (applied, left, err);
+        }
+        let (rest, mounts, mut err) = self.walk_share_once(attr, work, tree, value, progress);
+        let mut applied: Vec<usize> = (0..tree.entries.len()).collect();
+        let mut left: Vec<LeftOut> = mounts.into_iter().map(|m| (m, MOUNT_POINT)).collect();
+        if err.is_none() && !rest.entries.is_empty() {
+            let (from, from_pending) = (tree.entries.len(), work.pending.len());
+            let mut linked_out = Vec::new();
+            let r = journal(&mut |tx, dead| {
+                let outside = safe::names_outside(
+                    rest.linked.iter().map(|(ino, _)| *ino),
+                    rest.linked.iter().copied(),
+                );
+                let mut global: HashMap<Option<String>, u32> = tree
+                    .originals
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| (o.clone(), i as u32))
+                    .collect();
+                // A retried transaction starts again from the walk's entries.
+                tree.entries.truncate(from);
+                work.pending.truncate(from_pending);
+                linked_out.clear();
+                let entries = rest.entries.clone();
+                self.settle(
+                    tx,
+                    attr.as_ref(),
+                    &work.root,
+                    entries,
+                    &outside,
+                    dead,
+                    (tree, &mut global),
+                    &mut work.pending,
+                    &mut linked_out,
+                )?;
+                tx.set_tree(root_id, tree)
+            });
+            left.extend(linked_out.into_iter().map(|rel| (rel, LINKED_OUT)));
+            match r {
+                Err(e) => {
+                    tree.entries.truncate(from);
+                    work.pending.truncate(from_pending);
+                    err = Some(e);
+                }
+                Ok(()) => {
+                    let (more, ctimes, e) = self.apply_share(
+                        attr,
+                        &work.root,
+                        &work.pending[from_pending..],
+                        tree,
+                        value,
+                        progress,
+                    );
+                    applied.extend(more);
+                    for (i, c) in ctimes {
+                        tree.entries[i].ctime_ns = Some(c);
+                    }
+                    err = e;
+                }
+            }
+        }
+        if err.is_none() {
+            tree.in_progress = false;
+        }
+        (applied, left, err)
+    }
+
+    /// Change a share in one pass on every core (see [`Tree::in_progress`]): each regular file
+    /// and directory is read, marked with its original unless that is the tree's common one,
+    /// and changed before the walk moves on, so its dentry, inode and xattr block are found
+    /// once. Entries that need the store (a VM's value, a value svirt applied elsewhere),
+    /// files with several names (counted once the walk is over) and entries that refuse their
+    /// mark are returned for the journaled second part. The entries changed are added to the
+    /// tree and to `work`, also when the walk stops on an error (returned with them).
+    fn walk_share_once(
+        &self,
+        attr: &Arc<dyn FileAttr>,
+        work: &mut ShareWork,
+        tree: &mut Tree,
+        value: &str,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> (Rest, Vec<PathBuf>, Option<Error>) {
+        let host = self.host.as_ref();
+        let model = attr.model();
+        let started = std::time::Instant::now();
+        let common = tree.originals.first().cloned().flatten();
+        let applied = &work.applied;
+        let stop = AtomicBool::new(false);
+        let done = AtomicU64::new(0);
+        let visit = |w: &mut Walk, dir: &Arc<Dir>, node: &Node, e: &DirEntry, kind: FileKind| {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let fail = |w: &mut Walk, err: Error| {
+                stop.store(true, Ordering::Relaxed);
+                w.error.get_or_insert(err);
+            };
+            let path = || node.path().join(&e.name);
+            let (current, meta) = match attr.read_at_meta(host, node, &e.name) {
+                Ok(v) => v,
+                Err(err) if vanished(&err) => return Ok(()),
+                Err(err) if is_unsupported(&err) => (None, None),
+                Err(err) => {
+                    fail(w, Error::host("read the attribute of", path(), err));
+                    return Ok(());
+                }
+            };
+            let birth_ns = meta.as_ref().and_then(|m| m.birth_ns);
+            let mut linked = false;
+            if kind == FileKind::File {
+                let nlink = match &meta {
+                    Some(m) => m.nlink,
+                    None => match host.stat_at(node, &e.name) {
+                        Ok(m) => m.nlink,
+                        Err(err) if vanished(&err) => return Ok(()),
+                        Err(err) => {
+                            fail(w, Error::host("inspect", path(), err));
+                            return Ok(());
+                        }
+                    },
+                };
+                if nlink > 1 {
+                    w.linked.push((e.ino, nlink));
+                    linked = true;
+                }
+            }
+            // What an entry's value decides, worked out once per run of equal values (the
+            // entries of a share mostly share one).
+            let seen = match &w.last {
+                Some(d) if d.value == current => d,
+                _ => {
+                    let d = Decided {
+                        value: current.clone(),
+                        done: attr.matches(current.as_deref(), value),
+                        careful: attr.carries_vm(current.as_deref(), None)
+                            || current.as_ref().is_some_and(|c| applied.contains(c)),
+                        marked: current != common,
+                    };
+                    &*w.last.insert(d)
+                }
+            };
+            let (done_already, careful, marked) = (seen.done, seen.careful, seen.marked);
+            if done_already {
+                return Ok(());
+            }
+            let later = |w: &mut Walk, current: Option<String>| {
+                w.rest.push(Careful {
+                    dir: dir.clone(),
+                    name: e.name.clone(),
+                    kind,
+                    current,
+                    plain: !careful,
+                })
+            };
+            if careful || linked {
+                later(w, current);
+                return Ok(());
+            }
+            if marked
+                && !self
+                    .marks
+                    .try_write_at(host, node, &e.name, model, current.as_deref())
+            {
+                later(w, current);
+                return Ok(());
+            }
+            let i = w.originals.intern(current);
+            if i as usize == w.privileged.len() {
+                let o = w.originals.values[i as usize].as_deref();
+                w.privileged
+                    .push(o.is_some_and(|o| attr.without_privileges(o).is_some()));
+            }
+            crate::failpoint::hit("relabel.journaled");
+            let r = attr
+                .write_at(host, node, &e.name, kind, Some(value))
+                .and_then(
+                    |()| match kind != FileKind::Dir && w.privileged[i as usize] {
+                        true => host.stat_at(node, &e.name).map(|m| Some(m.ctime_ns)),
+                        false => Ok(None),
+                    },
+                );
+            let (ctime_ns, err) = match r {
+                Ok(t) => (t, None),
+                Err(err) if vanished(&err) => return Ok(()),
+                // Perhaps half made (an owner without its mode): put back with the rest.
+                Err(err) => (None, Some(err)),
+            };
+            // Sized once (`join` would grow it).
+            let mut rel = PathBuf::with_capacity(dir.rel.as_os_str().len() + 1 + e.name.len());
+            rel.push(&dir.rel);
+            rel.push(&e.name);
+            w.made.push(TreeEntry {
+                rel,
+                ino: e.ino,
+                original: i,
+                ctime_ns,
+                marked,
+                birth_ns,
+            });
+            w.made_at.push((dir.clone(), kind));
+            match err {
+                // Counted per worker, told in batches: one counter written by every worker for
+                // every entry would bounce its cache line between the cores.
+                None if w.made.len().is_multiple_of(1024) => {
+                    progress(done.fetch_add(1024, Ordering::Relaxed) + 1024);
+                }
+                None => {}
+                Some(err) => fail(w, Error::host("set the attribute of", path(), err)),
+            }
+            Ok(())
+        };
+        let mounts = tree::mounts_below(host, work.root.path());
+        let walked = tree::walk_entries_keeping(
+            host,
+            work.root.clone(),
+            &mounts,
+            false,
+            self.threads(),
+            &Walk::default,
+            &visit,
+        );
+        let mut error = walked.error;
+        let mut rest = Rest::default();
+        let mut global: HashMap<Option<String>, u32> = tree
+            .originals
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.clone(), i as u32))
+            .collect();
+        let n: usize = walked.states.iter().map(|w| w.made.len()).sum();
+        tree.entries.reserve(n);
+        work.pending.reserve(n);
+        for w in walked.states {
+            if error.is_none() {
+                error = w.error;
+            }
+            let to_global: Vec<u32> = w
+                .originals
+                .values
+                .iter()
+                .map(|o| global_index(tree, &mut global, o))
+                .collect();
+            for (mut e, (dir, kind)) in w.made.into_iter().zip(w.made_at) {
+                e.original = to_global[e.original as usize];
+                work.pending.push(Pending {
+                    dir,
+                    kind,
+                    entry: tree.entries.len(),
+                });
+                tree.entries.push(e);
+            }
+            rest.entries.extend(w.rest);
+            rest.linked.extend(w.linked);
+        }
+        debug!(root = %work.root.path().display(), model, changed = tree.entries.len(), later = rest.entries.len(), ms = started.elapsed().as_millis() as u64, "share changed in one pass");
+        (rest, walked.mounts, error)
+    }
+
+    /// Read a share's entries for its journal: the tree of originals, the changes to make,
+    /// and the entries left out (mount points, files with a name outside the share), each
+    /// with why.
+    fn read_share(
         &self,
         tx: &Tx<'_>,
         attr: &Arc<dyn FileAttr>,
@@ -188,15 +598,11 @@ impl Engine {
         root_node: Arc<Node>,
         value: &str,
         dead: &dyn Fn(&str) -> bool,
-    ) -> Result<(Tree, ShareWork, Vec<LeftOut>)> {
+    ) -> Result<(Tree, Vec<Pending>, Vec<LeftOut>)> {
         let host = self.host.as_ref();
         let model = attr.model();
         let started = std::time::Instant::now();
-        // The clock filesystems stamp inodes with (the coarse one, a tick behind the precise
-        // one): a file created after this instant is born at or after it, so a birth before it
-        // proves a file older than the share's start.
-        let now = rustix::time::clock_gettime(rustix::time::ClockId::RealtimeCoarse);
-        let started_ns = now.tv_sec.saturating_mul(1_000_000_000) + now.tv_nsec;
+        let started_ns = start_instant();
         let applied = tx.applied_values(model)?;
         let mounts = tree::mounts_below(host, root);
         let visit = |f: &mut Found, dir: &Arc<Dir>, node: &Node, e: &DirEntry, kind: FileKind| {
@@ -234,10 +640,16 @@ impl Engine {
             if attr.carries_vm(current.as_deref(), None)
                 || current.as_ref().is_some_and(|c| applied.contains(c))
             {
-                f.careful.push((dir.clone(), e.name.clone(), kind, current));
+                f.careful.push(Careful {
+                    dir: dir.clone(),
+                    name: e.name.clone(),
+                    kind,
+                    current,
+                    plain: false,
+                });
                 return Ok(());
             }
-            let i = f.intern(current);
+            let i = f.originals.intern(current);
             let birth = meta.and_then(|m| m.birth_ns);
             f.plain.push(Plain {
                 dir: dir.clone(),
@@ -267,7 +679,7 @@ impl Engine {
         // Merge, most frequent original first (the one the root's mark names).
         let mut count: HashMap<&Option<String>, usize> = HashMap::new();
         for f in &found {
-            for (o, n) in f.originals.iter().zip(&f.counts) {
+            for (o, n) in f.originals.values.iter().zip(&f.originals.counts) {
                 *count.entry(o).or_default() += n;
             }
         }
@@ -277,6 +689,7 @@ impl Engine {
             started_ns,
             originals: originals.into_iter().map(|(o, _)| o.clone()).collect(),
             entries: Vec::with_capacity(found.iter().map(|f| f.plain.len()).sum()),
+            in_progress: false,
         };
         let mut global: HashMap<Option<String>, u32> = tree
             .originals
@@ -288,7 +701,7 @@ impl Engine {
         let mut careful = Vec::new();
         let mut linked_out = Vec::new();
         for f in found {
-            let to_global: Vec<u32> = f.originals.iter().map(|o| global[o]).collect();
+            let to_global: Vec<u32> = f.originals.values.iter().map(|o| global[o]).collect();
             for Plain {
                 dir,
                 rel,
@@ -321,14 +734,61 @@ impl Engine {
         }
 
         // The few entries that may be svirt's or a VM's: opened and looked up one by one.
+        self.settle(
+            tx,
+            attr.as_ref(),
+            &root_node,
+            careful,
+            &outside,
+            dead,
+            (&mut tree, &mut global),
+            &mut pending,
+            &mut linked_out,
+        )?;
+        debug!(root = %root.display(), model, entries = tree.entries.len(), originals = tree.originals.len(), ms = started.elapsed().as_millis() as u64, "share read");
+        let mut left: Vec<LeftOut> = mounts.into_iter().map(|m| (m, MOUNT_POINT)).collect();
+        left.extend(linked_out.into_iter().map(|rel| (rel, LINKED_OUT)));
+        Ok((tree, pending, left))
+    }
+
+    /// Settle the entries that need the store, inside the transaction that journals them: a
+    /// file with a name outside the share is left out (its path added to `linked_out`), a
+    /// hard link to an inode a running domain holds is left alone, and every other entry gets
+    /// its original (from a dead domain's item, which is dropped, else its mark, else its
+    /// value) and is added to the tree and to `pending`.
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &self,
+        tx: &Tx<'_>,
+        attr: &dyn FileAttr,
+        root_node: &Node,
+        careful: Vec<Careful>,
+        outside: &HashSet<u64>,
+        dead: &dyn Fn(&str) -> bool,
+        (tree, global): (&mut Tree, &mut HashMap<Option<String>, u32>),
+        pending: &mut Vec<Pending>,
+        linked_out: &mut Vec<PathBuf>,
+    ) -> Result<()> {
+        let host = self.host.as_ref();
+        let model = attr.model();
         let mut cache = None;
-        for (dir, name, kind, current) in careful {
-            let opened = dir_node(host, &root_node, &dir, &mut cache)
+        for c in careful {
+            let Careful {
+                dir,
+                name,
+                kind,
+                current,
+                plain,
+            } = c;
+            let opened = dir_node(host, root_node, &dir, &mut cache)
                 .and_then(|d| Ok((host.open_child(d, &name)?, host.stat_at(d, &name))));
             let (node, meta) = match opened {
                 Ok(o) => o,
                 Err(e) if vanished(&e) => continue,
-                Err(e) => return Err(Error::host("open", root.join(&dir.rel).join(&name), e)),
+                Err(e) => {
+                    let at = root_node.path().join(&dir.rel).join(&name);
+                    return Err(Error::host("open", at, e));
+                }
             };
             let meta = meta
                 .or_else(|_| host.meta(&node))
@@ -346,20 +806,13 @@ impl Engine {
                     tx.delete_items(&[it.id])?;
                     it.original
                 }
+                None if plain => current,
                 None => match self.marks.read(host, &node, model) {
                     Some(m) => m.original,
                     None => attr.original_for(node.path(), current),
                 },
             };
-            let g = match global.get(&original) {
-                Some(&g) => g,
-                None => {
-                    tree.originals.push(original.clone());
-                    let g = (tree.originals.len() - 1) as u32;
-                    global.insert(original, g);
-                    g
-                }
-            };
+            let g = global_index(tree, global, &original);
             pending.push(Pending {
                 entry: tree.entries.len(),
                 dir: dir.clone(),
@@ -374,36 +827,17 @@ impl Engine {
                 birth_ns: meta.birth_ns,
             });
         }
-        debug!(root = %root.display(), model, entries = tree.entries.len(), originals = tree.originals.len(), ms = started.elapsed().as_millis() as u64, "share read");
-        let mut left: Vec<LeftOut> = mounts
-            .into_iter()
-            .map(|m| {
-                (
-                    m,
-                    "a mount point inside the share: another filesystem is never relabeled",
-                )
-            })
-            .collect();
-        left.extend(linked_out.into_iter().map(|rel| {
-            (rel, "a file with another name outside the share (a hard link): changing it would change that file too, so it is never relabeled through the share")
-        }));
-        Ok((
-            tree,
-            ShareWork {
-                root: root_node,
-                pending,
-            },
-            left,
-        ))
+        Ok(())
     }
 
     /// Make a share's changes on every core. Returns the entries changed, with the ctime
     /// recorded for those whose original grants privileges, and the first error (the caller
     /// puts back what was changed).
-    pub(super) fn apply_share(
+    fn apply_share(
         &self,
         attr: &Arc<dyn FileAttr>,
-        work: &ShareWork,
+        root: &Arc<Node>,
+        pending: &[Pending],
         tree: &Tree,
         value: &str,
         progress: &(dyn Fn(u64) + Sync),
@@ -415,7 +849,7 @@ impl Engine {
         let done = AtomicU64::new(0);
         let error: Mutex<Option<Error>> = Mutex::new(None);
         let n = self.threads();
-        let chunk = work.pending.len().div_ceil(n).max(1);
+        let chunk = pending.len().div_ceil(n).max(1);
         // Which originals grant privileges (their entries get a guard ctime), once each.
         let privileged: Vec<bool> = tree
             .originals
@@ -427,8 +861,7 @@ impl Engine {
             .collect();
         let privileged = &privileged;
         let results: Vec<Changed> = std::thread::scope(|scope| {
-            let handles: Vec<_> = work
-                .pending
+            let handles: Vec<_> = pending
                 .chunks(chunk)
                 .map(|part| {
                     let (stop, done, error) = (&stop, &done, &error);
@@ -441,7 +874,7 @@ impl Engine {
                                 break;
                             }
                             let e = &tree.entries[p.entry];
-                            let r = dir_node(host, &work.root, &p.dir, &mut cache).and_then(|d| {
+                            let r = dir_node(host, root, &p.dir, &mut cache).and_then(|d| {
                                 if e.marked {
                                     self.marks.write_at(
                                         host,
@@ -473,7 +906,7 @@ impl Engine {
                                     // put back with the rest.
                                     applied.push(p.entry);
                                     stop.store(true, Ordering::Relaxed);
-                                    let path = work.root.path().join(&e.rel);
+                                    let path = root.path().join(&e.rel);
                                     lock(error).get_or_insert(Error::host(
                                         "set the attribute of",
                                         path,
@@ -498,7 +931,7 @@ impl Engine {
             ctimes.extend(c);
         }
         let err = error.into_inner().unwrap_or_else(|p| p.into_inner());
-        debug!(root = %work.root.path().display(), model, changed = applied.len(), ms = started.elapsed().as_millis() as u64, "share changed");
+        debug!(root = %root.path().display(), model, changed = applied.len(), ms = started.elapsed().as_millis() as u64, "share changed");
         (applied, ctimes, err)
     }
 
@@ -538,6 +971,61 @@ impl Engine {
         errors
     }
 
+    /// An entry of a share whose one-pass start was cut short (see [`Tree::in_progress`]) that
+    /// its tree does not record: if it holds the applied value (whole, or its first step), the
+    /// walk changed it, so it gets its mark's original, or the tree's common one. Files with
+    /// several names are never changed by the walk unless recorded. A mark on an entry the
+    /// walk never changed (written just before the cut) is removed. Returns whether the entry
+    /// was settled here.
+    fn undo_unrecorded(
+        &self,
+        attr: &dyn FileAttr,
+        (dir, e, kind): (&Node, &DirEntry, FileKind),
+        tree: &Tree,
+        current: Option<&str>,
+        applied: &str,
+        o: &mut Out,
+    ) -> bool {
+        let host = self.host.as_ref();
+        let model = attr.model();
+        let path = || dir.path().join(&e.name);
+        if kind == FileKind::File {
+            match host.stat_at(dir, &e.name) {
+                Ok(m) if m.nlink > 1 => return false,
+                Ok(_) => {}
+                Err(_) => return true,
+            }
+        }
+        let mark = self.marks.read_at(host, dir, &e.name, model);
+        if !attr.partly_applied(current, applied) {
+            if mark
+                .as_ref()
+                .is_some_and(|m| m.original.as_deref() == current)
+            {
+                self.marks.remove_at(host, dir, &e.name, model);
+                return true;
+            }
+            return false;
+        }
+        let value = match &mark {
+            Some(m) => m.original.clone(),
+            None => tree.originals.first().cloned().flatten(),
+        };
+        match attr.write_at(host, dir, &e.name, kind, value.as_deref()) {
+            Ok(()) => {
+                if mark.is_some() {
+                    self.marks.remove_at(host, dir, &e.name, model);
+                }
+            }
+            Err(err) if vanished(&err) => o.raced += 1,
+            Err(err) if cannot_hold(&err) => {}
+            Err(err) => o
+                .failed
+                .push((path(), Error::host("restore the attribute of", path(), err))),
+        }
+        true
+    }
+
     /// Restore a share kept as a tree: walk it on every core; remembered inodes get their
     /// originals wherever they moved inside it; with `opts.reclaim`, entries the VM created or
     /// replaced get the share's original owner or the default label. Returns whether every
@@ -569,15 +1057,6 @@ impl Engine {
         let root_path = root_node.path().to_owned();
         let mounts = tree::mounts_below(host, &root_path);
 
-        #[derive(Default)]
-        struct Out {
-            failed: Vec<(PathBuf, Error)>,
-            moved: Vec<(PathBuf, PathBuf)>,
-            reclaimed: Vec<PathBuf>,
-            left: Vec<(PathBuf, String)>,
-            dropped: Vec<PathBuf>,
-            raced: usize,
-        }
         let visit = |o: &mut Out, dir: &Arc<Dir>, node: &Node, e: &DirEntry, kind: FileKind| {
             let path = || root_path.join(&dir.rel).join(&e.name);
             let known = by_ino.get(&e.ino).copied().filter(|&i| {
@@ -656,13 +1135,25 @@ impl Engine {
                 }
                 return Ok(());
             }
-            if !opts.reclaim {
-                return Ok(());
-            }
             let current = match attr.read_at(host, node, &e.name) {
                 Ok(v) => v,
                 Err(_) => return Ok(()),
             };
+            if tree.in_progress
+                && self.undo_unrecorded(
+                    attr,
+                    (node, e, kind),
+                    tree,
+                    current.as_deref(),
+                    &root_item.applied,
+                    o,
+                )
+            {
+                return Ok(());
+            }
+            if !opts.reclaim {
+                return Ok(());
+            }
             if !attr.carries_vm(current.as_deref(), own) {
                 return Ok(());
             }

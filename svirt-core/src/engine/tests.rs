@@ -29,6 +29,9 @@ impl FileAttr for Tag {
             None => host.remove_xattr(node, "user.tag"),
         }
     }
+    fn carries_vm(&self, current: Option<&str>, _own: Option<&str>) -> bool {
+        current.is_some_and(|c| c.starts_with("leftover-"))
+    }
 }
 
 fn attr_for(_: &str) -> Option<Arc<dyn FileAttr>> {
@@ -46,10 +49,15 @@ fn start(h: &Arc<FakeHost>, db: &Db, res: Resource) -> ResourceReport {
     let mut p = db
         .write(|tx| engine.prepare(tx, "vm", vec![change], &|_| false))
         .unwrap();
-    engine.apply(&mut p).unwrap();
+    engine
+        .apply(&mut p, &|f| db.write(|tx| f(tx, &|_| false)))
+        .unwrap();
     db.write(|tx| {
         let (ids, ctimes) = p.applied_items();
         tx.set_applied(&ids, &ctimes)?;
+        for (id, t) in p.changed_trees() {
+            tx.set_tree(id, t)?;
+        }
         tx.delete_items(&p.unapplied_items())
     })
     .unwrap();
@@ -120,6 +128,8 @@ fn tag(h: &FakeHost, path: &str, v: &str) {
     h.set_xattr(&node, "user.tag", v.as_bytes()).unwrap();
 }
 
+/// The common original is the share root's own: entries holding it carry no mark of their
+/// own; every other entry is marked before it changes.
 #[test]
 fn a_share_marks_its_common_original_once_and_only_odd_entries_on_their_own() {
     let h = Arc::new(FakeHost::new());
@@ -127,6 +137,7 @@ fn a_share_marks_its_common_original_once_and_only_odd_entries_on_their_own() {
         h.add_file(&format!("/srv/share/{f}"));
         tag(&h, &format!("/srv/share/{f}"), "plain");
     }
+    tag(&h, "/srv/share", "plain");
     tag(&h, "/srv/share/sub", "plain");
     tag(&h, "/srv/share/b", "odd");
     let state = tempfile::tempdir().unwrap();
@@ -202,5 +213,155 @@ fn a_share_with_more_directories_than_fds_kept_is_changed_and_restored_whole() {
     stop(&h, &db);
     for f in &files {
         assert_eq!(h.xattr(f, "user.tag"), None, "{f}");
+    }
+}
+
+/// Where the share root refuses svirt's marks (no `trusted.*` here), no entry can carry its
+/// original through a crash: the whole tree of originals is journaled before the first entry
+/// changes, and a stop puts every entry back.
+#[test]
+fn a_share_that_refuses_marks_is_journaled_whole_before_its_first_change() {
+    let h = Arc::new(FakeHost::new());
+    for f in ["a", "b", "sub/c"] {
+        h.add_file(&format!("/srv/share/{f}"));
+        tag(&h, &format!("/srv/share/{f}"), "plain");
+    }
+    tag(&h, "/srv/share", "plain");
+    tag(&h, "/srv/share/sub", "plain");
+    tag(&h, "/srv/share/b", "odd");
+    h.fail_xattr("set_xattr", "trusted.svirt", libc::EPERM);
+    let state = tempfile::tempdir().unwrap();
+    let db = Db::open(state.path()).unwrap();
+    let engine = Engine::new(h.clone());
+    let change = Change {
+        res: Resource::new("/srv/share", ResourceKind::Filesystem, Access::Private),
+        attr: Arc::new(Tag),
+        plan: Plan::Set("vm-label".into()),
+    };
+    let mut p = db
+        .write(|tx| engine.prepare(tx, "vm", vec![change], &|_| false))
+        .unwrap();
+    let root_id = p.items[0].id;
+    let entry_writes = || {
+        h.calls()
+            .iter()
+            .filter(|c| c.starts_with("set_xattr /srv/share/") && c.contains("user.tag=vm-label"))
+            .count()
+    };
+    // Per journal: entries in the tree written, entries changed before it.
+    let journals = std::sync::Mutex::new(Vec::new());
+    engine
+        .apply(&mut p, &|f| {
+            let before = entry_writes();
+            db.write(|tx| f(tx, &|_| false))?;
+            let kept = db
+                .read(|tx| tx.tree(root_id))?
+                .map_or(0, |t| t.entries.len());
+            journals.lock().unwrap().push((kept, before));
+            Ok(())
+        })
+        .unwrap();
+    // a, b, sub, sub/c: all journaled at once, before any of them changed.
+    assert_eq!(*journals.lock().unwrap(), vec![(4, 0)]);
+    assert_eq!(entry_writes(), 4);
+    assert_eq!(h.xattr("/srv/share/b", "trusted.svirt.tag"), None);
+    db.write(|tx| {
+        let (ids, ctimes) = p.applied_items();
+        tx.set_applied(&ids, &ctimes)?;
+        for (id, t) in p.changed_trees() {
+            tx.set_tree(id, t)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    stop(&h, &db);
+    assert_eq!(
+        h.xattr("/srv/share/b", "user.tag").as_deref(),
+        Some(&b"odd"[..])
+    );
+    for f in ["", "/a", "/sub", "/sub/c"] {
+        let path = format!("/srv/share{f}");
+        assert_eq!(
+            h.xattr(&path, "user.tag").as_deref(),
+            Some(&b"plain"[..]),
+            "{path}"
+        );
+    }
+}
+
+/// A one-pass walk journals nothing per entry: only the entries that need the store (here one
+/// whose value looks like a VM's leftover) are journaled, before they change; an entry whose
+/// original is not the root's is marked before it changes.
+#[test]
+fn a_one_pass_share_journals_only_what_needs_the_store_and_marks_odd_entries_first() {
+    let h = Arc::new(FakeHost::new());
+    for f in ["a", "b", "c"] {
+        h.add_file(&format!("/srv/share/{f}"));
+        tag(&h, &format!("/srv/share/{f}"), "plain");
+    }
+    tag(&h, "/srv/share", "plain");
+    tag(&h, "/srv/share/b", "odd");
+    tag(&h, "/srv/share/c", "leftover-of-a-vm");
+    let state = tempfile::tempdir().unwrap();
+    let db = Db::open(state.path()).unwrap();
+    let engine = Engine::new(h.clone());
+    let change = Change {
+        res: Resource::new("/srv/share", ResourceKind::Filesystem, Access::Private),
+        attr: Arc::new(Tag),
+        plan: Plan::Set("vm-label".into()),
+    };
+    let mut p = db
+        .write(|tx| engine.prepare(tx, "vm", vec![change], &|_| false))
+        .unwrap();
+    let root_id = p.items[0].id;
+    let journals = std::sync::Mutex::new(Vec::new());
+    engine
+        .apply(&mut p, &|f| {
+            let c_changed =
+                h.xattr("/srv/share/c", "user.tag").as_deref() == Some(&b"vm-label"[..]);
+            db.write(|tx| f(tx, &|_| false))?;
+            let t = db.read(|tx| tx.tree(root_id))?.expect("a tree");
+            let names: Vec<String> = t
+                .entries
+                .iter()
+                .map(|e| e.rel.display().to_string())
+                .collect();
+            journals
+                .lock()
+                .unwrap()
+                .push((names, t.in_progress, c_changed));
+            Ok(())
+        })
+        .unwrap();
+    let journals = journals.into_inner().unwrap();
+    assert_eq!(journals.len(), 1, "{journals:?}");
+    let (names, in_progress, c_changed) = &journals[0];
+    // a and b were changed in the walk; c is journaled with them before it changes, the tree
+    // still in progress.
+    let mut names = names.clone();
+    names.sort();
+    assert_eq!(names, ["a", "b", "c"]);
+    assert!(in_progress);
+    assert!(!c_changed);
+    let calls = h.calls();
+    let mark = calls
+        .iter()
+        .position(|c| c.starts_with("set_xattr /srv/share/b trusted.svirt.tag="))
+        .expect("b is marked");
+    let change_b = calls
+        .iter()
+        .position(|c| c == "set_xattr /srv/share/b user.tag=vm-label")
+        .expect("b is changed");
+    assert!(mark < change_b, "b changed before its mark: {calls:?}");
+    assert!(!calls
+        .iter()
+        .any(|c| c.starts_with("set_xattr /srv/share/a trusted.svirt")));
+    for f in ["a", "b", "c"] {
+        let path = format!("/srv/share/{f}");
+        assert_eq!(
+            h.xattr(&path, "user.tag").as_deref(),
+            Some(&b"vm-label"[..]),
+            "{path}"
+        );
     }
 }
