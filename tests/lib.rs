@@ -435,3 +435,18 @@ pub fn system_tool(name: &str) -> String {
         .display()
         .to_string()
 }
+
+/// Run svirt with `SVIRT_FAILPOINT=point` (`name:n`: killed at the n-th hit of the point);
+/// whether it was killed there (SIGKILL).
+pub fn killed(cfg: &Path, point: &str, args: &[&str]) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    let o = Command::new(svirt())
+        .env("PATH", SYSTEM_PATH)
+        .env("SVIRT_FAILPOINT", point)
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .output()
+        .unwrap();
+    o.status.signal() == Some(9)
+}

@@ -86,6 +86,13 @@ pub trait FileAttr: Send + Sync + Debug {
     ) -> Option<String> {
         None
     }
+    /// Whether a file holding `value` may be written by processes other than the domain's it
+    /// was applied for: an identity several domains may run under (a static uid), or one
+    /// every domain shares, with write permission. A change cut short never gives such a file
+    /// its setuid/setgid bits back: nothing recorded when it was last written.
+    fn others_may_write(&self, _value: &str) -> bool {
+        false
+    }
     /// The original without the privileges an inode may only get back if nobody changed it
     /// while the VM held it (setuid and setgid bits); `None` when the original grants none.
     fn without_privileges(&self, _original: &str) -> Option<String> {

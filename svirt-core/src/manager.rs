@@ -220,6 +220,7 @@ impl SecurityManager {
                         res: res.clone(),
                         attr,
                         plan,
+                        drawn: l.kind == LabelType::Dynamic,
                     });
                 }
             }

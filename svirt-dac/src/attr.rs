@@ -148,6 +148,15 @@ impl FileAttr for DacAttr {
         Some(value(ru, rg, mode & 0o755))
     }
 
+    /// A uid or gid with write permission that the pool did not draw for one domain (a static
+    /// label's, the shared group): root excepted, which no VM runs as.
+    fn others_may_write(&self, value: &str) -> bool {
+        parse(value).is_some_and(|(uid, gid, mode)| {
+            (mode & 0o200 != 0 && uid != 0 && !self.is_vm_id(uid))
+                || (mode & 0o020 != 0 && gid != 0 && !self.is_vm_id(gid))
+        })
+    }
+
     fn without_privileges(&self, original: &str) -> Option<String> {
         let (uid, gid, mode) = parse(original)?;
         (mode & 0o6000 != 0).then(|| value(uid, gid, mode & 0o1777))
@@ -179,6 +188,13 @@ mod tests {
     fn a_domains_own_ids_count_as_a_vms_but_root_and_the_shared_group_never_do() {
         let a = DacAttr::for_pool(64000, 64999, 64999);
         let p = Path::new("/s/f");
+        // A drawn uid is one domain's; a static uid, or the shared group with write
+        // permission, may be others'; root and read-only values are nobody else's to write.
+        assert!(!a.others_may_write("64001:64001:0600"));
+        assert!(a.others_may_write("70000:70000:0600"));
+        assert!(a.others_may_write("0:64999:0660"));
+        assert!(!a.others_may_write("0:64999:0440"));
+        assert!(!a.others_may_write("70000:70000:0400"));
         // Pool ids are a VM's whatever the share.
         assert!(a.carries_vm(Some("64001:0:0644"), None));
         // A static label's uid and gid are a VM's only for its own share.

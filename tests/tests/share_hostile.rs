@@ -615,3 +615,45 @@ fn a_share_file_with_a_name_outside_the_share_is_never_changed_through_it() {
         }
     }
 }
+
+/// A setuid file with two names in the share is changed once per name, and its guard ctime is
+/// the one after the last: a plain start and stop gives the setuid bit back, and reports
+/// neither a move nor a dropped privilege (read-write and read-only shares alike).
+#[test]
+fn a_setuid_file_with_two_names_in_a_share_gets_its_setuid_back_unreported() {
+    let name = "a_setuid_file_with_two_names_in_a_share_gets_its_setuid_back_unreported";
+    if !root_or_skip(name) {
+        return;
+    }
+    for readonly in [false, true] {
+        let h = Stack::new(true);
+        let share = h.p("share");
+        let tool = owned_file(&h, "share/d0/tool", 1000, 0o4755);
+        std::fs::create_dir_all(h.p("share/d1")).unwrap();
+        std::fs::hard_link(&tool, h.p("share/d1/also-tool")).unwrap();
+        for d in [&share, &h.p("share/d0"), &h.p("share/d1")] {
+            set_label(d, ORIG);
+        }
+        set_label(&tool, ORIG);
+        let before = snapshot(&share);
+        let dom = h.domain(
+            "s",
+            &format!(
+                "[[filesystem]]\npath = \"{}\"\nreadonly = {readonly}\n",
+                share.display()
+            ),
+        );
+        h.ok(&["start", dom.to_str().unwrap()]);
+        assert_ne!(
+            owner(&tool),
+            "1000:1000 4755",
+            "readonly={readonly}: not taken"
+        );
+        let out = h.ok(&["stop", "s"]);
+        assert_eq!(snapshot(&share), before, "readonly={readonly}: {out}");
+        assert!(
+            !out.contains("moved") && !out.contains("not restored"),
+            "readonly={readonly}: {out}"
+        );
+    }
+}

@@ -21,10 +21,11 @@ pub struct Tree {
     /// common original: the one the root's mark names for every entry without its own mark.
     pub originals: Vec<Option<String>>,
     pub entries: Vec<TreeEntry>,
-    /// The share is being changed in one pass, each entry marked with its original before its
-    /// change unless that original is the common one: until the start's completion records
-    /// every entry, `entries` holds only those journaled here before their change, and an
-    /// unrecorded entry holding the applied value has its mark's original, or the common one.
+    /// The share is being changed in one pass (its value is the domain's alone, drawn for it),
+    /// each entry marked with its original before its change unless that original is the
+    /// common one: until the start's completion records every entry, `entries` holds only
+    /// those journaled here before their change, and an unrecorded entry holding the applied
+    /// value has its mark's original, or the common one.
     pub in_progress: bool,
 }
 

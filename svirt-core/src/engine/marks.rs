@@ -19,6 +19,16 @@ pub const XATTR_PREFIX: &str = "trusted.svirt.";
 pub struct Mark {
     /// The original value; `None` when the attribute was absent.
     pub original: Option<String>,
+    /// The stamp of the one-pass share walk that wrote it (see [`stamp`]), if one did.
+    pub stamp: Option<u32>,
+}
+
+/// The stamp a one-pass share walk started at `started_ns` puts on its marks: undoing that
+/// walk after a crash trusts only marks with its stamp, never one a copy (`cp -a`, `rsync -X`,
+/// a backup restored as root) brought from elsewhere onto an entry the walk did not mark.
+pub fn stamp(started_ns: i64) -> u32 {
+    // The low 32 bits of a nanosecond instant: another start's are equal by chance only.
+    started_ns as u32
 }
 
 /// Reads and writes the marks, remembering when the kernel refuses them.
@@ -41,12 +51,35 @@ pub fn encode(v: Option<&str>) -> String {
     }
 }
 
+/// [`encode`] after `@` and the stamp in 8 hex digits.
+fn encode_stamped(v: Option<&str>, stamp: u32) -> String {
+    format!("@{stamp:08x}{}", encode(v))
+}
+
 /// The inverse of [`encode`]; `None` for text that is neither.
 pub fn decode(s: &str) -> Option<Option<String>> {
     if s == "!" {
         return Some(None);
     }
     s.strip_prefix('=').map(|v| Some(v.to_owned()))
+}
+
+/// A mark's text, stamped ([`encode_stamped`]) or not ([`encode`]).
+pub(super) fn decode_mark(s: &str) -> Option<Mark> {
+    let (stamp, rest) = match s.strip_prefix('@') {
+        Some(r) => {
+            let hex = r.get(..8)?;
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            (Some(u32::from_str_radix(hex, 16).ok()?), &r[8..])
+        }
+        None => (None, s),
+    };
+    Some(Mark {
+        original: decode(rest)?,
+        stamp,
+    })
 }
 
 /// The mark on a share root naming the common original of its entries (those without a mark
@@ -102,9 +135,7 @@ impl Marks {
                 return None;
             }
         };
-        Some(Mark {
-            original: decode(&text)?,
-        })
+        decode_mark(&text)
     }
 
     /// Mark a node with its original before svirt changes it.
@@ -141,30 +172,30 @@ impl Marks {
         );
     }
 
-    /// Mark the entry `name` of `dir` with its original; whether the mark was written (a
-    /// one-pass share walk changes an entry whose original is not the common one only once
-    /// its mark holds that original).
-    pub fn try_write_at(
+    /// Mark the entry `name` of `dir` with its original and the walk's stamp; whether the mark
+    /// was written (a one-pass share walk changes an entry whose original is not the common
+    /// one only once its mark holds that original).
+    pub fn try_write_stamped_at(
         &self,
         host: &dyn Host,
         dir: &Node,
         name: &OsStr,
         model: &str,
         original: Option<&str>,
+        stamp: u32,
     ) -> bool {
+        let text = encode_stamped(original, stamp);
         self.try_change(
             || dir.path().join(name),
             "write",
-            || host.set_xattr_at(dir, name, &self::name(model), encode(original).as_bytes()),
+            || host.set_xattr_at(dir, name, &self::name(model), text.as_bytes()),
         )
     }
 
     /// The mark of `model` on the entry `name` of `dir`, if any.
     pub fn read_at(&self, host: &dyn Host, dir: &Node, name: &OsStr, model: &str) -> Option<Mark> {
         let v = host.get_xattr_at(dir, name, &self::name(model)).ok()??;
-        Some(Mark {
-            original: decode(&String::from_utf8_lossy(&v))?,
-        })
+        decode_mark(&String::from_utf8_lossy(&v))
     }
 
     /// Remove the entry's mark once its original is back.
@@ -203,9 +234,7 @@ impl Marks {
     /// The common original of a share root's entries, if the root is so marked.
     pub fn read_entries(&self, host: &dyn Host, root: &Node, model: &str) -> Option<Mark> {
         let v = host.get_xattr(root, &entries_name(model)).ok()??;
-        Some(Mark {
-            original: decode(&String::from_utf8_lossy(&v))?,
-        })
+        decode_mark(&String::from_utf8_lossy(&v))
     }
 
     /// Remove a share root's entries mark.
@@ -228,5 +257,25 @@ mod tests {
             assert_eq!(decode(&encode(v)), Some(v.map(str::to_owned)));
         }
         assert_eq!(decode("garbage"), None);
+    }
+
+    #[test]
+    fn a_stamped_mark_reads_back_with_its_stamp_and_a_plain_one_without() {
+        for v in [None, Some(""), Some("0:0:4755")] {
+            let m = decode_mark(&encode_stamped(v, 0xdead_beef)).unwrap();
+            assert_eq!(m.original.as_deref(), v);
+            assert_eq!(m.stamp, Some(0xdead_beef));
+            let m = decode_mark(&encode(v)).unwrap();
+            assert_eq!((m.original.as_deref(), m.stamp), (v, None));
+        }
+        for bad in [
+            "@",
+            "@1234567",
+            "@zzzzzzzz=x",
+            "@12345678",
+            "@12345678garbage",
+        ] {
+            assert_eq!(decode_mark(bad), None, "{bad}");
+        }
     }
 }

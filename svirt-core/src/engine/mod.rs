@@ -46,6 +46,10 @@ pub struct Change {
     pub res: Resource,
     pub attr: Arc<dyn FileAttr>,
     pub plan: Plan,
+    /// The driver drew the label for this domain alone (a dynamic label, not a static one an
+    /// administrator may have put on files before): a share given a value that carries it can
+    /// be changed in one pass (see [`crate::db::Tree::in_progress`]).
+    pub drawn: bool,
 }
 
 /// Changes and restores file attributes through the host seam.
@@ -376,12 +380,16 @@ impl Engine {
                     });
                 }
                 // The entries are read (and changed) once the intent is recorded: the intent
-                // names the share's common original, its root's own (see `Tree::in_progress`).
+                // names the share's common original, its root's own. A start cut short is
+                // undone by finding the applied value on the entries (see `Tree::in_progress`),
+                // which proves the walk put it there only when the value is this domain's alone
+                // (its drawn pair or uid): a shared or read-only label, or a static one, may
+                // have been there before, so such a share is journaled whole first.
                 tree = Some(Arc::new(crate::db::Tree {
                     started_ns: share::start_instant(),
                     originals: vec![original.clone()],
                     entries: Vec::new(),
-                    in_progress: true,
+                    in_progress: c.drawn && c.attr.carries_vm(Some(&value), None),
                 }));
                 share = Some(share::ShareWork::new(
                     node.clone(),

@@ -262,8 +262,12 @@ impl Engine {
             // Exposed to the VM and changed since svirt's change (a write, a chmod, a new
             // xattr): the inode's content is not what it was, so no setuid/setgid bit. (An item
             // without a guard ctime was verified before the restore began, or never exposed.)
-            if item.state == ItemState::Applied && item.ctime_ns.is_some_and(|t| t != meta.ctime_ns)
-            {
+            // A change cut short recorded no ctime: if what it left lets other domains write
+            // (a static uid they share), they may have.
+            if match item.state {
+                ItemState::Applied => item.ctime_ns.is_some_and(|t| t != meta.ctime_ns),
+                ItemState::Intent => cut_short_exposed(attr, current.as_deref(), &item.applied),
+            } {
                 warn!(path = %node.path().display(), "the file changed while the VM held it; its setuid/setgid bits are not given back");
                 out.privileges_dropped.push(node.path().to_owned());
                 value = Some(safe);
@@ -412,10 +416,20 @@ impl Engine {
         let host = self.host.as_ref();
         let t = Arc::make_mut(tree);
         let mut decided = false;
+        // A file with two names in the share is recorded under each, with the ctime after
+        // each name's change: the last is the one after svirt's last change of the inode.
+        let mut last: HashMap<u64, i64> = HashMap::new();
+        for e in &t.entries {
+            if let Some(c) = e.ctime_ns {
+                let l = last.entry(e.ino).or_insert(c);
+                *l = (*l).max(c);
+            }
+        }
         for i in 0..t.entries.len() {
-            let Some(recorded) = t.entries[i].ctime_ns else {
+            if t.entries[i].ctime_ns.is_none() {
                 continue;
-            };
+            }
+            let recorded = last[&t.entries[i].ino];
             let rel = t.entries[i].rel.clone();
             let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
                 continue;
@@ -560,4 +574,10 @@ impl Engine {
         }
         settled
     }
+}
+
+/// Whether a change cut short (a killed or failed start) left an inode writable by other
+/// domains: it holds the applied value, or its first step, and that value lets others write.
+pub(super) fn cut_short_exposed(attr: &dyn FileAttr, current: Option<&str>, applied: &str) -> bool {
+    attr.partly_applied(current, applied) && attr.others_may_write(applied)
 }

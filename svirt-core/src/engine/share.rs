@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use tracing::{debug, info, warn};
 
-use super::{Engine, RestoreOptions, Restored};
+use super::{marks, Engine, RestoreOptions, Restored};
 use crate::attr::FileAttr;
 use crate::db::{Item, ItemState, Tree, TreeEntry, Tx};
 use crate::error::{Error, Result};
@@ -309,7 +309,7 @@ impl Engine {
                 .marks
                 .try_write_entries(host, &work.root, model, common.as_deref());
         if !one_pass {
-            // No marks here: every original is journaled before the first change.
+            // Every original is journaled before the first change.
             let mut read = None;
             let root_path = work.root.path().to_owned();
             let r = journal(&mut |tx, dead| {
@@ -415,6 +415,7 @@ impl Engine {
         let model = attr.model();
         let started = std::time::Instant::now();
         let common = tree.originals.first().cloned().flatten();
+        let stamp = marks::stamp(tree.started_ns);
         let applied = &work.applied;
         let stop = AtomicBool::new(false);
         let done = AtomicU64::new(0);
@@ -488,9 +489,14 @@ impl Engine {
                 return Ok(());
             }
             if marked
-                && !self
-                    .marks
-                    .try_write_at(host, node, &e.name, model, current.as_deref())
+                && !self.marks.try_write_stamped_at(
+                    host,
+                    node,
+                    &e.name,
+                    model,
+                    current.as_deref(),
+                    stamp,
+                )
             {
                 later(w, current);
                 return Ok(());
@@ -973,10 +979,12 @@ impl Engine {
 
     /// An entry of a share whose one-pass start was cut short (see [`Tree::in_progress`]) that
     /// its tree does not record: if it holds the applied value (whole, or its first step), the
-    /// walk changed it, so it gets its mark's original, or the tree's common one. Files with
-    /// several names are never changed by the walk unless recorded. A mark on an entry the
-    /// walk never changed (written just before the cut) is removed. Returns whether the entry
-    /// was settled here.
+    /// walk changed it (the value is the domain's alone, drawn for it), so it gets its mark's
+    /// original, or the tree's common one; only a mark with this walk's stamp counts. That
+    /// holds for a file with several names too (the walk journals those first, but a name may
+    /// be added after the cut: a backup's `cp -al`). A mark on an entry the walk never changed
+    /// (written just before the cut) is removed. Returns whether the entry was settled here.
+    #[allow(clippy::too_many_arguments)]
     fn undo_unrecorded(
         &self,
         attr: &dyn FileAttr,
@@ -984,19 +992,24 @@ impl Engine {
         tree: &Tree,
         current: Option<&str>,
         applied: &str,
+        opts: &RestoreOptions<'_>,
         o: &mut Out,
     ) -> bool {
         let host = self.host.as_ref();
         let model = attr.model();
         let path = || dir.path().join(&e.name);
-        if kind == FileKind::File {
-            match host.stat_at(dir, &e.name) {
-                Ok(m) if m.nlink > 1 => return false,
-                Ok(_) => {}
-                Err(_) => return true,
-            }
+        match host.stat_at(dir, &e.name) {
+            // Another resource's inode is put back by its own item.
+            Ok(m) if opts.managed.is_some_and(|managed| managed(m.dev, m.ino)) => return false,
+            Ok(_) => {}
+            Err(_) => return true,
         }
-        let mark = self.marks.read_at(host, dir, &e.name, model);
+        // Only this walk's marks: one a copy brought here names another file's original.
+        let stamp = marks::stamp(tree.started_ns);
+        let mark = self
+            .marks
+            .read_at(host, dir, &e.name, model)
+            .filter(|m| m.stamp == Some(stamp));
         if !attr.partly_applied(current, applied) {
             if mark
                 .as_ref()
@@ -1041,12 +1054,27 @@ impl Engine {
         let host = self.host.as_ref();
         let empty = Tree::default();
         let tree = root_item.tree.as_deref().unwrap_or(&empty);
-        let by_ino: HashMap<u64, usize> = tree
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.ino, i))
-            .collect();
+        // Each inode by number, with every name it was recorded under (a file with two names
+        // in the share is recorded twice) and the last ctime recorded for it (the one after
+        // its last change).
+        let mut by_ino: HashMap<u64, (usize, Option<i64>)> = HashMap::new();
+        let mut names: HashMap<u64, Vec<&Path>> = HashMap::new();
+        for (i, e) in tree.entries.iter().enumerate() {
+            match by_ino.entry(e.ino) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert((i, e.ctime_ns));
+                }
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    let (first, t) = o.get_mut();
+                    *t = (*t).max(e.ctime_ns);
+                    let first = &tree.entries[*first].rel;
+                    names
+                        .entry(e.ino)
+                        .or_insert_with(|| vec![first.as_path()])
+                        .push(&e.rel);
+                }
+            }
+        }
         let seen: Vec<AtomicBool> = tree
             .entries
             .iter()
@@ -1059,7 +1087,7 @@ impl Engine {
 
         let visit = |o: &mut Out, dir: &Arc<Dir>, node: &Node, e: &DirEntry, kind: FileKind| {
             let path = || root_path.join(&dir.rel).join(&e.name);
-            let known = by_ino.get(&e.ino).copied().filter(|&i| {
+            let known = by_ino.get(&e.ino).copied().filter(|&(i, _)| {
                 // A new inode that reused the number of one svirt changed is not it: born
                 // after the share's intent, or at another time than recorded. (Directories
                 // are taken by number: a label or owner on a directory grants nothing to run.)
@@ -1076,7 +1104,7 @@ impl Engine {
                     Err(_) => false,
                 }
             });
-            if let Some(i) = known {
+            if let Some((i, ctime)) = known {
                 if seen[i].swap(true, Ordering::Relaxed) {
                     // Another name of an inode already put back.
                     return Ok(());
@@ -1095,7 +1123,7 @@ impl Engine {
                         }
                         return Ok(());
                     }
-                    let changed = match (root_item.state, entry.ctime_ns) {
+                    let changed = match (root_item.state, ctime) {
                         (ItemState::Applied, Some(t)) => match host.stat_at(node, &e.name) {
                             Ok(m) => m.ctime_ns != t,
                             Err(err) if vanished(&err) => return Ok(()),
@@ -1104,7 +1132,15 @@ impl Engine {
                                 return Ok(());
                             }
                         },
-                        _ => false,
+                        (ItemState::Applied, None) => false,
+                        (ItemState::Intent, _) => {
+                            let current = attr.read_at(host, node, &e.name).ok().flatten();
+                            super::restore::cut_short_exposed(
+                                attr,
+                                current.as_deref(),
+                                &root_item.applied,
+                            )
+                        }
                     };
                     if changed {
                         warn!(path = %path().display(), "the file changed while the VM held it; its setuid/setgid bits are not given back");
@@ -1129,7 +1165,12 @@ impl Engine {
                     self.marks.remove_at(host, node, &e.name, attr.model());
                 }
                 let now = dir.rel.join(&e.name);
-                if now != entry.rel {
+                let recorded = |rel: &Path| rel == now;
+                if !recorded(&entry.rel)
+                    && !names
+                        .get(&e.ino)
+                        .is_some_and(|n| n.iter().any(|r| recorded(r)))
+                {
                     o.moved
                         .push((root_path.join(&entry.rel), root_path.join(now)));
                 }
@@ -1146,6 +1187,7 @@ impl Engine {
                     tree,
                     current.as_deref(),
                     &root_item.applied,
+                    opts,
                     o,
                 )
             {
@@ -1228,7 +1270,10 @@ impl Engine {
                 return false;
             }
         }
-        let missing = seen.iter().filter(|s| !s.load(Ordering::Relaxed)).count();
+        let missing = by_ino
+            .values()
+            .filter(|(i, _)| !seen[*i].load(Ordering::Relaxed))
+            .count();
         if missing > 0 {
             info!(root = %root_path.display(), missing, "remembered share entries no longer in the share (deleted by the VM); forgotten");
         }

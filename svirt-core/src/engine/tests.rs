@@ -29,8 +29,9 @@ impl FileAttr for Tag {
             None => host.remove_xattr(node, "user.tag"),
         }
     }
+    /// "vm-…" values are a VM's own (as a pair or a pool uid is), "leftover-…" an earlier one's.
     fn carries_vm(&self, current: Option<&str>, _own: Option<&str>) -> bool {
-        current.is_some_and(|c| c.starts_with("leftover-"))
+        current.is_some_and(|c| c.starts_with("leftover-") || c.starts_with("vm-"))
     }
 }
 
@@ -45,6 +46,7 @@ fn start(h: &Arc<FakeHost>, db: &Db, res: Resource) -> ResourceReport {
         res,
         attr: Arc::new(Tag),
         plan: Plan::Set("vm-label".into()),
+        drawn: true,
     };
     let mut p = db
         .write(|tx| engine.prepare(tx, "vm", vec![change], &|_| false))
@@ -149,10 +151,13 @@ fn a_share_marks_its_common_original_once_and_only_odd_entries_on_their_own() {
             .as_deref(),
         Some(&b"=plain"[..])
     );
-    assert_eq!(
-        h.xattr("/srv/share/b", "trusted.svirt.tag").as_deref(),
-        Some(&b"=odd"[..])
-    );
+    // The walk's own mark, stamped with its start (a copied mark would not be).
+    let mark = h
+        .xattr("/srv/share/b", "trusted.svirt.tag")
+        .expect("b is marked");
+    let mark = super::marks::decode_mark(std::str::from_utf8(&mark).unwrap()).unwrap();
+    assert_eq!(mark.original.as_deref(), Some("odd"));
+    assert!(mark.stamp.is_some());
     for f in ["a", "sub", "sub/c", "sub/d"] {
         let p = format!("/srv/share/{f}");
         assert_eq!(h.xattr(&p, "trusted.svirt.tag"), None, "{p}");
@@ -217,10 +222,27 @@ fn a_share_with_more_directories_than_fds_kept_is_changed_and_restored_whole() {
 }
 
 /// Where the share root refuses svirt's marks (no `trusted.*` here), no entry can carry its
-/// original through a crash: the whole tree of originals is journaled before the first entry
-/// changes, and a stop puts every entry back.
+/// original through a crash; and where the value is not the VM's own (a shared or read-only
+/// label), finding it on an entry does not prove the walk put it there. Either way the whole
+/// tree of originals is journaled before the first entry changes, and a stop puts every entry
+/// back.
 #[test]
 fn a_share_that_refuses_marks_is_journaled_whole_before_its_first_change() {
+    journaled_whole_before_the_first_change(true, "vm-label", true);
+}
+
+#[test]
+fn a_share_given_a_value_not_the_vms_own_is_journaled_whole_before_its_first_change() {
+    journaled_whole_before_the_first_change(false, "shared-label", true);
+}
+
+/// A static label's value is not drawn for this domain alone: files may hold it already.
+#[test]
+fn a_share_given_a_static_labels_value_is_journaled_whole_before_its_first_change() {
+    journaled_whole_before_the_first_change(false, "vm-label", false);
+}
+
+fn journaled_whole_before_the_first_change(refuse_marks: bool, value: &str, drawn: bool) {
     let h = Arc::new(FakeHost::new());
     for f in ["a", "b", "sub/c"] {
         h.add_file(&format!("/srv/share/{f}"));
@@ -229,14 +251,17 @@ fn a_share_that_refuses_marks_is_journaled_whole_before_its_first_change() {
     tag(&h, "/srv/share", "plain");
     tag(&h, "/srv/share/sub", "plain");
     tag(&h, "/srv/share/b", "odd");
-    h.fail_xattr("set_xattr", "trusted.svirt", libc::EPERM);
+    if refuse_marks {
+        h.fail_xattr("set_xattr", "trusted.svirt", libc::EPERM);
+    }
     let state = tempfile::tempdir().unwrap();
     let db = Db::open(state.path()).unwrap();
     let engine = Engine::new(h.clone());
     let change = Change {
         res: Resource::new("/srv/share", ResourceKind::Filesystem, Access::Private),
         attr: Arc::new(Tag),
-        plan: Plan::Set("vm-label".into()),
+        plan: Plan::Set(value.into()),
+        drawn,
     };
     let mut p = db
         .write(|tx| engine.prepare(tx, "vm", vec![change], &|_| false))
@@ -245,7 +270,9 @@ fn a_share_that_refuses_marks_is_journaled_whole_before_its_first_change() {
     let entry_writes = || {
         h.calls()
             .iter()
-            .filter(|c| c.starts_with("set_xattr /srv/share/") && c.contains("user.tag=vm-label"))
+            .filter(|c| {
+                c.starts_with("set_xattr /srv/share/") && c.contains(&format!("user.tag={value}"))
+            })
             .count()
     };
     // Per journal: entries in the tree written, entries changed before it.
@@ -264,7 +291,8 @@ fn a_share_that_refuses_marks_is_journaled_whole_before_its_first_change() {
     // a, b, sub, sub/c: all journaled at once, before any of them changed.
     assert_eq!(*journals.lock().unwrap(), vec![(4, 0)]);
     assert_eq!(entry_writes(), 4);
-    assert_eq!(h.xattr("/srv/share/b", "trusted.svirt.tag"), None);
+    let mark = h.xattr("/srv/share/b", "trusted.svirt.tag");
+    assert_eq!(mark.as_deref(), (!refuse_marks).then_some(&b"=odd"[..]));
     db.write(|tx| {
         let (ids, ctimes) = p.applied_items();
         tx.set_applied(&ids, &ctimes)?;
@@ -309,6 +337,7 @@ fn a_one_pass_share_journals_only_what_needs_the_store_and_marks_odd_entries_fir
         res: Resource::new("/srv/share", ResourceKind::Filesystem, Access::Private),
         attr: Arc::new(Tag),
         plan: Plan::Set("vm-label".into()),
+        drawn: true,
     };
     let mut p = db
         .write(|tx| engine.prepare(tx, "vm", vec![change], &|_| false))
