@@ -450,3 +450,32 @@ pub fn killed(cfg: &Path, point: &str, args: &[&str]) -> bool {
         .unwrap();
     o.status.signal() == Some(9)
 }
+
+/// Start `dom`, killed at `point`, which must land.
+pub fn start_killed_at(h: &Stack, dom: &Path, point: &str) {
+    assert!(
+        killed(&h.cfg, point, &["start", dom.to_str().unwrap()]),
+        "the kill at {point} must land inside the start"
+    );
+}
+
+/// A file with `content`, owner `uid:gid`, `mode` and the SELinux label `label`.
+pub fn file_with(p: &Path, content: &str, uid: u32, gid: u32, mode: u32, label: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    labeled_file(p, content, label);
+    std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+}
+
+/// A directory owned by user 1000 (0755), labeled `user_home_t`.
+pub fn user_dir(p: &Path) {
+    std::fs::create_dir_all(p).unwrap();
+    std::os::unix::fs::chown(p, Some(1000), Some(1000)).unwrap();
+    std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    set_label(p, "system_u:object_r:user_home_t:s0");
+}
+
+/// Owner, mode, label and svirt marks of a file: `uid:gid mode label [marks]`.
+pub fn describe(p: &Path) -> String {
+    format!("{} {} [{}]", owner(p), label(p), svirt_xattrs(p))
+}

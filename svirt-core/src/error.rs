@@ -131,6 +131,29 @@ pub enum Error {
         hint: &'static str,
     },
 
+    /// A directory share of a domain lies inside another of the same domain's: the inner
+    /// entries would be changed twice, and the second change would take the first's value
+    /// for their original.
+    #[error("{path} is a directory share inside {outer}, another share of domain {domain}: give the VM only one of them")]
+    SharesNested {
+        path: PathBuf,
+        outer: PathBuf,
+        domain: String,
+    },
+
+    /// A directory share still holds the labels of a domain that is gone: its tree of
+    /// originals is put back by `recover`, never taken over by a start.
+    #[error("{path} is a directory share still labeled for domain {other}, which is gone; run `svirt recover` to put it back before domain {domain} uses it")]
+    ShareNotRecovered {
+        path: PathBuf,
+        domain: String,
+        other: String,
+    },
+
+    /// An entry of a directory share was renamed or replaced while a start labeled it.
+    #[error("{path} was renamed or replaced while svirt labeled its share (does a process use the share?); the start is undone")]
+    ShareMoved { path: PathBuf },
+
     /// A driver does not implement a mandatory operation.
     #[error("security driver {model} does not support {operation}")]
     Unsupported {
@@ -285,7 +308,8 @@ impl Error {
             | Error::ModelUnavailable { .. }
             | Error::Unconfined { .. }
             | Error::PathRefused { .. }
-            | Error::DriverRefused { .. } => true,
+            | Error::DriverRefused { .. }
+            | Error::SharesNested { .. } => true,
             Error::RolledBack { source, .. } => source.is_usage(),
             Error::State { .. }
             | Error::StateCorrupt { .. }
@@ -294,6 +318,8 @@ impl Error {
             | Error::LabelInUse { .. }
             | Error::Host { .. }
             | Error::ResourceConflict { .. }
+            | Error::ShareNotRecovered { .. }
+            | Error::ShareMoved { .. }
             | Error::Unsupported { .. }
             | Error::Driver { .. }
             | Error::Several { .. }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tracing::info;
 
 use crate::attr::FileAttr;
-use crate::domain::{Domain, LabelType, Resource, SecLabel};
+use crate::domain::{DeviceChoice, Domain, LabelType, Resource, SecLabel};
 use crate::driver::{DomainCtx, ExecHook, ExecOptions, LabelRecord, Probe, SecurityDriver};
 use crate::engine::Change;
 use crate::error::{Error, Result};
@@ -216,11 +216,15 @@ impl SecurityManager {
             for (a, l) in &pairs {
                 if let Some(attr) = a.driver.file_attr() {
                     let plan = a.driver.plan(ctx(domain, a, l), res)?;
+                    // A label the resource names for itself was not drawn for this domain,
+                    // whatever the domain's own.
+                    let drawn = l.kind == LabelType::Dynamic
+                        && res.choice(attr.model()) == DeviceChoice::Default;
                     out.push(Change {
                         res: res.clone(),
                         attr,
                         plan,
-                        drawn: l.kind == LabelType::Dynamic,
+                        drawn,
                     });
                 }
             }

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use svirt_core::attr::FileAttr;
 use svirt_core::host::{FileKind, FileMeta, Host, Node};
+use tracing::warn;
 
 /// Owner and permission bits. Directories get the execute bit wherever they get read.
 #[derive(Debug, Default)]
@@ -122,6 +123,19 @@ impl FileAttr for DacAttr {
             return Ok(());
         }
         host.chmod_at(dir, name, mode)
+    }
+
+    /// An owner drawn from the pool with nothing remembering the original (the state was
+    /// lost, or a VM made the file) is a VM's, never an original: root's, as libvirt restores
+    /// an owner it does not remember, readable by root alone and without setuid/setgid.
+    fn original_for(&self, path: &Path, current: Option<String>) -> Option<String> {
+        match current.as_deref().and_then(parse) {
+            Some((uid, gid, mode)) if self.is_vm_id(uid) || self.is_vm_id(gid) => {
+                warn!(path = %path.display(), owner = current.as_deref().unwrap_or(""), "a VM's owner with no original remembered; root's is used");
+                Some(value(0, 0, mode & 0o700))
+            }
+            _ => current,
+        }
     }
 
     fn carries_vm(&self, current: Option<&str>, own: Option<&str>) -> bool {

@@ -16,14 +16,6 @@ use std::path::Path;
 
 use svirt_tests::*;
 
-/// Start `dom`, killed at `point`, which must land.
-fn start_killed_at(h: &Stack, dom: &Path, point: &str) {
-    assert!(
-        killed(&h.cfg, point, &["start", dom.to_str().unwrap()]),
-        "the kill at {point} must land inside the start"
-    );
-}
-
 /// Two domains of one tenant under the static DAC uid `uid`: B, with a share of its own
 /// (`sb`), is started; A's domain file, with `share`, is returned.
 fn tenant_of_two(h: &Stack, uid: u32, share: &Path) -> std::path::PathBuf {
@@ -35,30 +27,10 @@ fn tenant_of_two(h: &Stack, uid: u32, share: &Path) -> std::path::PathBuf {
         )
     };
     let sb = h.p("sb");
-    share_root(&sb);
+    user_dir(&sb);
     let b = h.domain("b", &body(&sb));
     h.ok(&["start", b.to_str().unwrap()]);
     h.domain("a", &body(share))
-}
-
-/// A file with `content`, owner `uid:gid`, `mode` and the SELinux label `label`.
-fn file(p: &Path, content: &str, uid: u32, gid: u32, mode: u32, label: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    labeled_file(p, content, label);
-    std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// A share root owned by user 1000 (0755), labeled `user_home_t`.
-fn share_root(p: &Path) {
-    std::fs::create_dir_all(p).unwrap();
-    std::os::unix::fs::chown(p, Some(1000), Some(1000)).unwrap();
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    set_label(p, "system_u:object_r:user_home_t:s0");
-}
-
-fn describe(p: &Path) -> String {
-    format!("{} {} [{}]", owner(p), label(p), svirt_xattrs(p))
 }
 
 /// A read-only share applies `root:shared 0440` / `virt_content_t:s0`: values that are not
@@ -77,9 +49,9 @@ fn a_killed_read_only_share_start_never_gives_untouched_root_owned_content_to_th
     }
     let h = Stack::new(true);
     let share = h.p("share");
-    share_root(&share);
+    user_dir(&share);
     for f in ["a", "b", "c"] {
-        file(
+        file_with(
             &share.join(f),
             f,
             1000,
@@ -90,7 +62,7 @@ fn a_killed_read_only_share_start_never_gives_untouched_root_owned_content_to_th
     }
     let tool = share.join("tool");
     let ro = share.join("ro");
-    file(
+    file_with(
         &tool,
         "#!/bin/sh\n",
         0,
@@ -98,7 +70,7 @@ fn a_killed_read_only_share_start_never_gives_untouched_root_owned_content_to_th
         0o755,
         "system_u:object_r:virt_content_t:s0",
     );
-    file(
+    file_with(
         &ro,
         "ro",
         0,
@@ -143,10 +115,10 @@ fn a_hard_link_made_after_a_killed_share_start_never_makes_recover_give_root_fil
     }
     let h = Stack::new(true);
     let share = h.p("share");
-    share_root(&share);
+    user_dir(&share);
     let files: Vec<_> = ["a", "b", "c"].iter().map(|f| share.join(f)).collect();
     for f in &files {
-        file(f, "root's", 0, 0, 0o644, "system_u:object_r:etc_t:s0");
+        file_with(f, "root's", 0, 0, 0o644, "system_u:object_r:etc_t:s0");
     }
     let dom = h.domain(
         "p",
@@ -193,9 +165,9 @@ fn a_setuid_root_file_rewritten_by_a_static_uid_after_a_killed_start_never_gets_
     const STATIC: u32 = 70521;
     let h = Stack::new(true);
     let share = h.p("sa");
-    share_root(&share);
+    user_dir(&share);
     let tool = share.join("tool");
-    file(
+    file_with(
         &tool,
         "#!/bin/sh\necho host tool\n",
         0,
@@ -238,9 +210,9 @@ fn a_leftover_mark_on_an_entry_holding_the_roots_value_is_never_given_to_it_by_r
     }
     let h = Stack::new(true);
     let share = h.p("share");
-    share_root(&share);
+    user_dir(&share);
     let script = share.join("script");
-    file(
+    file_with(
         &script,
         "#!/bin/sh\nid\n",
         1000,
@@ -284,7 +256,7 @@ fn a_file_a_static_uid_creates_after_a_killed_start_never_gets_the_roots_setgid_
     const STATIC: u32 = 70522;
     let h = Stack::new(true);
     let share = h.p("sa");
-    share_root(&share);
+    user_dir(&share);
     std::fs::set_permissions(&share, std::fs::Permissions::from_mode(0o2775)).unwrap();
     let d = share.join("d");
     std::fs::create_dir(&d).unwrap();

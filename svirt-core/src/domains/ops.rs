@@ -90,11 +90,34 @@ impl Inner {
     /// Restore `items` with the stack's own drivers, reclaiming share entries the VM created.
     fn restore_items(&self, items: Vec<Item>, own: &[LabelRecord]) -> Result<Restored> {
         let ids: HashSet<i64> = items.iter().map(|i| i.id).collect();
-        // Asked only for share entries with several links: one indexed lookup each.
-        let is_managed = move |dev: u64, ino: u64| {
+        let models: HashSet<String> = items.iter().map(|i| i.model.clone()).collect();
+        // Asked only for share entries with several links (rare): an indexed lookup, then the
+        // other shares' trees on the same filesystem (an entry of a running domain's share, a
+        // hard link a host tool made into this one).
+        let is_managed = |dev: u64, ino: u64| {
             self.db
-                .read(|tx| tx.items_by_inode(dev, ino))
-                .map(|found| found.iter().any(|i| !ids.contains(&i.id)))
+                .read(|tx| {
+                    if tx
+                        .items_by_inode(dev, ino)?
+                        .iter()
+                        .any(|i| !ids.contains(&i.id))
+                    {
+                        return Ok(true);
+                    }
+                    for m in &models {
+                        for t in tx.tree_roots(m)? {
+                            if t.dev == dev
+                                && !ids.contains(&t.id)
+                                && tx
+                                    .tree(t.id)?
+                                    .is_some_and(|tr| tr.entries.iter().any(|e| e.ino == ino))
+                            {
+                                return Ok(true);
+                            }
+                        }
+                    }
+                    Ok(false)
+                })
                 // Unknown: treat it as managed elsewhere, so it is left alone.
                 .unwrap_or(true)
         };
@@ -106,6 +129,7 @@ impl Inner {
                 reclaim: true,
                 managed: Some(&is_managed),
                 own,
+                by_inode: false,
             },
         ))
     }

@@ -172,6 +172,23 @@ impl Marks {
         );
     }
 
+    /// [`Marks::try_write_stamped_at`] on an opened node.
+    pub fn try_write_stamped(
+        &self,
+        host: &dyn Host,
+        node: &Node,
+        model: &str,
+        original: Option<&str>,
+        stamp: u32,
+    ) -> bool {
+        let text = encode_stamped(original, stamp);
+        self.try_change(
+            || node.path().to_owned(),
+            "write",
+            || host.set_xattr(node, &name(model), text.as_bytes()),
+        )
+    }
+
     /// Mark the entry `name` of `dir` with its original and the walk's stamp; whether the mark
     /// was written (a one-pass share walk changes an entry whose original is not the common
     /// one only once its mark holds that original).

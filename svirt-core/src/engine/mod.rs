@@ -40,6 +40,9 @@ use crate::safe::{self, Opened};
 /// Progress of a long relabel: (items done, items in all).
 pub type ProgressFn = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
+/// How many times a failed one-pass start sweeps its share for entries still holding its value.
+const SWEEPS: usize = 8;
+
 /// One planned change: a resource, one driver's attribute, and what the driver wants for it.
 #[derive(Clone, Debug)]
 pub struct Change {
@@ -329,6 +332,15 @@ impl Engine {
                     p.reports.push(opened_report(&c.res, &path, &model, &value));
                     continue;
                 }
+                // A share left by a domain that is gone keeps its entries' originals in its
+                // tree, which only a recovery puts back.
+                Some(it) if c.res.is_tree() && tx.tree(it.id)?.is_some() => {
+                    return Err(Error::ShareNotRecovered {
+                        path,
+                        domain: holder.to_owned(),
+                        other: it.holders.first().cloned().unwrap_or_default(),
+                    });
+                }
                 // Left by a domain that is gone (an earlier boot's): the recorded original stays
                 // the original.
                 Some(it) => {
@@ -351,7 +363,7 @@ impl Engine {
                         });
                     }
                     match self.marks.read(self.host.as_ref(), &node, &model) {
-                        Some(m) => m.original,
+                        Some(m) => held_original(c.attr.as_ref(), meta.kind, m.original),
                         None => c.attr.original_for(&path, current.clone()),
                     }
                 }
@@ -367,6 +379,18 @@ impl Engine {
             let mut share = None;
             let mut tree = None;
             if c.res.is_tree() && meta.kind == FileKind::Dir {
+                if let Some(outer) = p.items.iter().find(|it| {
+                    it.model == model
+                        && it.tree.is_some()
+                        && it.ident.dev == meta.dev
+                        && (it.root.starts_with(&path) || path.starts_with(&it.root))
+                }) {
+                    return Err(Error::SharesNested {
+                        path,
+                        outer: outer.root.clone(),
+                        domain: holder.to_owned(),
+                    });
+                }
                 if let Some((other, applied)) =
                     self.nested_share(tx, &model, (&path, meta.dev), holder, dead)?
                 {
@@ -509,6 +533,38 @@ impl Engine {
                             tree,
                             entries,
                         ));
+                        {
+                            // Each remembered entry is put back on its inode wherever it went;
+                            // and a one-pass walk may have changed an entry it could not record
+                            // (a name that moved between its read and its write): whatever
+                            // still holds the value drawn for this domain is undone from the
+                            // entries, as a recovery would.
+                            // Again while a sweep finds some: a name that keeps moving can
+                            // hide an inode from one sweep, never from every one.
+                            let swept = Item {
+                                state: crate::db::ItemState::Intent,
+                                tree: Some(Arc::new(crate::db::Tree {
+                                    in_progress: work.one_pass,
+                                    ..(**tree).clone()
+                                })),
+                                ..p.items[st.root_item].clone()
+                            };
+                            for _ in 0..SWEEPS {
+                                let mut out = Restored::default();
+                                self.restore_share(
+                                    st.attr.as_ref(),
+                                    &swept,
+                                    st.node.clone(),
+                                    &RestoreOptions::rollback(),
+                                    &mut out,
+                                );
+                                let failed = !out.failed.is_empty();
+                                rollback_errors.extend(out.failed.into_iter().map(|(_, e)| e));
+                                if out.undone == 0 || failed {
+                                    break;
+                                }
+                            }
+                        }
                         if !p.applied[st.root_item] {
                             // The root's restore (which removes it) will not run.
                             self.marks.remove_entries(
@@ -668,5 +724,19 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+/// The original a mark names for an inode that carries a VM's identity with nothing recorded
+/// about it (the state was lost): a VM held it, and nothing tells whether it wrote it since, so
+/// a file gets no setuid/setgid bit back from it.
+pub(crate) fn held_original(
+    attr: &dyn FileAttr,
+    kind: FileKind,
+    original: Option<String>,
+) -> Option<String> {
+    match original {
+        Some(o) if kind != FileKind::Dir => Some(attr.without_privileges(&o).unwrap_or(o)),
+        other => other,
     }
 }

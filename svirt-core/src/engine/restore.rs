@@ -26,6 +26,10 @@ pub struct RestoreOptions<'a> {
     /// The labels of the domain being stopped: an entry that carries its identity counts as the
     /// VM's even where the driver did not draw it (a static label), see [`FileAttr::carries_vm`].
     pub own: &'a [LabelRecord],
+    /// Every remembered share entry is opened and proved the inode recorded before it is
+    /// written (a rollback, while whatever renamed entries under the start may go on);
+    /// otherwise only those whose original has setuid/setgid bits.
+    pub by_inode: bool,
 }
 
 impl RestoreOptions<'_> {
@@ -44,6 +48,7 @@ impl std::fmt::Debug for RestoreOptions<'_> {
             .field("reclaim", &self.reclaim)
             .field("managed", &self.managed.is_some())
             .field("own", &self.own)
+            .field("by_inode", &self.by_inode)
             .finish()
     }
 }
@@ -55,6 +60,7 @@ impl RestoreOptions<'_> {
             reclaim: false,
             managed: None,
             own: &[],
+            by_inode: true,
         }
     }
 }
@@ -72,6 +78,10 @@ pub struct Restored {
     pub reclaimed: Vec<PathBuf>,
     /// Entries left alone, and why.
     pub left: Vec<(PathBuf, String)>,
+    /// Entries of a share whose one-pass start was cut short, put back from the entries
+    /// themselves (their marks, or the share's common original), and remembered entries found
+    /// moving (left for another walk).
+    pub undone: usize,
     /// Inodes changed while the VM held them, whose setuid/setgid bits were not given back.
     pub privileges_dropped: Vec<PathBuf>,
 }

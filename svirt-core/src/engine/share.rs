@@ -54,6 +54,9 @@ pub(super) struct ShareWork {
     /// Every value svirt applied to a resource of the attribute's model, as the intent read
     /// them: an entry holding one may be a hard link to a managed inode.
     applied: HashSet<String>,
+    /// Changed in one pass, marks stamped: what still holds the value after a failure is
+    /// undone from the entries.
+    pub(super) one_pass: bool,
 }
 
 impl ShareWork {
@@ -63,6 +66,7 @@ impl ShareWork {
             root,
             pending: Vec::new(),
             applied,
+            one_pass: false,
         }
     }
 }
@@ -103,6 +107,10 @@ struct Out {
     left: Vec<(PathBuf, String)>,
     dropped: Vec<PathBuf>,
     raced: usize,
+    /// Entries of a start cut short put back from the entries themselves.
+    undone: usize,
+    /// Recorded entries whose name moved on between the listing and the opening.
+    again: usize,
 }
 
 /// An entry left out of a share (relative to its root), and why.
@@ -308,13 +316,20 @@ impl Engine {
             && self
                 .marks
                 .try_write_entries(host, &work.root, model, common.as_deref());
+        work.one_pass = one_pass;
         if !one_pass {
             // Every original is journaled before the first change.
             let mut read = None;
             let root_path = work.root.path().to_owned();
             let r = journal(&mut |tx, dead| {
-                let (t, pending, left) =
-                    self.read_share(tx, attr, &root_path, work.root.clone(), value, dead)?;
+                let (t, pending, left) = self.read_share(
+                    tx,
+                    attr,
+                    &root_path,
+                    (work.root.clone(), common.as_deref()),
+                    value,
+                    dead,
+                )?;
                 tx.set_tree(root_id, &t)?;
                 read = Some((t, pending, left));
                 Ok(())
@@ -356,7 +371,7 @@ impl Engine {
                 self.settle(
                     tx,
                     attr.as_ref(),
-                    &work.root,
+                    (&work.root, common.as_deref()),
                     entries,
                     &outside,
                     dead,
@@ -440,10 +455,10 @@ impl Engine {
             let birth_ns = meta.as_ref().and_then(|m| m.birth_ns);
             let mut linked = false;
             if kind == FileKind::File {
-                let nlink = match &meta {
-                    Some(m) => m.nlink,
+                let m = match meta {
+                    Some(m) => m,
                     None => match host.stat_at(node, &e.name) {
-                        Ok(m) => m.nlink,
+                        Ok(m) => m,
                         Err(err) if vanished(&err) => return Ok(()),
                         Err(err) => {
                             fail(w, Error::host("inspect", path(), err));
@@ -451,6 +466,14 @@ impl Engine {
                         }
                     },
                 };
+                if m.ino != e.ino {
+                    // Renamed or replaced since the directory was read: whatever the name
+                    // holds now is not what the walk decided about. Nothing in a share
+                    // should move during its start; the start is undone.
+                    fail(w, Error::ShareMoved { path: path() });
+                    return Ok(());
+                }
+                let nlink = m.nlink;
                 if nlink > 1 {
                     w.linked.push((e.ino, nlink));
                     linked = true;
@@ -601,7 +624,7 @@ impl Engine {
         tx: &Tx<'_>,
         attr: &Arc<dyn FileAttr>,
         root: &Path,
-        root_node: Arc<Node>,
+        (root_node, root_original): (Arc<Node>, Option<&str>),
         value: &str,
         dead: &dyn Fn(&str) -> bool,
     ) -> Result<(Tree, Vec<Pending>, Vec<LeftOut>)> {
@@ -743,7 +766,7 @@ impl Engine {
         self.settle(
             tx,
             attr.as_ref(),
-            &root_node,
+            (&root_node, root_original),
             careful,
             &outside,
             dead,
@@ -767,7 +790,7 @@ impl Engine {
         &self,
         tx: &Tx<'_>,
         attr: &dyn FileAttr,
-        root_node: &Node,
+        (root_node, root_original): (&Node, Option<&str>),
         careful: Vec<Careful>,
         outside: &HashSet<u64>,
         dead: &dyn Fn(&str) -> bool,
@@ -813,10 +836,20 @@ impl Engine {
                     it.original
                 }
                 None if plain => current,
-                None => match self.marks.read(host, &node, model) {
-                    Some(m) => m.original,
-                    None => attr.original_for(node.path(), current),
-                },
+                None => {
+                    let held = attr.carries_vm(current.as_deref(), None);
+                    match self.marks.read(host, &node, model) {
+                        Some(m) if held => super::held_original(attr, kind, m.original),
+                        Some(m) => m.original,
+                        // A VM's file nothing remembers (a VM made it, or the state was lost):
+                        // what a stop's reclaim would give it, the share root's owner and no
+                        // setuid/setgid bit, or the default label.
+                        None if held => attr
+                            .reclaim(current.as_deref(), root_original, None, node.path(), kind)
+                            .or_else(|| attr.original_for(node.path(), current)),
+                        None => attr.original_for(node.path(), current),
+                    }
+                }
             };
             let g = global_index(tree, global, &original);
             pending.push(Pending {
@@ -958,9 +991,22 @@ impl Engine {
             let Some(p) = by_entry.get(&i) else { continue };
             let e = &tree.entries[i];
             let r = dir_node(host, &work.root, &p.dir, &mut cache).and_then(|d| {
-                attr.write_at(host, d, name_of(e), p.kind, tree.original(e))?;
+                if p.kind == FileKind::Symlink {
+                    attr.write_at(host, d, name_of(e), p.kind, tree.original(e))?;
+                    if e.marked {
+                        self.marks.remove_at(host, d, name_of(e), attr.model());
+                    }
+                    return Ok(());
+                }
+                // On the inode changed, or not at all: a name that moved on since is left to
+                // the sweep that follows, which finds the inode wherever it went.
+                let n = host.open_child(d, name_of(e))?;
+                if host.meta(&n)?.ino != e.ino {
+                    return Ok(());
+                }
+                attr.write(host, &n, tree.original(e))?;
                 if e.marked {
-                    self.marks.remove_at(host, d, name_of(e), attr.model());
+                    self.marks.remove(host, &n, attr.model());
                 }
                 Ok(())
             });
@@ -990,7 +1036,6 @@ impl Engine {
         attr: &dyn FileAttr,
         (dir, e, kind): (&Node, &DirEntry, FileKind),
         tree: &Tree,
-        current: Option<&str>,
         applied: &str,
         opts: &RestoreOptions<'_>,
         o: &mut Out,
@@ -998,37 +1043,84 @@ impl Engine {
         let host = self.host.as_ref();
         let model = attr.model();
         let path = || dir.path().join(&e.name);
-        match host.stat_at(dir, &e.name) {
+        // Read, decided and written on one inode, whatever its name holds meanwhile (a symlink,
+        // which cannot be opened without following it, only by name).
+        let node = match kind {
+            FileKind::Symlink => None,
+            _ => match host.open_child(dir, &e.name) {
+                Ok(n) => Some(n),
+                Err(_) => return true,
+            },
+        };
+        let meta = match &node {
+            Some(n) => host.meta(n),
+            None => host.stat_at(dir, &e.name),
+        };
+        match meta {
             // Another resource's inode is put back by its own item.
             Ok(m) if opts.managed.is_some_and(|managed| managed(m.dev, m.ino)) => return false,
             Ok(_) => {}
             Err(_) => return true,
         }
+        let current = match &node {
+            Some(n) => attr.read(host, n),
+            None => attr.read_at(host, dir, &e.name),
+        };
+        let Ok(current) = current else { return true };
         // Only this walk's marks: one a copy brought here names another file's original.
         let stamp = marks::stamp(tree.started_ns);
-        let mark = self
-            .marks
-            .read_at(host, dir, &e.name, model)
-            .filter(|m| m.stamp == Some(stamp));
-        if !attr.partly_applied(current, applied) {
-            if mark
-                .as_ref()
-                .is_some_and(|m| m.original.as_deref() == current)
-            {
-                self.marks.remove_at(host, dir, &e.name, model);
+        let mark = match &node {
+            Some(n) => self.marks.read(host, n, model),
+            None => self.marks.read_at(host, dir, &e.name, model),
+        }
+        .filter(|m| m.stamp == Some(stamp));
+        let remove_mark = || match &node {
+            Some(n) => self.marks.remove(host, n, model),
+            None => self.marks.remove_at(host, dir, &e.name, model),
+        };
+        let value = match &mark {
+            Some(m) if m.original == current => {
+                // Marked, then never changed (or already put back): only the mark goes.
+                remove_mark();
                 return true;
             }
-            return false;
-        }
-        let value = match &mark {
+            // Marked and not back: changed by the walk, or put back in part by a recovery cut
+            // short (an owner without its mode).
             Some(m) => m.original.clone(),
-            None => tree.originals.first().cloned().flatten(),
-        };
-        match attr.write_at(host, dir, &e.name, kind, value.as_deref()) {
-            Ok(()) => {
-                if mark.is_some() {
-                    self.marks.remove_at(host, dir, &e.name, model);
+            None if attr.partly_applied(current.as_deref(), applied) => {
+                let common = tree.originals.first().cloned().flatten();
+                // Marked with this walk's stamp before it changes, so a recovery cut short
+                // between the steps of the change (an owner, then a mode) leaves what the next
+                // one needs.
+                match &node {
+                    Some(n) => {
+                        self.marks
+                            .try_write_stamped(host, n, model, common.as_deref(), stamp);
+                    }
+                    None => {
+                        self.marks.try_write_stamped_at(
+                            host,
+                            dir,
+                            &e.name,
+                            model,
+                            common.as_deref(),
+                            stamp,
+                        );
+                    }
                 }
+                crate::failpoint::hit("relabel.undo-marked");
+                common
+            }
+            None => return false,
+        };
+        let written = match &node {
+            Some(n) => attr.write(host, n, value.as_deref()),
+            None => attr.write_at(host, dir, &e.name, kind, value.as_deref()),
+        };
+        match written {
+            Ok(()) => {
+                remove_mark();
+                o.undone += 1;
             }
             Err(err) if vanished(&err) => o.raced += 1,
             Err(err) if cannot_hold(&err) => {}
@@ -1115,26 +1207,69 @@ impl Engine {
                 let guard = original
                     .filter(|_| kind != FileKind::Dir)
                     .and_then(|o| attr.without_privileges(o));
-                if let Some(safe) = guard {
-                    if attr.read_at(host, node, &e.name).ok().flatten().as_deref() == original {
-                        // Already back (a restore cut short, or never changed).
-                        if entry.marked {
-                            self.marks.remove_at(host, node, &e.name, attr.model());
-                        }
-                        return Ok(());
-                    }
-                    let changed = match (root_item.state, ctime) {
-                        (ItemState::Applied, Some(t)) => match host.stat_at(node, &e.name) {
-                            Ok(m) => m.ctime_ns != t,
+                // Opened, and proved the inode recorded, before anything is written: always
+                // for an original with setuid/setgid bits, and for every entry when asked (a
+                // rollback, while whatever renamed entries under the start may go on). A
+                // symlink is written by name.
+                let one = match kind {
+                    FileKind::Symlink => None,
+                    _ if guard.is_some() || opts.by_inode => match host.open_child(node, &e.name) {
+                        Ok(n) => match host.meta(&n) {
+                            Ok(m) if m.ino == e.ino => Some(n),
+                            Ok(_) => {
+                                // Its name moved on: look again, in a later walk.
+                                seen[i].store(false, Ordering::Relaxed);
+                                o.again += 1;
+                                return Ok(());
+                            }
                             Err(err) if vanished(&err) => return Ok(()),
                             Err(err) => {
                                 o.failed.push((path(), Error::host("inspect", path(), err)));
                                 return Ok(());
                             }
                         },
+                        Err(err) if vanished(&err) => return Ok(()),
+                        Err(err) => {
+                            o.failed.push((path(), Error::host("open", path(), err)));
+                            return Ok(());
+                        }
+                    },
+                    _ => None,
+                };
+                let read = || match &one {
+                    Some(n) => attr.read(host, n),
+                    None => attr.read_at(host, node, &e.name),
+                };
+                let remove_mark = || match &one {
+                    Some(n) => self.marks.remove(host, n, attr.model()),
+                    None => self.marks.remove_at(host, node, &e.name, attr.model()),
+                };
+                if let Some(safe) = guard {
+                    if read().ok().flatten().as_deref() == original {
+                        // Already back (a restore cut short, or never changed).
+                        if entry.marked {
+                            remove_mark();
+                        }
+                        return Ok(());
+                    }
+                    let changed = match (root_item.state, ctime) {
+                        (ItemState::Applied, Some(t)) => {
+                            let meta = match &one {
+                                Some(n) => host.meta(n),
+                                None => host.stat_at(node, &e.name),
+                            };
+                            match meta {
+                                Ok(m) => m.ctime_ns != t,
+                                Err(err) if vanished(&err) => return Ok(()),
+                                Err(err) => {
+                                    o.failed.push((path(), Error::host("inspect", path(), err)));
+                                    return Ok(());
+                                }
+                            }
+                        }
                         (ItemState::Applied, None) => false,
                         (ItemState::Intent, _) => {
-                            let current = attr.read_at(host, node, &e.name).ok().flatten();
+                            let current = read().ok().flatten();
                             super::restore::cut_short_exposed(
                                 attr,
                                 current.as_deref(),
@@ -1148,7 +1283,11 @@ impl Engine {
                         value = Some(safe);
                     }
                 }
-                match attr.write_at(host, node, &e.name, kind, value.as_deref()) {
+                let written = match &one {
+                    Some(n) => attr.write(host, n, value.as_deref()),
+                    None => attr.write_at(host, node, &e.name, kind, value.as_deref()),
+                };
+                match written {
                     Ok(()) => {}
                     Err(err) if vanished(&err) => {
                         o.raced += 1;
@@ -1162,7 +1301,7 @@ impl Engine {
                     }
                 }
                 if entry.marked {
-                    self.marks.remove_at(host, node, &e.name, attr.model());
+                    remove_mark();
                 }
                 let now = dir.rel.join(&e.name);
                 let recorded = |rel: &Path| rel == now;
@@ -1181,15 +1320,7 @@ impl Engine {
                 Err(_) => return Ok(()),
             };
             if tree.in_progress
-                && self.undo_unrecorded(
-                    attr,
-                    (node, e, kind),
-                    tree,
-                    current.as_deref(),
-                    &root_item.applied,
-                    opts,
-                    o,
-                )
+                && self.undo_unrecorded(attr, (node, e, kind), tree, &root_item.applied, opts, o)
             {
                 return Ok(());
             }
@@ -1262,6 +1393,7 @@ impl Engine {
                     out.reclaimed.extend(o.reclaimed);
                     out.left.extend(o.left);
                     out.privileges_dropped.extend(o.dropped);
+                    out.undone += o.undone + o.again;
                 }
             }
             Err(e) => {
