@@ -86,6 +86,13 @@ pub trait FileAttr: Send + Sync + Debug {
     ) -> Option<String> {
         None
     }
+    /// The original an entry of `kind` of a share changed in one pass is taken to have when it
+    /// carries no mark of its own, given the share root's original: the root's own by default.
+    /// An entry whose original differs is marked before it changes, so this only decides how
+    /// many entries need a mark (a mark is a second xattr, and may need a block of its own).
+    fn entry_common(&self, root_original: Option<&str>, _kind: FileKind) -> Option<String> {
+        root_original.map(str::to_owned)
+    }
     /// Whether a file holding `value` may be written by processes other than the domain's it
     /// was applied for: an identity several domains may run under (a static uid), or one
     /// every domain shares, with write permission. A change cut short never gives such a file

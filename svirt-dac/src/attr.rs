@@ -162,6 +162,16 @@ impl FileAttr for DacAttr {
         Some(value(ru, rg, mode & 0o755))
     }
 
+    /// A regular file's: the root directory's owner and mode without its execute, setuid,
+    /// setgid and sticky bits, as files are created beside directories (0755 beside 0644,
+    /// 0775 beside 0664).
+    fn entry_common(&self, root_original: Option<&str>, kind: FileKind) -> Option<String> {
+        match (kind, root_original.and_then(parse)) {
+            (FileKind::File, Some((uid, gid, mode))) => Some(value(uid, gid, mode & 0o666)),
+            _ => root_original.map(str::to_owned),
+        }
+    }
+
     /// A uid or gid with write permission that the pool did not draw for one domain (a static
     /// label's, the shared group): root excepted, which no VM runs as.
     fn others_may_write(&self, value: &str) -> bool {
@@ -202,6 +212,20 @@ mod tests {
     fn a_domains_own_ids_count_as_a_vms_but_root_and_the_shared_group_never_do() {
         let a = DacAttr::for_pool(64000, 64999, 64999);
         let p = Path::new("/s/f");
+        // A regular file's common original is its directory's without the execute bits.
+        assert_eq!(
+            a.entry_common(Some("0:0:0755"), FileKind::File).as_deref(),
+            Some("0:0:0644")
+        );
+        assert_eq!(
+            a.entry_common(Some("1000:1000:2775"), FileKind::File)
+                .as_deref(),
+            Some("1000:1000:0664")
+        );
+        assert_eq!(
+            a.entry_common(Some("0:0:0755"), FileKind::Dir).as_deref(),
+            Some("0:0:0755")
+        );
         // A drawn uid is one domain's; a static uid, or the shared group with write
         // permission, may be others'; root and read-only values are nobody else's to write.
         assert!(!a.others_may_write("64001:64001:0600"));

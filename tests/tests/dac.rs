@@ -209,3 +209,44 @@ fn a_shared_static_uid_never_joins_a_uid_another_domain_holds_alone() {
         assert!(err.contains("in use") && err.contains(holder), "{err}");
     }
 }
+
+/// A share as `mkdir` and a umask make it (directories 0755, files 0644, one owner) needs no
+/// mark on any entry: a file's common original is its directory's without the execute bits.
+/// Only entries with another original (an executable, a private file, another owner) carry
+/// one, and the stop puts everything back and removes them.
+#[test]
+fn a_share_made_with_a_umask_marks_only_the_entries_that_differ() {
+    if !root_or_skip("a_share_made_with_a_umask_marks_only_the_entries_that_differ") {
+        return;
+    }
+    let d = tmp();
+    let cfg = dac_config(d.path());
+    let share = d.path().join("share");
+    std::fs::create_dir_all(share.join("sub")).unwrap();
+    for f in ["a", "b", "sub/c"] {
+        file(&share.join(f), f, 0o644, 0, 0);
+    }
+    file(&share.join("run.sh"), "#!/bin/sh\n", 0o755, 0, 0);
+    file(&share.join("key"), "k", 0o600, 0, 0);
+    file(&share.join("theirs"), "t", 0o644, 1000, 1000);
+    let before = snapshot(&share);
+    let dom = d.path().join("s.toml");
+    std::fs::write(
+        &dom,
+        format!(
+            "name = \"s\"\n[[filesystem]]\npath = \"{}\"\n",
+            share.display()
+        ),
+    )
+    .unwrap();
+    let o = run(&cfg, &["start", dom.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let marked: Vec<&str> = ["a", "b", "sub", "sub/c", "run.sh", "key", "theirs"]
+        .into_iter()
+        .filter(|f| !svirt_xattrs(&share.join(f)).is_empty())
+        .collect();
+    assert_eq!(marked, ["run.sh", "key", "theirs"]);
+    let o = run(&cfg, &["stop", "s"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(snapshot(&share), before);
+}

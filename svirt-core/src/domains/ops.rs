@@ -644,9 +644,10 @@ impl Inner {
                             if !attr.carries_vm(current.as_deref(), None) || held()? {
                                 continue;
                             }
-                            original.as_deref().map(|o| match meta.kind {
-                                crate::host::FileKind::Dir => o.to_owned(),
-                                _ => attr.without_privileges(o).unwrap_or_else(|| o.to_owned()),
+                            let original = attr.entry_common(original.as_deref(), meta.kind);
+                            original.map(|o| match meta.kind {
+                                crate::host::FileKind::Dir => o,
+                                _ => attr.without_privileges(&o).unwrap_or(o),
                             })
                         }
                     };

@@ -226,6 +226,8 @@ struct Walk {
 /// What a value decides for an entry of a one-pass walk.
 struct Decided {
     value: Option<String>,
+    /// For a regular file (whose common original is its own, see `FileAttr::entry_common`).
+    file: bool,
     /// It holds the applied value already.
     done: bool,
     /// It needs the store (see [`Careful`]).
@@ -430,6 +432,7 @@ impl Engine {
         let model = attr.model();
         let started = std::time::Instant::now();
         let common = tree.originals.first().cloned().flatten();
+        let file_common = attr.entry_common(common.as_deref(), FileKind::File);
         let stamp = marks::stamp(tree.started_ns);
         let applied = &work.applied;
         let stop = AtomicBool::new(false);
@@ -481,15 +484,17 @@ impl Engine {
             }
             // What an entry's value decides, worked out once per run of equal values (the
             // entries of a share mostly share one).
+            let file = kind == FileKind::File;
             let seen = match &w.last {
-                Some(d) if d.value == current => d,
+                Some(d) if d.value == current && d.file == file => d,
                 _ => {
                     let d = Decided {
                         value: current.clone(),
+                        file,
                         done: attr.matches(current.as_deref(), value),
                         careful: attr.carries_vm(current.as_deref(), None)
                             || current.as_ref().is_some_and(|c| applied.contains(c)),
-                        marked: current != common,
+                        marked: &current != if file { &file_common } else { &common },
                     };
                     &*w.last.insert(d)
                 }
@@ -1088,7 +1093,8 @@ impl Engine {
             // short (an owner without its mode).
             Some(m) => m.original.clone(),
             None if attr.partly_applied(current.as_deref(), applied) => {
-                let common = tree.originals.first().cloned().flatten();
+                let root = tree.originals.first().cloned().flatten();
+                let common = attr.entry_common(root.as_deref(), kind);
                 // Marked with this walk's stamp before it changes, so a recovery cut short
                 // between the steps of the change (an owner, then a mode) leaves what the next
                 // one needs.
