@@ -293,6 +293,23 @@ impl Stack {
             .any(|d| d["name"] == name)
     }
 
+    /// A domain file whose only resource is the directory share `share`.
+    pub fn share_domain(&self, name: &str, share: &Path) -> PathBuf {
+        self.domain(
+            name,
+            &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
+        )
+    }
+
+    /// Stop every domain still recorded.
+    pub fn stop_all(&self) {
+        let st = self.svirt(&["--json", "status"]);
+        let j: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+        for d in j["domains"].as_array().unwrap() {
+            self.ok(&["stop", d["name"].as_str().unwrap()]);
+        }
+    }
+
     /// Run svirt, which must succeed; its standard output.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.svirt(args);

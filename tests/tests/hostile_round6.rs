@@ -10,27 +10,11 @@
 //! changed.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use svirt_tests::*;
 
 const HOME: &str = "system_u:object_r:user_home_t:s0";
-
-fn fs_domain(h: &Stack, name: &str, share: &Path) -> PathBuf {
-    h.domain(
-        name,
-        &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
-    )
-}
-
-/// Stop every domain still recorded.
-fn stop_all(h: &Stack) {
-    let st = h.svirt(&["--json", "status"]);
-    let j: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
-    for d in j["domains"].as_array().unwrap() {
-        h.ok(&["stop", d["name"].as_str().unwrap()]);
-    }
-}
 
 /// A per-device label (`[[filesystem.seclabel]]`, libvirt's `<seclabel><label>` on a
 /// filesystem) naming a fixed MCS pair, on a domain whose own label is dynamic: `Change::drawn`
@@ -71,7 +55,7 @@ fn a_killed_start_with_a_per_device_pair_label_ends_as_a_clean_stop_would() {
         if killed {
             start_killed_at(&h, &dom, "relabel.journaled:1");
             h.ok(&["recover"]);
-            stop_all(&h);
+            h.stop_all();
         } else {
             h.ok(&["start", dom.to_str().unwrap()]);
             h.ok(&["stop", "pd"]);
@@ -114,7 +98,7 @@ fn a_recover_killed_between_an_owner_and_its_mode_is_finished_by_the_next_recove
         file_with(&a, "a", 1000, 1000, 0o755, HOME);
         file_with(&r, "r", 0, 0, 0o644, HOME);
         let before = [describe(&a), describe(&r)];
-        let dom = fs_domain(&h, "p", &share);
+        let dom = h.share_domain("p", &share);
         // Both entries changed, killed at the root's own chown.
         start_killed_at(&h, &dom, "dac.owner-changed:3");
         assert!(
@@ -122,7 +106,7 @@ fn a_recover_killed_between_an_owner_and_its_mode_is_finished_by_the_next_recove
             "the kill must land inside recover"
         );
         let out = h.ok(&["recover"]);
-        stop_all(&h);
+        h.stop_all();
         let after = [describe(&a), describe(&r)];
         if after != before {
             failures.push(format!(
@@ -212,7 +196,7 @@ fn a_file_a_vm_held_never_gets_setuid_back_from_its_mark_after_the_state_is_lost
         0o4755,
         "system_u:object_r:bin_t:s0",
     );
-    let a = fs_domain(&h, "first", &share);
+    let a = h.share_domain("first", &share);
     h.ok(&["start", a.to_str().unwrap()]);
     let uid = uid_of(&h, "first");
     as_guest(
@@ -225,7 +209,7 @@ fn a_file_a_vm_held_never_gets_setuid_back_from_its_mark_after_the_state_is_lost
     // Another VM takes the first uid (the pool's lowest), the next start gets the share.
     let other = h.domain("other", "");
     h.ok(&["start", other.to_str().unwrap()]);
-    let b = fs_domain(&h, "second", &share);
+    let b = h.share_domain("second", &share);
     let out_start = h.ok(&["start", b.to_str().unwrap()]);
     let out = h.ok(&["stop", "second"]);
     h.ok(&["stop", "other"]);
@@ -296,7 +280,7 @@ fn renames_links_and_symlinks_between_a_killed_start_and_recover_leave_every_fil
             v
         };
         let before = by_content(&share);
-        let dom = fs_domain(&h, "p", &share);
+        let dom = h.share_domain("p", &share);
         start_killed_at(&h, &dom, &format!("dac.owner-changed:{k}"));
         // Walked and unwalked entries trade directories; a second name; a symlink swap.
         std::fs::rename(share.join("d1/a"), share.join("d2/a-from-d1")).unwrap();
@@ -305,7 +289,7 @@ fn renames_links_and_symlinks_between_a_killed_start_and_recover_leave_every_fil
         std::fs::rename(share.join("d2/c"), share.join("c-moved")).unwrap();
         std::os::unix::fs::symlink(&outside, share.join("d2/c")).unwrap();
         let out = h.ok(&["recover"]);
-        stop_all(&h);
+        h.stop_all();
         assert_eq!(by_content(&share), before, "killed at {k}\n{out}");
         assert_eq!(
             describe(&outside),
@@ -338,7 +322,7 @@ fn a_share_left_by_a_start_killed_before_a_reboot_is_put_back_by_the_next_domain
     file_with(&a, "a", 1000, 1000, 0o755, HOME);
     file_with(&r, "r", 0, 0, 0o644, HOME);
     let before = snapshot(&share);
-    let first = fs_domain(&h, "first", &share);
+    let first = h.share_domain("first", &share);
     // Both entries changed, killed at the root's own chown.
     start_killed_at(&h, &first, "dac.owner-changed:3");
     // The reboot: the record is now an earlier boot's.
@@ -349,7 +333,7 @@ fn a_share_left_by_a_start_killed_before_a_reboot_is_put_back_by_the_next_domain
         .status()
         .unwrap();
     assert!(st.success());
-    let second = fs_domain(&h, "second", &share);
+    let second = h.share_domain("second", &share);
     // Refused, naming the share and the way out, and nothing changed by the refusal.
     let changed = snapshot(&share);
     let refused = h.svirt(&["start", second.to_str().unwrap()]);
@@ -370,7 +354,7 @@ fn a_share_left_by_a_start_killed_before_a_reboot_is_put_back_by_the_next_domain
     let rec = h.ok(&["recover"]);
     let out_start = h.ok(&["start", second.to_str().unwrap()]);
     let out = h.ok(&["stop", "second"]);
-    stop_all(&h);
+    h.stop_all();
     assert_eq!(
         snapshot(&share),
         before,
@@ -401,8 +385,8 @@ fn a_running_domains_share_file_linked_into_another_share_is_never_taken_by_its_
     let f = sa.join("data");
     file_with(&f, "A's data", 1000, 1000, 0o644, HOME);
     file_with(&sb.join("b"), "b", 1000, 1000, 0o644, HOME);
-    let a = fs_domain(&h, "a", &sa);
-    let b = fs_domain(&h, "b", &sb);
+    let a = h.share_domain("a", &sa);
+    let b = h.share_domain("b", &sb);
     h.ok(&["start", a.to_str().unwrap()]);
     h.ok(&["start", b.to_str().unwrap()]);
     let running = describe(&f);
@@ -454,7 +438,7 @@ fn a_share_owner_swapping_names_during_the_walk_never_gets_root_files_or_stale_m
             HOME,
         );
     }
-    let dom = fs_domain(&h, "p", &share);
+    let dom = h.share_domain("p", &share);
     // renameat2(AT_FDCWD, x, AT_FDCWD, y, RENAME_EXCHANGE) for every pair, over and over.
     let script = format!(
         "chdir '{}' or die; my $end = time + 3; while (time < $end) {{ for my $i (0..{}) {{ \

@@ -592,6 +592,19 @@ impl Inner {
             // Share roots name the common original of their entries that carry no mark of
             // their own: (path below `dir`, model) -> original.
             let mut common: HashMap<(PathBuf, String), Option<String>> = HashMap::new();
+            // A directory inside a share: the nearest marked share root above it names the
+            // common original of its unmarked entries (and its own).
+            let mut inherited: HashMap<String, Option<String>> = HashMap::new();
+            for above in root.path.ancestors().skip(1) {
+                let Ok(n) = host.open_node(above) else { break };
+                for attr in &attrs {
+                    if let Some(m) = self.engine.marks().read_entries(host, &n, attr.model()) {
+                        inherited
+                            .entry(attr.model().to_owned())
+                            .or_insert(m.original);
+                    }
+                }
+            }
             let mut visit = |rel: &Path,
                              node: &crate::host::Node,
                              meta: &crate::host::FileMeta|
@@ -639,7 +652,8 @@ impl Inner {
                             let shared = rel
                                 .ancestors()
                                 .skip(1)
-                                .find_map(|a| common.get(&(a.to_owned(), model.to_owned())));
+                                .find_map(|a| common.get(&(a.to_owned(), model.to_owned())))
+                                .or_else(|| inherited.get(model));
                             let Some(original) = shared else { continue };
                             if !attr.carries_vm(current.as_deref(), None) || held()? {
                                 continue;

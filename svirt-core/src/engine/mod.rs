@@ -304,6 +304,15 @@ impl Engine {
             }
             let current = self.read(c.attr.as_ref(), &node)?;
             let ident = ident_of(self.host.as_ref(), &node, &meta)?;
+            if let Some((root, other)) =
+                self.unrecovered_share(tx, &model, (&path, meta.dev, c.res.is_tree()), dead)?
+            {
+                return Err(Error::ShareNotRecovered {
+                    path: root,
+                    domain: holder.to_owned(),
+                    other,
+                });
+            }
             let exclusive = c.res.access == Access::Private;
             let original = match tx.item_by_inode(&model, ident.dev, ident.ino)? {
                 Some(it) if it.holders.iter().any(|h| !dead(h)) => {
@@ -331,15 +340,6 @@ impl Engine {
                     }
                     p.reports.push(opened_report(&c.res, &path, &model, &value));
                     continue;
-                }
-                // A share left by a domain that is gone keeps its entries' originals in its
-                // tree, which only a recovery puts back.
-                Some(it) if c.res.is_tree() && tx.tree(it.id)?.is_some() => {
-                    return Err(Error::ShareNotRecovered {
-                        path,
-                        domain: holder.to_owned(),
-                        other: it.holders.first().cloned().unwrap_or_default(),
-                    });
                 }
                 // Left by a domain that is gone (an earlier boot's): the recorded original stays
                 // the original.
@@ -495,6 +495,29 @@ impl Engine {
         Ok(None)
     }
 
+    /// A share still labeled for a domain that is gone (its tree not yet put back by
+    /// `recover`) that holds `path`, or, for a directory share, lies inside it: with the
+    /// domain's name.
+    fn unrecovered_share(
+        &self,
+        tx: &Tx<'_>,
+        model: &str,
+        (path, dev, tree): (&Path, u64, bool),
+        dead: &dyn Fn(&str) -> bool,
+    ) -> Result<Option<(PathBuf, String)>> {
+        for t in tx.tree_roots(model)? {
+            let gone = !t.holders.is_empty() && t.holders.iter().all(|h| dead(h));
+            if gone
+                && t.dev == dev
+                && (path.starts_with(&t.root) || (tree && t.root.starts_with(path)))
+            {
+                let other = t.holders[0].clone();
+                return Ok(Some((t.root, other)));
+            }
+        }
+        Ok(None)
+    }
+
     /// A running domain (other than `holder`) whose directory share lies inside `root` or
     /// around it, on the same filesystem, with the value it applied.
     fn nested_share(
@@ -618,6 +641,13 @@ impl Engine {
         let root_item = step.root_item;
         if let Some(mut work) = p.steps[s].share.take() {
             let root_id = p.items[root_item].id;
+            let dev = p.items[root_item].ident.dev;
+            work.own = p
+                .items
+                .iter()
+                .filter(|it| it.tree.is_none() && it.ident.dev == dev)
+                .map(|it| it.ident.ino)
+                .collect();
             let mut tree = p.items[root_item]
                 .tree
                 .as_deref()

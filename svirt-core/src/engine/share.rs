@@ -57,6 +57,9 @@ pub(super) struct ShareWork {
     /// Changed in one pass, marks stamped: what still holds the value after a failure is
     /// undone from the entries.
     pub(super) one_pass: bool,
+    /// Inode numbers of the operation's other resources on the share's filesystem (a disk of
+    /// the domain inside its own share): each is labeled as that resource, never as an entry.
+    pub(super) own: HashSet<u64>,
 }
 
 impl ShareWork {
@@ -67,6 +70,7 @@ impl ShareWork {
             pending: Vec::new(),
             applied,
             one_pass: false,
+            own: HashSet::new(),
         }
     }
 }
@@ -323,13 +327,14 @@ impl Engine {
             // Every original is journaled before the first change.
             let mut read = None;
             let root_path = work.root.path().to_owned();
+            let own = work.own.clone();
             let r = journal(&mut |tx, dead| {
                 let (t, pending, left) = self.read_share(
                     tx,
                     attr,
                     &root_path,
                     (work.root.clone(), common.as_deref()),
-                    value,
+                    (value, &own),
                     dead,
                 )?;
                 tx.set_tree(root_id, &t)?;
@@ -435,6 +440,7 @@ impl Engine {
         let file_common = attr.entry_common(common.as_deref(), FileKind::File);
         let stamp = marks::stamp(tree.started_ns);
         let applied = &work.applied;
+        let own = &work.own;
         let stop = AtomicBool::new(false);
         let done = AtomicU64::new(0);
         let visit = |w: &mut Walk, dir: &Arc<Dir>, node: &Node, e: &DirEntry, kind: FileKind| {
@@ -512,7 +518,7 @@ impl Engine {
                     plain: !careful,
                 })
             };
-            if careful || linked {
+            if careful || linked || own.contains(&e.ino) {
                 later(w, current);
                 return Ok(());
             }
@@ -630,7 +636,7 @@ impl Engine {
         attr: &Arc<dyn FileAttr>,
         root: &Path,
         (root_node, root_original): (Arc<Node>, Option<&str>),
-        value: &str,
+        (value, own): (&str, &HashSet<u64>),
         dead: &dyn Fn(&str) -> bool,
     ) -> Result<(Tree, Vec<Pending>, Vec<LeftOut>)> {
         let host = self.host.as_ref();
@@ -673,6 +679,7 @@ impl Engine {
             }
             if attr.carries_vm(current.as_deref(), None)
                 || current.as_ref().is_some_and(|c| applied.contains(c))
+                || own.contains(&e.ino)
             {
                 f.careful.push(Careful {
                     dir: dir.clone(),
