@@ -218,15 +218,40 @@ pub fn as_guest(uid: u32, groups: &[u32], script: &str) {
     assert!(st.success(), "guest script failed: {script}");
 }
 
-/// A stack on real files in a temp dir: offline SELinux, and DAC (uids 64000-64999) if asked.
+/// A stack on real files in a temp dir: offline SELinux, and DAC if asked, over a range of a
+/// thousand uids no other stack of the test binary uses (the tests of a binary run side by
+/// side, and a stop is refused while any process runs with the domain's uid: another test's
+/// guest must never be taken for this one's).
 #[derive(Debug)]
 pub struct Stack {
     dir: tempfile::TempDir,
     pub cfg: PathBuf,
+    uids: Option<(u32, u32)>,
 }
+
+/// The next stack's uid range, a thousand uids from 100000 on (clear of 65534, `nobody`).
+static NEXT_RANGE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Stack {
     pub fn new(dac: bool) -> Self {
+        let k = NEXT_RANGE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let lo = 100_000 + 1000 * k;
+        Self::build(dac.then_some((lo, lo + 999)))
+    }
+
+    /// The DAC pool's shared group (its last id), which every VM gets as a supplementary
+    /// group.
+    pub fn shared_gid(&self) -> u32 {
+        self.uids.expect("a stack with DAC").1
+    }
+
+    /// With DAC over the uids `lo..=hi`: a test whose VM processes outlive a stop keeps them
+    /// off the uids the other tests of its binary, running beside it, draw.
+    pub fn with_uids(lo: u32, hi: u32) -> Self {
+        Self::build(Some((lo, hi)))
+    }
+
+    fn build(dac: Option<(u32, u32)>) -> Self {
         let dir = tmp();
         let cfg = dir.path().join("svirt.toml");
         let mut text = format!(
@@ -234,11 +259,17 @@ impl Stack {
              manager_context = \"system_u:system_r:virtd_t:s0-s0:c0.c1023\"\n",
             dir.path().display()
         );
-        if dac {
-            text.push_str("[[driver]]\ndriver = \"dac\"\nuid_range = \"64000-64999\"\n");
+        if let Some((lo, hi)) = dac {
+            text.push_str(&format!(
+                "[[driver]]\ndriver = \"dac\"\nuid_range = \"{lo}-{hi}\"\n"
+            ));
         }
         std::fs::write(&cfg, text).unwrap();
-        Stack { dir, cfg }
+        Stack {
+            dir,
+            cfg,
+            uids: dac,
+        }
     }
 
     /// A path in the temp dir.

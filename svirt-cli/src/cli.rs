@@ -254,7 +254,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             let r = r?;
             if json_out {
                 let mut v = serde_json::to_value(&r)?;
-                v["scanned"] = json!(scanned);
+                v["scanned"] = json!(scanned
+                    .iter()
+                    .map(|p| p.to_string_lossy())
+                    .collect::<Vec<_>>());
                 print_json(&v);
             } else {
                 for p in &scanned {

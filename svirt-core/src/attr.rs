@@ -100,6 +100,13 @@ pub trait FileAttr: Send + Sync + Debug {
     fn others_may_write(&self, _value: &str) -> bool {
         false
     }
+    /// For a value written in steps (an owner, then a mode): a value to write before `target`
+    /// so that a change cut short between the two steps still shows `current`'s identity and
+    /// grants no more than `target` (DAC: `current`'s owner with `target`'s mode). `None`: one
+    /// step.
+    fn first_step(&self, _current: Option<&str>, _target: &str) -> Option<String> {
+        None
+    }
     /// The original without the privileges an inode may only get back if nobody changed it
     /// while the VM held it (setuid and setgid bits); `None` when the original grants none.
     fn without_privileges(&self, _original: &str) -> Option<String> {

@@ -119,6 +119,8 @@ pub struct ResourceReport {
 /// A path inside a resource that was deliberately left alone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Excluded {
+    /// A share entry's name need not be UTF-8: written lossily.
+    #[serde(serialize_with = "crate::domains::lossy::path")]
     pub path: PathBuf,
     pub reason: String,
 }
@@ -226,6 +228,14 @@ pub trait SecurityDriver: Send + Sync + Debug {
     /// Release the label at stop.
     async fn release_label(&self, _ctx: DomainCtx<'_>) -> Result<()> {
         Ok(())
+    }
+
+    /// The processes among `procs` that run with the identity this driver drew for the domain
+    /// alone (a dynamic label's uid or pair): a stop never releases that identity, nor gives
+    /// files back under it, while a process carries it (a child that outlived the VMM may
+    /// still write what it mapped). None by default.
+    fn carriers(&self, _ctx: DomainCtx<'_>, _procs: &[ProcessInfo]) -> Vec<u32> {
+        Vec::new()
     }
 
     /// The file attribute this driver changes on resources (an SELinux label; an owner and

@@ -150,6 +150,15 @@ pub enum Error {
         other: String,
     },
 
+    /// Processes still run with an identity drawn for the domain: its files are not given back
+    /// nor its identities released under them.
+    #[error("domain {domain} is still running: process(es) {pids} carry its {model} identity; stop them, then run `svirt stop {domain}` again")]
+    StillCarried {
+        domain: String,
+        model: String,
+        pids: String,
+    },
+
     /// An entry of a directory share was renamed or replaced while a start labeled it.
     #[error("{path} was renamed or replaced while svirt labeled its share (does a process use the share?); the start is undone")]
     ShareMoved { path: PathBuf },
@@ -320,6 +329,7 @@ impl Error {
             | Error::ResourceConflict { .. }
             | Error::ShareNotRecovered { .. }
             | Error::ShareMoved { .. }
+            | Error::StillCarried { .. }
             | Error::Unsupported { .. }
             | Error::Driver { .. }
             | Error::Several { .. }

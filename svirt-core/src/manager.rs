@@ -11,7 +11,9 @@ use tracing::info;
 
 use crate::attr::FileAttr;
 use crate::domain::{DeviceChoice, Domain, LabelType, Resource, SecLabel};
-use crate::driver::{DomainCtx, ExecHook, ExecOptions, LabelRecord, Probe, SecurityDriver};
+use crate::driver::{
+    DomainCtx, ExecHook, ExecOptions, LabelRecord, Probe, ProcessInfo, SecurityDriver,
+};
 use crate::engine::Change;
 use crate::error::{Error, Result};
 use crate::noop;
@@ -227,6 +229,24 @@ impl SecurityManager {
                         drawn,
                     });
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every process among `procs` that carries one of the domain's drawn identities, with
+    /// the model of the driver that drew it.
+    pub fn carriers(
+        &self,
+        domain: &Domain,
+        labels: &[LabelRecord],
+        procs: &[ProcessInfo],
+    ) -> Result<Vec<(String, u32)>> {
+        let mut out = Vec::new();
+        for (a, l) in self.pairs(domain, labels)? {
+            let model = a.driver.model().to_owned();
+            for pid in a.driver.carriers(ctx(domain, &a, l), procs) {
+                out.push((model.clone(), pid));
             }
         }
         Ok(out)

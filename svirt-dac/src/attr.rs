@@ -181,6 +181,12 @@ impl FileAttr for DacAttr {
         })
     }
 
+    fn first_step(&self, current: Option<&str>, target: &str) -> Option<String> {
+        let (uid, gid, _) = current.and_then(parse)?;
+        let (_, _, mode) = parse(target)?;
+        Some(value(uid, gid, mode))
+    }
+
     fn without_privileges(&self, original: &str) -> Option<String> {
         let (uid, gid, mode) = parse(original)?;
         (mode & 0o6000 != 0).then(|| value(uid, gid, mode & 0o1777))

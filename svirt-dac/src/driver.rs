@@ -233,6 +233,20 @@ impl SecurityDriver for DacDriver {
         }
     }
 
+    fn carriers(&self, ctx: DomainCtx<'_>, procs: &[ProcessInfo]) -> Vec<u32> {
+        if ctx.label.kind != LabelType::Dynamic {
+            return Vec::new();
+        }
+        let Ok(Some(uid)) = self.pooled_uid(ctx) else {
+            return Vec::new();
+        };
+        procs
+            .iter()
+            .filter(|p| p.uid == uid || p.gid == uid)
+            .map(|p| p.pid)
+            .collect()
+    }
+
     async fn reconcile(&self, live: &[(Domain, LabelRecord)], procs: &[ProcessInfo]) -> Result<()> {
         let names: Vec<&str> = live.iter().map(|(d, _)| d.name.as_str()).collect();
         let mut recorded = Vec::new();

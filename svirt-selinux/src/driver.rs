@@ -305,6 +305,26 @@ impl SecurityDriver for SelinuxDriver {
         Ok(())
     }
 
+    fn carriers(&self, ctx: DomainCtx<'_>, procs: &[ProcessInfo]) -> Vec<u32> {
+        if ctx.label.kind != LabelType::Dynamic {
+            return Vec::new();
+        }
+        let Ok(range) = self.range_of(ctx.label, &ctx.domain.name) else {
+            return Vec::new();
+        };
+        procs
+            .iter()
+            .filter(|p| {
+                p.label
+                    .as_deref()
+                    .and_then(|l| l.parse::<SecurityContext>().ok())
+                    .and_then(|c| c.range)
+                    .is_some_and(|r| r.low == range.low)
+            })
+            .map(|p| p.pid)
+            .collect()
+    }
+
     async fn reconcile(&self, live: &[(Domain, LabelRecord)], procs: &[ProcessInfo]) -> Result<()> {
         let mut parsed = Vec::new();
         for (d, l) in live {

@@ -183,14 +183,17 @@ fn a_shared_static_uid_never_joins_a_uid_another_domain_holds_alone() {
     let dynamic = s.domain("dyn", "");
     s.ok(&["start", dynamic.to_str().unwrap()]);
     let drawn = s.label_of("dyn", "dac");
+    // A static uid inside the pool's range.
+    let mid = s.shared_gid() - 499;
+    let alone = format!("+{mid}:+{mid}");
     let lone = s.domain(
         "lone",
-        "[[seclabel]]\nmodel = \"dac\"\ntype = \"static\"\nlabel = \"+64500:+64500\"\n",
+        &format!("[[seclabel]]\nmodel = \"dac\"\ntype = \"static\"\nlabel = \"{alone}\"\n"),
     );
     s.ok(&["start", lone.to_str().unwrap()]);
     for (name, label, holder) in [
         ("joiner1", drawn.as_str(), "dyn"),
-        ("joiner2", "+64500:+64500", "lone"),
+        ("joiner2", alone.as_str(), "lone"),
     ] {
         let joiner = s.domain(
             name,

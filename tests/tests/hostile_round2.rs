@@ -7,9 +7,6 @@ use std::process::Command;
 use svirt_tests::*;
 
 const ORIG: &str = "system_u:object_r:default_t:s0";
-/// The group every VM of the pool gets as a supplementary group (the pool's last id).
-const SHARED_GID: u32 = 64999;
-
 /// A stack with a share the domain `n` holds, and a setuid file the guest made in it.
 fn started_share(h: &Stack) -> (std::path::PathBuf, std::path::PathBuf, u32) {
     let share = h.p("share");
@@ -20,11 +17,11 @@ fn started_share(h: &Stack) -> (std::path::PathBuf, std::path::PathBuf, u32) {
         &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
     );
     h.ok(&["start", dom.to_str().unwrap()]);
-    let uid: u32 = h.label_of("n", "dac")[1..6].parse().unwrap();
+    let uid = uid_of(h, "n");
     let made = share.join("made");
     as_guest(
         uid,
-        &[SHARED_GID],
+        &[h.shared_gid()],
         &format!("echo x > {0}; chmod 6755 {0}", made.display()),
     );
     (share, made, uid)

@@ -66,7 +66,7 @@ fn a_killed_read_only_share_start_never_gives_untouched_root_owned_content_to_th
         &tool,
         "#!/bin/sh\n",
         0,
-        64999,
+        h.shared_gid(),
         0o755,
         "system_u:object_r:virt_content_t:s0",
     );
@@ -74,7 +74,7 @@ fn a_killed_read_only_share_start_never_gives_untouched_root_owned_content_to_th
         &ro,
         "ro",
         0,
-        64999,
+        h.shared_gid(),
         0o440,
         "system_u:object_r:virt_content_t:s0",
     );

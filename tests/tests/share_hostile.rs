@@ -8,8 +8,6 @@ use std::process::Command;
 use svirt_tests::*;
 
 const ORIG: &str = "system_u:object_r:default_t:s0";
-/// The group every VM of the pool gets as a supplementary group (the pool's last id).
-const SHARED_GID: u32 = 64999;
 
 #[test]
 fn a_new_file_reusing_a_deleted_files_inode_number_never_gets_its_selinux_label() {
@@ -96,7 +94,7 @@ fn a_shared_disk_linked_into_another_domains_share_is_never_reset_under_its_doma
     // A's guest is in the pool's shared group: it may link B's shared disk into its share.
     as_guest(
         ua,
-        &[SHARED_GID],
+        &[h.shared_gid()],
         &format!("ln {} {}/link", shared.display(), share.display()),
     );
     h.ok(&["stop", "a"]);
@@ -128,12 +126,12 @@ fn a_shared_disk_linked_into_another_domains_share_is_never_reset_under_its_doma
         h.ok(&["stop", "b"]);
         assert_eq!(
             while_b,
-            format!("0:{SHARED_GID} 660"),
+            format!("0:{} 660", h.shared_gid()),
             "B's shared disk while B runs"
         );
         assert_eq!(
             after_a,
-            format!("0:{SHARED_GID} 660"),
+            format!("0:{} 660", h.shared_gid()),
             "A's stop reset the disk B runs on: {out}"
         );
     }
@@ -152,7 +150,7 @@ fn a_shared_disk_linked_into_another_domains_share_is_never_reset_under_its_doma
     assert_eq!(owner(&shared), "0:0 644");
     std::fs::remove_file(share.join("link")).unwrap();
     h.ok(&["start", b.to_str().unwrap()]);
-    assert_eq!(owner(&shared), format!("0:{SHARED_GID} 660"));
+    assert_eq!(owner(&shared), format!("0:{} 660", h.shared_gid()));
     h.ok(&["stop", "b"]);
     assert_eq!(owner(&shared), "0:0 644");
 }
@@ -420,7 +418,7 @@ fn a_setgid_directory_the_guest_writes_into_keeps_its_setgid_bit() {
     // Ordinary use: the guest writes a file in the group directory.
     as_guest(
         uid,
-        &[SHARED_GID],
+        &[h.shared_gid()],
         &format!("echo hi > {}/new", grp.display()),
     );
     let out = h.ok(&["stop", "g"]);
@@ -482,11 +480,11 @@ fn a_file_the_vm_made_that_cannot_be_taken_back_keeps_the_domain_and_its_uid_res
             &format!("[[filesystem]]\npath = \"{}\"\n", share.display()),
         );
         h.ok(&["start", dom.to_str().unwrap()]);
-        let uid: u32 = h.label_of("n", "dac")[1..6].parse().unwrap();
+        let uid = uid_of(&h, "n");
         let made = share.join("made");
         as_guest(
             uid,
-            &[SHARED_GID],
+            &[h.shared_gid()],
             &format!("echo x > {0}; chmod 6755 {0}", made.display()),
         );
         let chattr = |flag: &str| {

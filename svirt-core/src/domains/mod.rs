@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
-pub use record::{Record, Recovered, Status, StopReport};
+pub use record::{lossy, Record, Recovered, Status, StopReport};
 
 use crate::db::Db;
 use crate::domain::HostPaths;

@@ -266,6 +266,7 @@ impl Inner {
     }
 
     pub(super) fn stop(&self, name: &str, rt: &Handle) -> Result<StopReport> {
+        self.refuse_while_carried(name)?;
         // A stop cut short after its intent left its items held by no domain: they are put
         // back first, and the domain is released only if all of them came back.
         let mut earlier = StopReport::default();
@@ -762,6 +763,30 @@ impl Inner {
         info!(path = %self.db.path().display(), generation, seen, "a state database not yet checked against the running processes, or older than the lock file says: reserving every identity they carry");
         self.reconcile_identities(tx, &live, rt)?;
         Ok(next)
+    }
+
+    /// Refuse to stop a domain whose drawn identity a process still carries (a VMM not yet
+    /// gone, a child that outlived it): nothing is restored or released under it.
+    fn refuse_while_carried(&self, name: &str) -> Result<()> {
+        let Some(row) = self.db.read(|tx| tx.domain(name))? else {
+            return Ok(());
+        };
+        let rec = Record::decode(&row, self.db.path())?;
+        let procs = self.processes()?;
+        let carried = self.manager.carriers(&rec.domain, &rec.labels, &procs)?;
+        let Some((model, _)) = carried.first() else {
+            return Ok(());
+        };
+        let pids: Vec<String> = carried
+            .iter()
+            .filter(|(m, _)| m == model)
+            .map(|(_, p)| p.to_string())
+            .collect();
+        Err(Error::StillCarried {
+            domain: name.to_owned(),
+            model: model.clone(),
+            pids: pids.join(", "),
+        })
     }
 
     fn processes(&self) -> Result<Vec<ProcessInfo>> {

@@ -58,13 +58,44 @@ pub struct Status {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct StopReport {
     /// Inodes restored where they had moved to: (where svirt changed them, where they are).
+    #[serde(serialize_with = "lossy::pairs")]
     pub moved: Vec<(PathBuf, PathBuf)>,
     /// Share entries the VM created or replaced, given the share's original owner or label.
+    #[serde(serialize_with = "lossy::paths")]
     pub reclaimed: Vec<PathBuf>,
     /// Entries left alone, and why.
+    #[serde(serialize_with = "lossy::reasons")]
     pub left: Vec<(PathBuf, String)>,
     /// Files changed while the VM held them, whose setuid/setgid bits were not given back.
+    #[serde(serialize_with = "lossy::paths")]
     pub privileges_dropped: Vec<PathBuf>,
+}
+
+/// Paths in JSON: a name the guest chose need not be UTF-8, and a report must never fail
+/// over one (bytes that are not UTF-8 become U+FFFD).
+pub mod lossy {
+    use std::path::PathBuf;
+
+    use serde::Serializer;
+
+    pub fn path<S: Serializer>(p: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.to_string_lossy())
+    }
+
+    pub fn paths<S: Serializer>(v: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|p| p.to_string_lossy()))
+    }
+
+    pub fn pairs<S: Serializer>(v: &[(PathBuf, PathBuf)], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(
+            v.iter()
+                .map(|(a, b)| (a.to_string_lossy(), b.to_string_lossy())),
+        )
+    }
+
+    pub fn reasons<S: Serializer>(v: &[(PathBuf, String)], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|(a, why)| (a.to_string_lossy(), why)))
+    }
 }
 
 /// What `recover` did.

@@ -1343,6 +1343,7 @@ impl Engine {
             if !attr.carries_vm(current.as_deref(), own) {
                 return Ok(());
             }
+            let mut linked = false;
             if kind != FileKind::Dir {
                 if let Ok(m) = host.stat_at(node, &e.name) {
                     if m.nlink > 1 {
@@ -1350,12 +1351,28 @@ impl Engine {
                             o.left.push((path(), why.into()));
                             return Ok(());
                         }
+                        linked = true;
                     }
                 }
             }
-            if let Some(v) = attr.reclaim(current.as_deref(), root_original, own, &path(), kind) {
+            // A file the VM made with another name, perhaps outside the share at a name it
+            // chose (`/tmp/krb5cc_1000`): never given to the share's owner, only taken from the
+            // VM (root's owner, readable by root alone; the default label).
+            let target = match linked {
+                true => attr
+                    .original_for(&path(), current.clone())
+                    .filter(|v| !attr.carries_vm(Some(v), own)),
+                false => attr.reclaim(current.as_deref(), root_original, own, &path(), kind),
+            };
+            if let Some(v) = target {
                 if !attr.matches(current.as_deref(), &v) {
-                    match attr.write_at(host, node, &e.name, kind, Some(&v)) {
+                    // The target's mode under the VM's owner first, where a value is written
+                    // in steps: a stop cut short between them leaves the entry the VM's, so the
+                    // next restore takes it back again, never half given to the root's owner.
+                    let first = attr.first_step(current.as_deref(), &v).map_or(Ok(()), |f| {
+                        attr.write_at(host, node, &e.name, kind, Some(&f))
+                    });
+                    match first.and_then(|()| attr.write_at(host, node, &e.name, kind, Some(&v))) {
                         Ok(()) => o.reclaimed.push(path()),
                         Err(err) if cannot_hold(&err) || vanished(&err) => {}
                         // Still the VM's: the share is not settled, so the domain is held

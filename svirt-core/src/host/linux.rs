@@ -349,6 +349,14 @@ impl Host for LinuxHost {
 
     fn pid_owner(&self, pid: u32) -> io::Result<(u32, u32)> {
         let status = fs::read_to_string(self.proc.join(pid.to_string()).join("status"))?;
+        // A zombie runs nothing and holds no file: it carries no identity.
+        if status
+            .lines()
+            .find_map(|l| l.strip_prefix("State:"))
+            .is_some_and(|v| v.trim_start().starts_with('Z'))
+        {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
         let field = |key: &str| -> io::Result<u32> {
             status
                 .lines()

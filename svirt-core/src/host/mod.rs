@@ -189,7 +189,7 @@ pub trait Host: Send + Sync + Debug {
     fn pid_alive(&self, pid: u32) -> bool;
     /// The SELinux label of a process (`/proc/PID/attr/current`).
     fn pid_label(&self, pid: u32) -> io::Result<String>;
-    /// The real uid and gid of a process.
+    /// The real uid and gid of a process; an error for a zombie (which carries nothing).
     fn pid_owner(&self, pid: u32) -> io::Result<(u32, u32)>;
     /// Every live process id.
     fn pids(&self) -> io::Result<Vec<u32>>;
