@@ -527,3 +527,87 @@ pub fn user_dir(p: &Path) {
 pub fn describe(p: &Path) -> String {
     format!("{} {} [{}]", owner(p), label(p), svirt_xattrs(p))
 }
+
+/// A directory with owner, mode and label.
+pub fn dir_with(p: &Path, uid: u32, gid: u32, mode: u32, label: &str) {
+    std::fs::create_dir_all(p).unwrap();
+    std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    set_label(p, label);
+}
+
+/// The image label carrying the MCS pair of the running domain `name`.
+pub fn pair_label(h: &Stack, name: &str) -> String {
+    let l = h.label_of(name, "selinux");
+    let level: Vec<&str> = l.splitn(4, ':').collect();
+    format!("system_u:object_r:svirt_image_t:{}", level[3])
+}
+
+/// A snapshot with `root`'s own path cut off each line, to compare two stacks' trees.
+pub fn rel_snapshot(root: &Path) -> Vec<String> {
+    let prefix = root.display().to_string();
+    snapshot(root)
+        .into_iter()
+        .map(|l| l.replacen(&prefix, "", 1))
+        .collect()
+}
+
+/// A command's exit code, standard output and standard error, for a failure message.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n{}{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A share of user 1000 (`1000:1000 0755`, `user_home_t`) with a file of the user's (`plain`,
+/// `1000:1000 0644`), and beside it a world-writable sticky directory (`pubtmp`, as `/tmp`).
+pub fn user_share(h: &Stack) -> PathBuf {
+    let share = h.p("share");
+    dir_with(
+        &share,
+        1000,
+        1000,
+        0o755,
+        "system_u:object_r:user_home_t:s0",
+    );
+    file_with(
+        &share.join("plain"),
+        "user data",
+        1000,
+        1000,
+        0o644,
+        "system_u:object_r:user_home_t:s0",
+    );
+    dir_with(
+        &h.p("pubtmp"),
+        0,
+        0,
+        0o1777,
+        "system_u:object_r:default_t:s0",
+    );
+    share
+}
+
+/// Give every unlabeled entry below `root` owned by `uid` the label `label`, as SELinux does
+/// for what the guest creates (this host runs without SELinux, so the test stands in for the
+/// kernel).
+pub fn label_guest_made(root: &Path, uid: u32, label: &str) {
+    let mut stack = vec![root.to_owned()];
+    while let Some(p) = stack.pop() {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        // Only what has no label yet: rewriting a label svirt gave moves the ctime.
+        if m.uid() == uid && xattr(&p, "security.selinux").is_none() {
+            set_label(&p, label);
+        }
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+}

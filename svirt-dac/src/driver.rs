@@ -179,6 +179,19 @@ impl SecurityDriver for DacDriver {
             let owner = parse_owner(l, &self.config.passwd, &self.config.group)?;
             if seclabel.kind() == LabelType::Static {
                 check_static_owner(l, owner, &self.config.passwd, &self.config.group)?;
+                // A static uid in the pool is reserved against dynamic domains; a gid there
+                // would be another domain's uid when drawn (a uid's own gid reserves with it).
+                let (uid, gid) = owner;
+                if gid != uid && (self.range.lo..=self.range.hi).contains(&gid) {
+                    return Err(DacError::AccountLabel {
+                        label: l.clone(),
+                        reason: format!(
+                            "gid {gid} lies in the VM uid pool {}-{}, where it would be another domain's uid; choose a gid outside it, or the uid's own",
+                            self.range.lo, self.range.hi
+                        ),
+                    }
+                    .into());
+                }
             }
         }
         for r in domain.resources() {

@@ -28,51 +28,11 @@ const ORIG: &str = "system_u:object_r:default_t:s0";
 const HOME: &str = "system_u:object_r:user_home_t:s0";
 const PYTHON: &str = "/usr/bin/python3";
 
-/// A directory with owner, mode and label.
-fn dir_with(p: &Path, uid: u32, gid: u32, mode: u32, label: &str) {
-    std::fs::create_dir_all(p).unwrap();
-    std::os::unix::fs::chown(p, Some(uid), Some(gid)).unwrap();
-    std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
-    set_label(p, label);
-}
-
-/// A share of user 1000 (`1000:1000 0755`, `user_home_t`) with a file of the user's
-/// (`plain`, `1000:1000 0644`) and a setuid-root tool (`tool`, `0:0 4755`), and beside it a
-/// world-writable sticky directory on the same filesystem (`pubtmp`, as `/tmp` is).
-fn user_share(h: &Stack) -> PathBuf {
-    let share = h.p("share");
-    dir_with(&share, 1000, 1000, 0o755, HOME);
-    file_with(&share.join("plain"), "user data", 1000, 1000, 0o644, HOME);
+/// [`user_share`] with a setuid-root tool of root's in it (`tool`, `0:0 4755`).
+fn share_with_tool(h: &Stack) -> PathBuf {
+    let share = user_share(h);
     file_with(&share.join("tool"), "root tool", 0, 0, 0o4755, ORIG);
-    dir_with(&h.p("pubtmp"), 0, 0, 0o1777, ORIG);
     share
-}
-
-/// The image label carrying the MCS pair of the running domain `name`.
-fn pair_label(h: &Stack, name: &str) -> String {
-    let l = h.label_of(name, "selinux");
-    let level: Vec<&str> = l.splitn(4, ':').collect();
-    format!("system_u:object_r:svirt_image_t:{}", level[3])
-}
-
-/// Give every unlabeled entry below `root` owned by `uid` the label `label`, as SELinux does for what
-/// the guest creates (this host runs without SELinux, so the test stands in for the kernel).
-fn label_guest_made(root: &Path, uid: u32, label: &str) {
-    let mut stack = vec![root.to_owned()];
-    while let Some(p) = stack.pop() {
-        let Ok(m) = std::fs::symlink_metadata(&p) else {
-            continue;
-        };
-        // Only what has no label yet: rewriting a label svirt gave moves the ctime.
-        if m.uid() == uid && xattr(&p, "security.selinux").is_none() {
-            set_label(&p, label);
-        }
-        if m.is_dir() {
-            for e in std::fs::read_dir(&p).unwrap() {
-                stack.push(e.unwrap().path());
-            }
-        }
-    }
 }
 
 /// `find ROOT -xdev EXPR -print`: the paths found (deep trees included: find walks by fd).
@@ -130,24 +90,6 @@ fn marks_and_pairs(root: &Path) -> Vec<String> {
     out
 }
 
-/// A snapshot with `root`'s own path cut off each line, to compare two stacks' trees.
-fn rel_snapshot(root: &Path) -> Vec<String> {
-    let prefix = root.display().to_string();
-    snapshot(root)
-        .into_iter()
-        .map(|l| l.replacen(&prefix, "", 1))
-        .collect()
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "exit {:?}\n{}{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// A process of the guest's uid (and the shared group) running `script` in the background.
 fn guest_process(uid: u32, shared_gid: u32, script: &str) -> std::process::Child {
     Command::new("/usr/bin/setpriv")
@@ -187,7 +129,7 @@ fn a_uid_a_surviving_guest_process_runs_as_is_never_given_to_the_next_domain() {
         return;
     }
     let h = Stack::with_uids(65100, 65199);
-    let share = user_share(&h);
+    let share = share_with_tool(&h);
     let a = h.share_domain("a", &share);
     h.ok(&["start", a.to_str().unwrap()]);
     let ua = uid_of(&h, "a");
@@ -244,7 +186,7 @@ fn a_setuid_file_a_surviving_guest_process_maps_writable_never_gets_setuid_back(
         return skip(name, "no /usr/bin/python3 to map the file as the guest");
     }
     let h = Stack::with_uids(65200, 65299);
-    let share = user_share(&h);
+    let share = share_with_tool(&h);
     let tool = share.join("tool");
     let sig = h.p("sig");
     dir_with(&sig, 0, 0, 0o777, ORIG);
@@ -306,7 +248,7 @@ fn a_guest_file_with_a_name_outside_the_share_is_never_given_to_the_share_owner(
         return;
     }
     let h = Stack::new(true);
-    let share = user_share(&h);
+    let share = share_with_tool(&h);
     let dom = h.share_domain("k", &share);
     h.ok(&["start", dom.to_str().unwrap()]);
     let uid = uid_of(&h, "k");
@@ -349,7 +291,7 @@ fn json_stop_and_recover_never_panic_on_a_guest_entry_whose_name_is_not_utf8() {
     let mut bad = Vec::new();
     for killed_stop in [false, true] {
         let h = Stack::new(true);
-        let share = user_share(&h);
+        let share = share_with_tool(&h);
         let dom = h.share_domain("u", &share);
         h.ok(&["start", dom.to_str().unwrap()]);
         let uid = uid_of(&h, "u");
@@ -401,7 +343,7 @@ fn everything_odd_the_guest_makes_in_its_share_is_taken_back_whole() {
     }
     for point in [None, Some("restore.released:1"), Some("restore.put-back:1")] {
         let h = Stack::new(true);
-        let share = user_share(&h);
+        let share = share_with_tool(&h);
         let decoy = h.p("decoy");
         dir_with(&decoy, 0, 0, 0o755, ORIG);
         file_with(&decoy.join("shadow"), "root:x:", 0, 0, 0o640, ORIG);
@@ -490,7 +432,7 @@ fn a_guest_tree_deeper_than_path_max_is_taken_back_whole() {
     }
     for point in [None, Some("restore.released:1")] {
         let h = Stack::new(true);
-        let share = user_share(&h);
+        let share = share_with_tool(&h);
         let dom = h.share_domain("d", &share);
         h.ok(&["start", dom.to_str().unwrap()]);
         let uid = uid_of(&h, "d");
@@ -563,7 +505,7 @@ fn a_stop_killed_between_a_reclaimed_entrys_owner_and_mode_ends_as_a_clean_stop(
     }
     let run_one = |point: Option<String>| -> Option<(Vec<String>, String)> {
         let h = Stack::new(true);
-        let share = user_share(&h);
+        let share = share_with_tool(&h);
         let dom = h.share_domain("r", &share);
         h.ok(&["start", dom.to_str().unwrap()]);
         let uid = uid_of(&h, "r");
@@ -627,7 +569,7 @@ fn recorded_paths_the_guest_repoints_at_a_decoy_never_lead_the_stop_outside_the_
         Some("dac.owner-changed:2"),
     ] {
         let h = Stack::new(true);
-        let share = user_share(&h);
+        let share = share_with_tool(&h);
         let conf = share.join("conf");
         dir_with(&conf, 1000, 1000, 0o755, HOME);
         file_with(&conf.join("passwd"), "user conf", 1000, 1000, 0o644, HOME);

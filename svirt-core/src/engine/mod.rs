@@ -294,6 +294,16 @@ impl Engine {
                 shared_device,
                 ..
             } = opened;
+            // Records keep paths as text: refused before anything changes, never reported as a
+            // corrupt state.
+            for p in [&path, &c.res.path] {
+                if p.to_str().is_none() {
+                    return Err(Error::PathRefused {
+                        path: p.clone(),
+                        reason: "its path is not valid UTF-8, which svirt's records cannot hold; give the resource a path that is".into(),
+                    });
+                }
+            }
             if let Some(why) = shared_device {
                 info!(path = %path.display(), model, reason = %why, "left as it is");
                 let mut r = opened_report(&c.res, &path, &model, "");

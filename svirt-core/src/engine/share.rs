@@ -113,8 +113,20 @@ struct Out {
     raced: usize,
     /// Entries of a start cut short put back from the entries themselves.
     undone: usize,
+    /// Files the VM made with several names, decided once the walk counted them.
+    linked: Vec<Linked>,
     /// Recorded entries whose name moved on between the listing and the opening.
     again: usize,
+}
+
+/// A file the VM made with several names, found by a stop's walk.
+struct Linked {
+    dir: Arc<Dir>,
+    name: OsString,
+    kind: FileKind,
+    ino: u64,
+    nlink: u64,
+    current: Option<String>,
 }
 
 /// An entry left out of a share (relative to its root), and why.
@@ -1144,6 +1156,38 @@ impl Engine {
         true
     }
 
+    /// Give an entry the VM made `target` (nothing when `None` or already there), reporting
+    /// it reclaimed, or failed: an entry still the VM's keeps the share unsettled, so the
+    /// domain is held and its identities stay reserved.
+    fn take_back(
+        &self,
+        attr: &dyn FileAttr,
+        (dir, name, kind): (&Node, &std::ffi::OsStr, FileKind),
+        current: Option<&str>,
+        target: Option<String>,
+        o: &mut Out,
+    ) {
+        let host = self.host.as_ref();
+        let Some(v) = target else { return };
+        if attr.matches(current, &v) {
+            return;
+        }
+        let path = || dir.path().join(name);
+        // The target's mode under the VM's owner first, where a value is written in steps: a
+        // stop cut short between them leaves the entry the VM's, so the next restore takes it
+        // back again, never half given to the root's owner.
+        let first = attr
+            .first_step(current, &v)
+            .map_or(Ok(()), |f| attr.write_at(host, dir, name, kind, Some(&f)));
+        match first.and_then(|()| attr.write_at(host, dir, name, kind, Some(&v))) {
+            Ok(()) => o.reclaimed.push(path()),
+            Err(err) if cannot_hold(&err) || vanished(&err) => {}
+            Err(err) => o
+                .failed
+                .push((path(), Error::host("take back from the VM", path(), err))),
+        }
+    }
+
     /// Restore a share kept as a tree: walk it on every core; remembered inodes get their
     /// originals wherever they moved inside it; with `opts.reclaim`, entries the VM created or
     /// replaced get the share's original owner or the default label. Returns whether every
@@ -1343,7 +1387,6 @@ impl Engine {
             if !attr.carries_vm(current.as_deref(), own) {
                 return Ok(());
             }
-            let mut linked = false;
             if kind != FileKind::Dir {
                 if let Ok(m) = host.stat_at(node, &e.name) {
                     if m.nlink > 1 {
@@ -1351,40 +1394,24 @@ impl Engine {
                             o.left.push((path(), why.into()));
                             return Ok(());
                         }
-                        linked = true;
+                        // Decided once every name in the share is counted.
+                        o.linked.push(Linked {
+                            dir: dir.clone(),
+                            name: e.name.clone(),
+                            kind,
+                            ino: m.ino,
+                            nlink: m.nlink,
+                            current,
+                        });
+                        return Ok(());
                     }
                 }
             }
-            // A file the VM made with another name, perhaps outside the share at a name it
-            // chose (`/tmp/krb5cc_1000`): never given to the share's owner, only taken from the
-            // VM (root's owner, readable by root alone; the default label).
-            let target = match linked {
-                true => attr
-                    .original_for(&path(), current.clone())
-                    .filter(|v| !attr.carries_vm(Some(v), own)),
-                false => attr.reclaim(current.as_deref(), root_original, own, &path(), kind),
-            };
-            if let Some(v) = target {
-                if !attr.matches(current.as_deref(), &v) {
-                    // The target's mode under the VM's owner first, where a value is written
-                    // in steps: a stop cut short between them leaves the entry the VM's, so the
-                    // next restore takes it back again, never half given to the root's owner.
-                    let first = attr.first_step(current.as_deref(), &v).map_or(Ok(()), |f| {
-                        attr.write_at(host, node, &e.name, kind, Some(&f))
-                    });
-                    match first.and_then(|()| attr.write_at(host, node, &e.name, kind, Some(&v))) {
-                        Ok(()) => o.reclaimed.push(path()),
-                        Err(err) if cannot_hold(&err) || vanished(&err) => {}
-                        // Still the VM's: the share is not settled, so the domain is held
-                        // and its identities stay reserved.
-                        Err(err) => o
-                            .failed
-                            .push((path(), Error::host("take back from the VM", path(), err))),
-                    }
-                }
-            }
+            let target = attr.reclaim(current.as_deref(), root_original, own, &path(), kind);
+            self.take_back(attr, (node, &e.name, kind), current.as_deref(), target, o);
             Ok(())
         };
+        let root_again = root_node.clone();
         let walked = tree::walk_entries(
             host,
             root_node,
@@ -1396,7 +1423,38 @@ impl Engine {
         );
         let mut settled = true;
         match walked {
-            Ok((outs, _, raced)) => {
+            Ok((mut outs, _, raced)) => {
+                // A file the VM made with several names: the share's owner's only if every
+                // name is in the share; one outside may be a name the guest chose
+                // (`/tmp/krb5cc_1000`), so the file is only taken from the VM (root's owner,
+                // readable by root alone; the default label).
+                let mut names: HashMap<u64, u64> = HashMap::new();
+                for l in outs.iter().flat_map(|o| &o.linked) {
+                    *names.entry(l.ino).or_default() += 1;
+                }
+                let mut late = Out::default();
+                let mut cache = None;
+                for l in outs.iter_mut().flat_map(|o| std::mem::take(&mut o.linked)) {
+                    let at = root_path.join(&l.dir.rel).join(&l.name);
+                    let target = if names[&l.ino] >= l.nlink {
+                        attr.reclaim(l.current.as_deref(), root_original, own, &at, l.kind)
+                    } else {
+                        attr.original_for(&at, l.current.clone())
+                            .filter(|v| !attr.carries_vm(Some(v), own))
+                    };
+                    match dir_node(host, &root_again, &l.dir, &mut cache) {
+                        Ok(d) => self.take_back(
+                            attr,
+                            (d, &l.name, l.kind),
+                            l.current.as_deref(),
+                            target,
+                            &mut late,
+                        ),
+                        Err(err) if vanished(&err) => late.raced += 1,
+                        Err(err) => late.failed.push((at.clone(), Error::host("open", at, err))),
+                    }
+                }
+                outs.push(late);
                 let raced = raced + outs.iter().map(|o| o.raced).sum::<usize>();
                 if raced > 0 {
                     // Nothing should move in a share whose VM is gone: something still uses it,

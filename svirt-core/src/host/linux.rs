@@ -349,12 +349,15 @@ impl Host for LinuxHost {
 
     fn pid_owner(&self, pid: u32) -> io::Result<(u32, u32)> {
         let status = fs::read_to_string(self.proc.join(pid.to_string()).join("status"))?;
-        // A zombie runs nothing and holds no file: it carries no identity.
-        if status
-            .lines()
-            .find_map(|l| l.strip_prefix("State:"))
-            .is_some_and(|v| v.trim_start().starts_with('Z'))
-        {
+        // A zombie runs nothing and holds no file: it carries no identity. Unless only its
+        // main thread exited: the process runs on in its other threads (`Threads:` above 1),
+        // with the same credentials.
+        let line = |key: &str| status.lines().find_map(|l| l.strip_prefix(key));
+        let zombie = line("State:").is_some_and(|v| v.trim_start().starts_with('Z'));
+        let threads: u32 = line("Threads:")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(1);
+        if zombie && threads <= 1 {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
         let field = |key: &str| -> io::Result<u32> {
