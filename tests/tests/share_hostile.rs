@@ -3,6 +3,7 @@
 //! another domain's shared disk into its own share.
 
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use svirt_tests::*;
@@ -242,12 +243,18 @@ fn a_directory_renamed_while_a_share_is_restored_never_leaves_files_to_the_relea
                 ),
             ])
             .env("PATH", SYSTEM_PATH)
+            .process_group(0)
             .spawn()
             .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(50));
         let o = run(&h.cfg, &["stop", "m"]);
-        racer.kill().unwrap();
+        // The whole group: an `mv` the shell started would rename on after the shell is gone.
+        let group = nix::unistd::Pid::from_raw(racer.id() as i32);
+        nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL).unwrap();
         racer.wait().unwrap();
+        while nix::sys::signal::killpg(group, None).is_ok() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         for d in ["d3", "d7", "d12", "d19"] {
             let x = h.p(&format!("share/{d}.x"));
             if x.exists() {
