@@ -566,36 +566,34 @@ impl Engine {
                             tree,
                             entries,
                         ));
-                        {
-                            // Each remembered entry is put back on its inode wherever it went;
-                            // and a one-pass walk may have changed an entry it could not record
-                            // (a name that moved between its read and its write): whatever
-                            // still holds the value drawn for this domain is undone from the
-                            // entries, as a recovery would.
-                            // Again while a sweep finds some: a name that keeps moving can
-                            // hide an inode from one sweep, never from every one.
-                            let swept = Item {
-                                state: crate::db::ItemState::Intent,
-                                tree: Some(Arc::new(crate::db::Tree {
-                                    in_progress: work.one_pass,
-                                    ..(**tree).clone()
-                                })),
-                                ..p.items[st.root_item].clone()
-                            };
-                            for _ in 0..SWEEPS {
-                                let mut out = Restored::default();
-                                self.restore_share(
-                                    st.attr.as_ref(),
-                                    &swept,
-                                    st.node.clone(),
-                                    &RestoreOptions::rollback(),
-                                    &mut out,
-                                );
-                                let failed = !out.failed.is_empty();
-                                rollback_errors.extend(out.failed.into_iter().map(|(_, e)| e));
-                                if out.undone == 0 || failed {
-                                    break;
-                                }
+                        // Each remembered entry is put back on its inode wherever it went;
+                        // and a one-pass walk may have changed an entry it could not record
+                        // (a name that moved between its read and its write): whatever
+                        // still holds the value drawn for this domain is undone from the
+                        // entries, as a recovery would. Again while a sweep finds some: a
+                        // name that keeps moving can hide an inode from one sweep, never from
+                        // every one.
+                        let swept = Item {
+                            state: crate::db::ItemState::Intent,
+                            tree: Some(Arc::new(crate::db::Tree {
+                                in_progress: work.one_pass,
+                                ..(**tree).clone()
+                            })),
+                            ..p.items[st.root_item].clone()
+                        };
+                        for _ in 0..SWEEPS {
+                            let mut out = Restored::default();
+                            self.restore_share(
+                                st.attr.as_ref(),
+                                &swept,
+                                st.node.clone(),
+                                &RestoreOptions::rollback(),
+                                &mut out,
+                            );
+                            let failed = !out.failed.is_empty();
+                            rollback_errors.extend(out.failed.into_iter().map(|(_, e)| e));
+                            if out.undone == 0 || failed {
+                                break;
                             }
                         }
                         if !p.applied[st.root_item] {

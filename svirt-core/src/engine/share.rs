@@ -119,6 +119,79 @@ struct Out {
     again: usize,
 }
 
+/// An entry of a share as a restore acts on it: its opened inode, so a read, a decision and
+/// a write all land on one inode whatever its name holds meanwhile; or its name (a symlink,
+/// which cannot be opened without following it, or where nothing asks for the inode).
+enum At<'a> {
+    Inode(Node),
+    Name(&'a Node, &'a std::ffi::OsStr, FileKind),
+}
+
+impl<'a> At<'a> {
+    /// The entry `name` of `dir`, opened unless it is a symlink.
+    fn open(
+        host: &dyn Host,
+        dir: &'a Node,
+        name: &'a std::ffi::OsStr,
+        kind: FileKind,
+    ) -> std::io::Result<Self> {
+        match kind {
+            FileKind::Symlink => Ok(At::Name(dir, name, kind)),
+            _ => host.open_child(dir, name).map(At::Inode),
+        }
+    }
+
+    fn meta(&self, host: &dyn Host) -> std::io::Result<FileMeta> {
+        match self {
+            At::Inode(n) => host.meta(n),
+            At::Name(dir, name, _) => host.stat_at(dir, name),
+        }
+    }
+
+    fn read(&self, host: &dyn Host, attr: &dyn FileAttr) -> std::io::Result<Option<String>> {
+        match self {
+            At::Inode(n) => attr.read(host, n),
+            At::Name(dir, name, _) => attr.read_at(host, dir, name),
+        }
+    }
+
+    fn write(&self, host: &dyn Host, attr: &dyn FileAttr, v: Option<&str>) -> std::io::Result<()> {
+        match self {
+            At::Inode(n) => attr.write(host, n, v),
+            At::Name(dir, name, kind) => attr.write_at(host, dir, name, *kind, v),
+        }
+    }
+
+    fn mark(&self, host: &dyn Host, marks: &marks::Marks, model: &str) -> Option<marks::Mark> {
+        match self {
+            At::Inode(n) => marks.read(host, n, model),
+            At::Name(dir, name, _) => marks.read_at(host, dir, name, model),
+        }
+    }
+
+    fn remove_mark(&self, host: &dyn Host, marks: &marks::Marks, model: &str) {
+        match self {
+            At::Inode(n) => marks.remove(host, n, model),
+            At::Name(dir, name, _) => marks.remove_at(host, dir, name, model),
+        }
+    }
+
+    fn write_stamped_mark(
+        &self,
+        host: &dyn Host,
+        marks: &marks::Marks,
+        model: &str,
+        (original, stamp): (Option<&str>, u32),
+    ) -> bool {
+        match self {
+            At::Inode(n) => marks.try_write_stamped(host, n, model, original, stamp),
+            At::Name(dir, name, _) => {
+                marks.try_write_stamped_at(host, dir, name, model, original, stamp)
+            }
+        }
+    }
+}
+
 /// A file the VM made with several names, found by a stop's walk.
 struct Linked {
     dir: Arc<Dir>,
@@ -1015,22 +1088,17 @@ impl Engine {
             let Some(p) = by_entry.get(&i) else { continue };
             let e = &tree.entries[i];
             let r = dir_node(host, &work.root, &p.dir, &mut cache).and_then(|d| {
-                if p.kind == FileKind::Symlink {
-                    attr.write_at(host, d, name_of(e), p.kind, tree.original(e))?;
-                    if e.marked {
-                        self.marks.remove_at(host, d, name_of(e), attr.model());
-                    }
-                    return Ok(());
-                }
                 // On the inode changed, or not at all: a name that moved on since is left to
                 // the sweep that follows, which finds the inode wherever it went.
-                let n = host.open_child(d, name_of(e))?;
-                if host.meta(&n)?.ino != e.ino {
-                    return Ok(());
+                let at = At::open(host, d, name_of(e), p.kind)?;
+                if let At::Inode(n) = &at {
+                    if host.meta(n)?.ino != e.ino {
+                        return Ok(());
+                    }
                 }
-                attr.write(host, &n, tree.original(e))?;
+                at.write(host, attr, tree.original(e))?;
                 if e.marked {
-                    self.marks.remove(host, &n, attr.model());
+                    at.remove_mark(host, &self.marks, attr.model());
                 }
                 Ok(())
             });
@@ -1067,45 +1135,28 @@ impl Engine {
         let host = self.host.as_ref();
         let model = attr.model();
         let path = || dir.path().join(&e.name);
-        // Read, decided and written on one inode, whatever its name holds meanwhile (a symlink,
-        // which cannot be opened without following it, only by name).
-        let node = match kind {
-            FileKind::Symlink => None,
-            _ => match host.open_child(dir, &e.name) {
-                Ok(n) => Some(n),
-                Err(_) => return true,
-            },
+        // Read, decided and written on one inode, whatever its name holds meanwhile.
+        let Ok(at) = At::open(host, dir, &e.name, kind) else {
+            return true;
         };
-        let meta = match &node {
-            Some(n) => host.meta(n),
-            None => host.stat_at(dir, &e.name),
-        };
-        match meta {
+        match at.meta(host) {
             // Another resource's inode is put back by its own item.
             Ok(m) if opts.managed.is_some_and(|managed| managed(m.dev, m.ino)) => return false,
             Ok(_) => {}
             Err(_) => return true,
         }
-        let current = match &node {
-            Some(n) => attr.read(host, n),
-            None => attr.read_at(host, dir, &e.name),
+        let Ok(current) = at.read(host, attr) else {
+            return true;
         };
-        let Ok(current) = current else { return true };
         // Only this walk's marks: one a copy brought here names another file's original.
         let stamp = marks::stamp(tree.started_ns);
-        let mark = match &node {
-            Some(n) => self.marks.read(host, n, model),
-            None => self.marks.read_at(host, dir, &e.name, model),
-        }
-        .filter(|m| m.stamp == Some(stamp));
-        let remove_mark = || match &node {
-            Some(n) => self.marks.remove(host, n, model),
-            None => self.marks.remove_at(host, dir, &e.name, model),
-        };
+        let mark = at
+            .mark(host, &self.marks, model)
+            .filter(|m| m.stamp == Some(stamp));
         let value = match &mark {
             Some(m) if m.original == current => {
                 // Marked, then never changed (or already put back): only the mark goes.
-                remove_mark();
+                at.remove_mark(host, &self.marks, model);
                 return true;
             }
             // Marked and not back: changed by the walk, or put back in part by a recovery cut
@@ -1117,34 +1168,16 @@ impl Engine {
                 // Marked with this walk's stamp before it changes, so a recovery cut short
                 // between the steps of the change (an owner, then a mode) leaves what the next
                 // one needs.
-                match &node {
-                    Some(n) => {
-                        self.marks
-                            .try_write_stamped(host, n, model, common.as_deref(), stamp);
-                    }
-                    None => {
-                        self.marks.try_write_stamped_at(
-                            host,
-                            dir,
-                            &e.name,
-                            model,
-                            common.as_deref(),
-                            stamp,
-                        );
-                    }
-                }
+                at.write_stamped_mark(host, &self.marks, model, (common.as_deref(), stamp));
                 crate::failpoint::hit("relabel.undo-marked");
                 common
             }
             None => return false,
         };
-        let written = match &node {
-            Some(n) => attr.write(host, n, value.as_deref()),
-            None => attr.write_at(host, dir, &e.name, kind, value.as_deref()),
-        };
+        let written = at.write(host, attr, value.as_deref());
         match written {
             Ok(()) => {
-                remove_mark();
+                at.remove_mark(host, &self.marks, model);
                 o.undone += 1;
             }
             Err(err) if vanished(&err) => o.raced += 1,
@@ -1268,11 +1301,18 @@ impl Engine {
                 // for an original with setuid/setgid bits, and for every entry when asked (a
                 // rollback, while whatever renamed entries under the start may go on). A
                 // symlink is written by name.
-                let one = match kind {
-                    FileKind::Symlink => None,
-                    _ if guard.is_some() || opts.by_inode => match host.open_child(node, &e.name) {
-                        Ok(n) => match host.meta(&n) {
-                            Ok(m) if m.ino == e.ino => Some(n),
+                let at = if guard.is_some() || opts.by_inode {
+                    let at = match At::open(host, node, &e.name, kind) {
+                        Ok(at) => at,
+                        Err(err) if vanished(&err) => return Ok(()),
+                        Err(err) => {
+                            o.failed.push((path(), Error::host("open", path(), err)));
+                            return Ok(());
+                        }
+                    };
+                    if let At::Inode(n) = &at {
+                        match host.meta(n) {
+                            Ok(m) if m.ino == e.ino => {}
                             Ok(_) => {
                                 // Its name moved on: look again, in a later walk.
                                 seen[i].store(false, Ordering::Relaxed);
@@ -1284,49 +1324,32 @@ impl Engine {
                                 o.failed.push((path(), Error::host("inspect", path(), err)));
                                 return Ok(());
                             }
-                        },
-                        Err(err) if vanished(&err) => return Ok(()),
-                        Err(err) => {
-                            o.failed.push((path(), Error::host("open", path(), err)));
-                            return Ok(());
                         }
-                    },
-                    _ => None,
-                };
-                let read = || match &one {
-                    Some(n) => attr.read(host, n),
-                    None => attr.read_at(host, node, &e.name),
-                };
-                let remove_mark = || match &one {
-                    Some(n) => self.marks.remove(host, n, attr.model()),
-                    None => self.marks.remove_at(host, node, &e.name, attr.model()),
+                    }
+                    at
+                } else {
+                    At::Name(node, &e.name, kind)
                 };
                 if let Some(safe) = guard {
-                    if read().ok().flatten().as_deref() == original {
+                    if at.read(host, attr).ok().flatten().as_deref() == original {
                         // Already back (a restore cut short, or never changed).
                         if entry.marked {
-                            remove_mark();
+                            at.remove_mark(host, &self.marks, attr.model());
                         }
                         return Ok(());
                     }
                     let changed = match (root_item.state, ctime) {
-                        (ItemState::Applied, Some(t)) => {
-                            let meta = match &one {
-                                Some(n) => host.meta(n),
-                                None => host.stat_at(node, &e.name),
-                            };
-                            match meta {
-                                Ok(m) => m.ctime_ns != t,
-                                Err(err) if vanished(&err) => return Ok(()),
-                                Err(err) => {
-                                    o.failed.push((path(), Error::host("inspect", path(), err)));
-                                    return Ok(());
-                                }
+                        (ItemState::Applied, Some(t)) => match at.meta(host) {
+                            Ok(m) => m.ctime_ns != t,
+                            Err(err) if vanished(&err) => return Ok(()),
+                            Err(err) => {
+                                o.failed.push((path(), Error::host("inspect", path(), err)));
+                                return Ok(());
                             }
-                        }
+                        },
                         (ItemState::Applied, None) => false,
                         (ItemState::Intent, _) => {
-                            let current = read().ok().flatten();
+                            let current = at.read(host, attr).ok().flatten();
                             super::restore::cut_short_exposed(
                                 attr,
                                 current.as_deref(),
@@ -1340,11 +1363,7 @@ impl Engine {
                         value = Some(safe);
                     }
                 }
-                let written = match &one {
-                    Some(n) => attr.write(host, n, value.as_deref()),
-                    None => attr.write_at(host, node, &e.name, kind, value.as_deref()),
-                };
-                match written {
+                match at.write(host, attr, value.as_deref()) {
                     Ok(()) => {}
                     Err(err) if vanished(&err) => {
                         o.raced += 1;
@@ -1358,7 +1377,7 @@ impl Engine {
                     }
                 }
                 if entry.marked {
-                    remove_mark();
+                    at.remove_mark(host, &self.marks, attr.model());
                 }
                 let now = dir.rel.join(&e.name);
                 let recorded = |rel: &Path| rel == now;
