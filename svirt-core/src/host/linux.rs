@@ -46,6 +46,30 @@ impl LinuxHost {
         self
     }
 
+    /// `/proc/PID/FILE` whole, read into a buffer grown as needed: a procfs file has no size
+    /// to ask for first, and a stop reads one for every process on the host.
+    fn read_proc(&self, pid: u32, file: &str) -> io::Result<Vec<u8>> {
+        use std::io::Read;
+        let mut path = self.proc.join(pid.to_string());
+        path.push(file);
+        let mut f = fs::File::open(&path)?;
+        let mut buf = vec![0u8; 4096];
+        let mut n = 0;
+        loop {
+            if n == buf.len() {
+                buf.resize(n * 2, 0);
+            }
+            match f.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(n);
+        Ok(buf)
+    }
+
     /// The directory itself opened for reading (O_PATH fds cannot be read), relative to the node.
     fn dir_fd(&self, dir: &Node) -> io::Result<OwnedFd> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -342,28 +366,33 @@ impl Host for LinuxHost {
     }
 
     fn pid_label(&self, pid: u32) -> io::Result<String> {
-        let raw = fs::read(self.proc.join(pid.to_string()).join("attr/current"))?;
+        let raw = self.read_proc(pid, "attr/current")?;
         let text = String::from_utf8_lossy(&raw);
         Ok(text.trim_end_matches(['\0', '\n']).to_owned())
     }
 
     fn pid_owner(&self, pid: u32) -> io::Result<(u32, u32)> {
-        let status = fs::read_to_string(self.proc.join(pid.to_string()).join("status"))?;
+        // Bytes, not text: a process names itself (`PR_SET_NAME`) with any bytes, and the
+        // `Name:` line shows them as they are; a name that is not UTF-8 must not hide it.
+        let status = self.read_proc(pid, "status")?;
+        let line = |key: &[u8]| {
+            status
+                .split(|b| *b == b'\n')
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| std::str::from_utf8(v).ok())
+        };
         // A zombie runs nothing and holds no file: it carries no identity. Unless only its
         // main thread exited: the process runs on in its other threads (`Threads:` above 1),
         // with the same credentials.
-        let line = |key: &str| status.lines().find_map(|l| l.strip_prefix(key));
-        let zombie = line("State:").is_some_and(|v| v.trim_start().starts_with('Z'));
-        let threads: u32 = line("Threads:")
+        let zombie = line(b"State:").is_some_and(|v| v.trim_start().starts_with('Z'));
+        let threads: u32 = line(b"Threads:")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(1);
         if zombie && threads <= 1 {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
         let field = |key: &str| -> io::Result<u32> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))
+            line(key.as_bytes())
                 .and_then(|v| v.split_whitespace().next())
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("no {key}")))
