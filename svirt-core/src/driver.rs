@@ -93,7 +93,8 @@ impl LabelFacts {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcessInfo {
     pub pid: u32,
-    /// Its SELinux label, where the kernel has one.
+    /// Its SELinux label, where the kernel has one and a driver reads it
+    /// ([`SecurityDriver::reads_process_labels`]).
     pub label: Option<String>,
     pub uid: u32,
     pub gid: u32,
@@ -236,6 +237,13 @@ pub trait SecurityDriver: Send + Sync + Debug {
     /// still write what it mapped). None by default.
     fn carriers(&self, _ctx: DomainCtx<'_>, _procs: &[ProcessInfo]) -> Vec<u32> {
         Vec::new()
+    }
+
+    /// Whether [`SecurityDriver::carriers`] and [`SecurityDriver::reconcile`] read
+    /// [`ProcessInfo::label`]: a process's label is read only when a driver of the stack does
+    /// (the kernel runs the LSM that labels processes). False by default.
+    fn reads_process_labels(&self) -> bool {
+        false
     }
 
     /// The file attribute this driver changes on resources (an SELinux label; an owner and

@@ -252,6 +252,11 @@ impl SecurityManager {
         Ok(out)
     }
 
+    /// Whether any driver of the stack reads the labels of processes.
+    pub fn reads_process_labels(&self) -> bool {
+        self.drivers.iter().any(|d| d.reads_process_labels())
+    }
+
     /// The file attribute of the driver of `model`, to restore what it changed.
     pub fn attr_for(&self, model: &str) -> Option<Arc<dyn FileAttr>> {
         self.drivers

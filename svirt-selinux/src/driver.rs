@@ -325,6 +325,11 @@ impl SecurityDriver for SelinuxDriver {
             .collect()
     }
 
+    /// Processes carry SELinux labels only where the kernel runs SELinux.
+    fn reads_process_labels(&self) -> bool {
+        self.kernel.mode().is_some()
+    }
+
     async fn reconcile(&self, live: &[(Domain, LabelRecord)], procs: &[ProcessInfo]) -> Result<()> {
         let mut parsed = Vec::new();
         for (d, l) in live {

@@ -794,13 +794,14 @@ impl Inner {
             .host
             .pids()
             .map_err(|e| Error::host("list the processes in", "/proc", e))?;
+        let labels = self.manager.reads_process_labels();
         Ok(pids
             .into_iter()
             .filter_map(|pid| {
                 let (uid, gid) = self.host.pid_owner(pid).ok()?;
                 Some(ProcessInfo {
                     pid,
-                    label: self.host.pid_label(pid).ok(),
+                    label: labels.then(|| self.host.pid_label(pid).ok()).flatten(),
                     uid,
                     gid,
                 })
