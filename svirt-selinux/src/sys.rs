@@ -27,7 +27,11 @@ pub(crate) fn write_attr(path: &CStr, label: &CStr) -> Result<(), i32> {
     }
 }
 
-#[link(name = "sepol")]
+// libselinux's regular expressions (libselinux is linked statically, .cargo/config.toml).
+#[link(name = "pcre2-8", kind = "static")]
+extern "C" {}
+
+#[link(name = "sepol", kind = "static")]
 extern "C" {
     fn sepol_set_policydb_from_file(fp: *mut libc::FILE) -> libc::c_int;
     fn sepol_check_context(context: *const libc::c_char) -> libc::c_int;
