@@ -199,7 +199,7 @@ impl Db {
     pub fn open_with(state_dir: &Path, boot_id_file: &Path) -> Result<Db> {
         create_private_dir(state_dir)?;
         let path = state_dir.join(DB_FILE);
-        OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
@@ -208,11 +208,13 @@ impl Db {
             .custom_flags(libc::O_CLOEXEC)
             .open(&path)
             .map_err(|e| Error::state("create", &path, e))?;
+        let in_wal = schema::header_says_wal(&file);
+        drop(file);
         let wal_file = wal_path(&path);
         let wal_existed = wal_file.exists();
         let mut conn = Connection::open(&path).map_err(|e| map_err("open", &path, e))?;
         let frames = Arc::new(AtomicI64::new(0));
-        let wal = schema::configure(&mut conn, &path, frames.clone())?;
+        let wal = schema::configure(&mut conn, &path, frames.clone(), in_wal)?;
         schema::migrate(&conn, &path)?;
         if !wal_existed && wal_file.exists() {
             // SQLite is built without its per-process directory fsync (SQLITE_DISABLE_DIRSYNC,

@@ -85,16 +85,33 @@ const V4: &str = "
 ALTER TABLE ids ADD COLUMN shared INTEGER NOT NULL DEFAULT 0;
 ";
 
+/// Whether the database file's header names WAL as its journal mode (its read and write
+/// format versions, bytes 18 and 19, are 2): the mode persists in the file, so a database
+/// switched once needs no `PRAGMA journal_mode` from every process that opens it.
+pub(super) fn header_says_wal(file: &std::fs::File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut head = [0u8; 20];
+    file.read_exact_at(&mut head, 0).is_ok()
+        && head.starts_with(b"SQLite format 3\0")
+        && head[18] == 2
+        && head[19] == 2
+}
+
 /// Connection settings, before anything else touches the file. True when the database runs in
-/// WAL mode; `frames` then follows the WAL's length after each commit.
+/// WAL mode; `frames` then follows the WAL's length after each commit. `in_wal`: the file's
+/// header says it was switched to WAL already ([`header_says_wal`]).
 pub(super) fn configure(
     conn: &mut Connection,
     path: &Path,
     frames: Arc<AtomicI64>,
+    in_wal: bool,
 ) -> Result<bool> {
     let err = |op| move |e| map_err(op, path, e);
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(err("set the busy timeout of"))?;
+    if in_wal {
+        return settings(conn, path, frames, true);
+    }
     // Switching a new database to WAL takes its exclusive lock, and SQLite answers "busy"
     // there without calling the busy handler when another process is switching it at the
     // same moment: wait here instead, as long as the busy timeout would.
@@ -114,6 +131,12 @@ pub(super) fn configure(
     if !wal {
         warn!(path = %path.display(), mode, "the state database cannot use WAL here; each commit costs more fsyncs");
     }
+    settings(conn, path, frames, wal)
+}
+
+/// The settings every connection makes once its journal mode is known.
+fn settings(conn: &mut Connection, path: &Path, frames: Arc<AtomicI64>, wal: bool) -> Result<bool> {
+    let err = |op| move |e| map_err(op, path, e);
     // In WAL mode `Db::write` syncs after its commit (`Db::make_durable`), and a completion
     // record rides on the next one; a rollback journal needs every sync.
     let sync = if wal { "NORMAL" } else { "FULL" };
@@ -258,6 +281,31 @@ mod tests {
         drop(db);
         Db::open(dir.path()).unwrap();
         assert_eq!(version(&conn, dir.path()).unwrap(), SCHEMA_VERSION);
+    }
+
+    /// The first open switches a new file to WAL; later opens read that from the header and
+    /// skip the pragma, and still run in WAL (one sync per durable write).
+    #[test]
+    fn a_database_switched_to_wal_once_is_opened_in_wal_from_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        std::fs::write(&path, b"").unwrap();
+        assert!(!header_says_wal(&std::fs::File::open(&path).unwrap()));
+        let mut conn = Connection::open(&path).unwrap();
+        let frames = Arc::new(AtomicI64::new(0));
+        assert!(configure(&mut conn, &path, frames.clone(), false).unwrap());
+        conn.execute_batch("CREATE TABLE t(x)").unwrap();
+        drop(conn);
+        assert!(header_says_wal(&std::fs::File::open(&path).unwrap()));
+        let mut again = Connection::open(&path).unwrap();
+        assert!(configure(&mut again, &path, frames, true).unwrap());
+        let mode: String = again
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        // A file that is not a database, or is cut short, says nothing of WAL.
+        std::fs::write(&path, b"SQLite format 3\0\x10\0\x02").unwrap();
+        assert!(!header_says_wal(&std::fs::File::open(&path).unwrap()));
     }
 
     #[test]
