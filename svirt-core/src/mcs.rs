@@ -567,9 +567,10 @@ impl McsState {
         } else {
             PairBits::from_bytes(r.total_pairs(), body).ok_or("bitset has the wrong length")?
         };
+        // The blocked view is built from the drawn pairs by `rebuild_blocked`, once.
         let mut state = McsState {
             range: r,
-            blocked: allocated.clone(),
+            blocked: PairBits::new(0),
             allocated,
             fixed: header.fixed,
         };
