@@ -360,14 +360,16 @@ pub struct TreeRoot {
 }
 
 impl Tx<'_> {
-    /// Every share root of `model` svirt keeps entries for.
+    /// Every share root of `model` svirt keeps entries for. Read from the shares' table
+    /// outwards (`CROSS JOIN` keeps it the outer loop): every start and stop asks, so its cost
+    /// follows the number of shares, not the number of items every running domain holds.
     pub fn tree_roots(&self, model: &str) -> Result<Vec<TreeRoot>> {
         let rows: Vec<RootRow> = self.with(|c| {
             c.prepare_cached(
                 "SELECT i.id, i.root, i.dev, i.applied, h.domain
-                 FROM items i JOIN trees t ON t.item = i.id
+                 FROM trees t CROSS JOIN items i ON i.id = t.item
                  LEFT JOIN item_holders h ON h.item = i.id
-                 WHERE i.model = ?1 ORDER BY i.id",
+                 WHERE i.model = ?1 ORDER BY t.item",
             )
             .and_then(|mut s| {
                 s.query_map([model], |r| {
