@@ -1,5 +1,6 @@
 //! The command line (clap) and the dispatch of each command.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -56,7 +57,7 @@ pub enum Command {
     Exec {
         name: String,
         #[arg(last = true, required = true)]
-        cmd: Vec<String>,
+        cmd: Vec<OsString>,
     },
     /// Start an ad-hoc domain, run CMD under its labels, wait, stop, and exit with CMD's status.
     Run {
@@ -73,7 +74,7 @@ pub enum Command {
         #[arg(long = "shared", value_name = "PATH")]
         shared: Vec<PathBuf>,
         #[arg(last = true, required = true)]
-        cmd: Vec<String>,
+        cmd: Vec<OsString>,
     },
     /// Show running domains, their labels, pids and resources.
     Status { name: Option<String> },

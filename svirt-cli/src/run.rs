@@ -1,7 +1,8 @@
 //! `svirt exec` and `svirt run`: a command under a domain's labels.
 
+use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
@@ -16,7 +17,8 @@ use svirt_core::domains::Record;
 
 use crate::setup::Env;
 
-fn command(env: &Env, rec: &Record, cmd: &[String]) -> Result<std::process::Command> {
+/// A command line is bytes, as `execve(2)` takes them: a program or argument need not be UTF-8.
+fn command(env: &Env, rec: &Record, cmd: &[OsString]) -> Result<std::process::Command> {
     let (prog, args) = cmd
         .split_first()
         .ok_or_else(|| anyhow!("no command given"))?;
@@ -28,10 +30,13 @@ fn command(env: &Env, rec: &Record, cmd: &[String]) -> Result<std::process::Comm
 }
 
 /// Replace svirt with `cmd` under `name`'s labels, recording this pid (which `cmd` keeps).
-pub async fn exec(env: &Env, name: &str, cmd: &[String]) -> Result<()> {
+pub async fn exec(env: &Env, name: &str, cmd: &[OsString]) -> Result<()> {
     let rec = env.domains.set_pid(name, std::process::id()).await?;
     let err = command(env, &rec, cmd)?.exec();
-    Err(anyhow::Error::new(err).context(format!("cannot exec {} for domain {name}", cmd[0])))
+    Err(anyhow::Error::new(err).context(format!(
+        "cannot exec {} for domain {name}",
+        Path::new(&cmd[0]).display()
+    )))
 }
 
 /// Every signal whose default action ends a process and that svirt can catch without harm. Each
@@ -83,7 +88,7 @@ pub async fn run(
     env: &Env,
     name: &str,
     disks: Vec<(PathBuf, Access)>,
-    cmd: &[String],
+    cmd: &[OsString],
     _json: bool,
 ) -> Result<ExitCode> {
     let domain = Domain {
@@ -101,7 +106,7 @@ pub async fn run(
         let std_cmd = command(env, &rec, cmd)?;
         let mut child = tokio::process::Command::from(std_cmd)
             .spawn()
-            .with_context(|| format!("cannot start {}", cmd[0]))?;
+            .with_context(|| format!("cannot start {}", Path::new(&cmd[0]).display()))?;
         let pid = child.id().unwrap_or(0);
         env.domains.set_pid(name, pid).await?;
         loop {
