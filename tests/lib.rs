@@ -144,17 +144,34 @@ pub fn uid_of(h: &Stack, name: &str) -> u32 {
         .unwrap()
 }
 
+/// Wait up to 10 s for `f` to hold; whether it did.
+pub fn wait_until(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
 /// A process running as `uid:uid` with no groups for a minute, as a VM's VMM would: what
 /// `recover` and a start on a lost state must find. Kill it when done.
 pub fn vm_process(uid: u32) -> std::process::Child {
+    vm_process_running(uid, Path::new("/bin/sleep"))
+}
+
+/// [`vm_process`] running `program` (a copy of `sleep` under another name) with the argument
+/// `60`.
+pub fn vm_process_running(uid: u32, program: &Path) -> std::process::Child {
     Command::new("/usr/bin/setpriv")
         .args([
             &format!("--reuid={uid}"),
             &format!("--regid={uid}"),
             "--clear-groups",
-            "/bin/sleep",
-            "60",
         ])
+        .arg(program)
+        .arg("60")
         .env("PATH", SYSTEM_PATH)
         .spawn()
         .unwrap()
@@ -249,6 +266,21 @@ impl Stack {
     /// off the uids the other tests of its binary, running beside it, draw.
     pub fn with_uids(lo: u32, hi: u32) -> Self {
         Self::build(Some((lo, hi)))
+    }
+
+    /// With the DAC driver alone over `lo..=hi` (offline SELinux sets no process labels, so
+    /// `run` and `exec` refuse a stack holding it).
+    pub fn dac_only(lo: u32, hi: u32) -> Self {
+        let h = Self::with_uids(lo, hi);
+        std::fs::write(
+            &h.cfg,
+            format!(
+                "state_dir = \"{}\"\n[[driver]]\ndriver = \"dac\"\nuid_range = \"{lo}-{hi}\"\n",
+                h.p("state").display()
+            ),
+        )
+        .unwrap();
+        h
     }
 
     fn build(dac: Option<(u32, u32)>) -> Self {

@@ -24,32 +24,6 @@ use svirt_tests::*;
 const ORIG: &str = "system_u:object_r:default_t:s0";
 const HOME: &str = "system_u:object_r:user_home_t:s0";
 
-/// Wait up to 10 s for `f` to hold.
-fn wait_until(mut f: impl FnMut() -> bool) -> bool {
-    for _ in 0..500 {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    false
-}
-
-/// A stack with the DAC driver alone over `lo..=hi` (offline SELinux sets no process labels, so
-/// `run` and `exec` refuse a stack holding it).
-fn dac_only(lo: u32, hi: u32) -> Stack {
-    let h = Stack::with_uids(lo, hi);
-    std::fs::write(
-        &h.cfg,
-        format!(
-            "state_dir = \"{}\"\n[[driver]]\ndriver = \"dac\"\nuid_range = \"{lo}-{hi}\"\n",
-            h.p("state").display()
-        ),
-    )
-    .unwrap();
-    h
-}
-
 /// Kill a process (SIGKILL, its whole thread group) and reap it.
 fn kill_child(c: &mut Child) {
     let _ = c.kill();
@@ -241,7 +215,7 @@ fn svirt_run_whose_command_leaves_a_child_keeps_the_domain_until_it_is_gone() {
     if !root_or_skip(name) {
         return;
     }
-    let h = dac_only(202_000, 202_999);
+    let h = Stack::dac_only(202_000, 202_999);
     let disk = h.p("run.img");
     file_with(&disk, "run disk", 0, 0, 0o644, ORIG);
     let sig = h.p("sig");
@@ -334,7 +308,7 @@ fn recover_stops_the_other_domains_when_one_is_still_carried() {
     if !root_or_skip(name) {
         return;
     }
-    let h = dac_only(203_000, 203_999);
+    let h = Stack::dac_only(203_000, 203_999);
     let mut doms = Vec::new();
     for n in ["a", "b"] {
         let disk = h.p(&format!("{n}.img"));

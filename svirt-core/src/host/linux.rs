@@ -47,7 +47,8 @@ impl LinuxHost {
     }
 
     /// `/proc/PID/FILE` whole, read into a buffer grown as needed: a procfs file has no size
-    /// to ask for first, and a stop reads one for every process on the host.
+    /// to ask for first, and a stop reads one for every process on the host. Read as bytes: a
+    /// process names itself with any bytes, and `status` and `stat` show the name as it is.
     fn read_proc(&self, pid: u32, file: &str) -> io::Result<Vec<u8>> {
         use std::io::Read;
         let mut path = self.proc.join(pid.to_string());
@@ -353,12 +354,15 @@ impl Host for LinuxHost {
         if pid == 0 {
             return false;
         }
-        match fs::read_to_string(self.proc.join(pid.to_string()).join("stat")) {
+        // Bytes, as in `pid_owner`: the command name in parentheses is the process's own.
+        match self.read_proc(pid, "stat") {
             Ok(stat) => {
                 // The state follows the last ')' (the command name may contain one).
                 let state = stat
-                    .rsplit_once(')')
-                    .and_then(|(_, r)| r.split_whitespace().next());
+                    .iter()
+                    .rposition(|b| *b == b')')
+                    .and_then(|i| std::str::from_utf8(&stat[i + 1..]).ok())
+                    .and_then(|r| r.split_whitespace().next());
                 !matches!(state, Some("Z") | Some("X") | None)
             }
             Err(_) => false,
@@ -372,8 +376,7 @@ impl Host for LinuxHost {
     }
 
     fn pid_owner(&self, pid: u32) -> io::Result<(u32, u32)> {
-        // Bytes, not text: a process names itself (`PR_SET_NAME`) with any bytes, and the
-        // `Name:` line shows them as they are; a name that is not UTF-8 must not hide it.
+        // Bytes, not text (`read_proc`): a name that is not UTF-8 must not hide a process.
         let status = self.read_proc(pid, "status")?;
         let line = |key: &[u8]| {
             status
