@@ -20,6 +20,7 @@ mod share;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -274,8 +275,19 @@ impl Engine {
             applied: Vec::new(),
             share_applied: Vec::new(),
         };
+        // The share roots of each model the changes touch, read once: every resource is
+        // checked against them (a dead domain's share not yet recovered, another domain's
+        // share around or inside it).
+        let mut roots: HashMap<String, Vec<TreeRoot>> = HashMap::new();
+        for c in &changes {
+            let model = c.attr.model();
+            if !roots.contains_key(model) {
+                roots.insert(model.to_owned(), tx.tree_roots(model)?);
+            }
+        }
         for c in changes {
             let model = c.attr.model().to_owned();
+            let shares = roots.get(&model).map_or(&[][..], Vec::as_slice);
             let value = match &c.plan {
                 Plan::Skip(reason) => {
                     p.reports
@@ -315,7 +327,7 @@ impl Engine {
             let current = self.read(c.attr.as_ref(), &node)?;
             let ident = ident_of(self.host.as_ref(), &node, &meta)?;
             if let Some((root, other)) =
-                self.unrecovered_share(tx, &model, (&path, meta.dev, c.res.is_tree()), dead)?
+                unrecovered_share(shares, (&path, meta.dev, c.res.is_tree()), dead)
             {
                 return Err(Error::ShareNotRecovered {
                     path: root,
@@ -361,7 +373,7 @@ impl Engine {
                     // Perhaps an entry of another domain's share (a hard link its guest made,
                     // or a file inside it): never taken from a running domain.
                     if let Some((other, applied)) =
-                        self.held_through_share(tx, &model, (ident.dev, ident.ino), holder, dead)?
+                        held_through_share(tx, shares, (ident.dev, ident.ino), holder, dead)?
                     {
                         return Err(Error::ResourceConflict {
                             path,
@@ -402,7 +414,7 @@ impl Engine {
                     });
                 }
                 if let Some((other, applied)) =
-                    self.nested_share(tx, &model, (&path, meta.dev), holder, dead)?
+                    nested_share(shares, (&path, meta.dev), holder, dead)
                 {
                     return Err(Error::ResourceConflict {
                         path,
@@ -462,91 +474,6 @@ impl Engine {
         p.applied = vec![false; p.items.len()];
         p.share_applied = vec![Vec::new(); p.steps.len()];
         Ok(p)
-    }
-
-    /// The directory shares of `model` that a running domain other than `holder` holds, each
-    /// with that domain.
-    fn others_shares(
-        &self,
-        tx: &Tx<'_>,
-        model: &str,
-        holder: &str,
-        dead: &dyn Fn(&str) -> bool,
-    ) -> Result<Vec<(TreeRoot, String)>> {
-        Ok(tx
-            .tree_roots(model)?
-            .into_iter()
-            .filter_map(|t| {
-                let other = t.holders.iter().find(|h| *h != holder && !dead(h))?.clone();
-                Some((t, other))
-            })
-            .collect())
-    }
-
-    /// A running domain (other than `holder`) whose directory share holds the inode, with the
-    /// value it applied.
-    fn held_through_share(
-        &self,
-        tx: &Tx<'_>,
-        model: &str,
-        (dev, ino): (u64, u64),
-        holder: &str,
-        dead: &dyn Fn(&str) -> bool,
-    ) -> Result<Option<(String, String)>> {
-        for (t, other) in self.others_shares(tx, model, holder, dead)? {
-            if t.dev == dev
-                && tx
-                    .tree(t.id)?
-                    .is_some_and(|tree| tree.entries.iter().any(|e| e.ino == ino))
-            {
-                return Ok(Some((other, t.applied)));
-            }
-        }
-        Ok(None)
-    }
-
-    /// A share still labeled for a domain that is gone (its tree not yet put back by
-    /// `recover`) that holds `path`, or, for a directory share, lies inside it: with the
-    /// domain's name.
-    fn unrecovered_share(
-        &self,
-        tx: &Tx<'_>,
-        model: &str,
-        (path, dev, tree): (&Path, u64, bool),
-        dead: &dyn Fn(&str) -> bool,
-    ) -> Result<Option<(PathBuf, String)>> {
-        for t in tx.tree_roots(model)? {
-            let gone = !t.holders.is_empty() && t.holders.iter().all(|h| dead(h));
-            if gone
-                && t.dev == dev
-                && (path.starts_with(&t.root) || (tree && t.root.starts_with(path)))
-            {
-                let other = t.holders[0].clone();
-                return Ok(Some((t.root, other)));
-            }
-        }
-        Ok(None)
-    }
-
-    /// A running domain (other than `holder`) whose directory share lies inside `root` or
-    /// around it, on the same filesystem, with the value it applied.
-    fn nested_share(
-        &self,
-        tx: &Tx<'_>,
-        model: &str,
-        (root, dev): (&Path, u64),
-        holder: &str,
-        dead: &dyn Fn(&str) -> bool,
-    ) -> Result<Option<(String, String)>> {
-        Ok(self
-            .others_shares(tx, model, holder, dead)?
-            .into_iter()
-            .find(|(t, _)| {
-                t.dev == dev
-                    && t.root != root
-                    && (t.root.starts_with(root) || root.starts_with(&t.root))
-            })
-            .map(|(t, other)| (other, t.applied)))
     }
 
     /// Make the changes. On failure, every change made is put back (through the same
@@ -777,4 +704,74 @@ pub(crate) fn held_original(
         Some(o) if kind != FileKind::Dir => Some(attr.without_privileges(&o).unwrap_or(o)),
         other => other,
     }
+}
+
+/// The directory shares among `roots` that a running domain other than `holder` holds, each
+/// with that domain.
+fn others_shares<'a>(
+    roots: &'a [TreeRoot],
+    holder: &'a str,
+    dead: &'a dyn Fn(&str) -> bool,
+) -> impl Iterator<Item = (&'a TreeRoot, String)> + 'a {
+    roots.iter().filter_map(move |t| {
+        let other = t.holders.iter().find(|h| *h != holder && !dead(h))?.clone();
+        Some((t, other))
+    })
+}
+
+/// A running domain (other than `holder`) whose directory share (among `roots`) holds the
+/// inode, with the value it applied.
+fn held_through_share(
+    tx: &Tx<'_>,
+    roots: &[TreeRoot],
+    (dev, ino): (u64, u64),
+    holder: &str,
+    dead: &dyn Fn(&str) -> bool,
+) -> Result<Option<(String, String)>> {
+    for (t, other) in others_shares(roots, holder, dead) {
+        if t.dev == dev
+            && tx
+                .tree(t.id)?
+                .is_some_and(|tree| tree.entries.iter().any(|e| e.ino == ino))
+        {
+            return Ok(Some((other, t.applied.clone())));
+        }
+    }
+    Ok(None)
+}
+
+/// A share among `roots` still labeled for a domain that is gone (its tree not yet put back by
+/// `recover`) that holds `path`, or, for a directory share, lies inside it: with the domain's
+/// name.
+fn unrecovered_share(
+    roots: &[TreeRoot],
+    (path, dev, tree): (&Path, u64, bool),
+    dead: &dyn Fn(&str) -> bool,
+) -> Option<(PathBuf, String)> {
+    roots
+        .iter()
+        .find(|t| {
+            !t.holders.is_empty()
+                && t.holders.iter().all(|h| dead(h))
+                && t.dev == dev
+                && (path.starts_with(&t.root) || (tree && t.root.starts_with(path)))
+        })
+        .map(|t| (t.root.clone(), t.holders[0].clone()))
+}
+
+/// A running domain (other than `holder`) whose directory share (among `roots`) lies inside
+/// `root` or around it, on the same filesystem, with the value it applied.
+fn nested_share(
+    roots: &[TreeRoot],
+    (root, dev): (&Path, u64),
+    holder: &str,
+    dead: &dyn Fn(&str) -> bool,
+) -> Option<(String, String)> {
+    others_shares(roots, holder, dead)
+        .find(|(t, _)| {
+            t.dev == dev
+                && t.root != root
+                && (t.root.starts_with(root) || root.starts_with(&t.root))
+        })
+        .map(|(t, other)| (other, t.applied.clone()))
 }
