@@ -266,14 +266,14 @@ impl Inner {
     }
 
     pub(super) fn stop(&self, name: &str, rt: &Handle) -> Result<StopReport> {
-        self.refuse_while_carried(name)?;
+        let recorded = self.db.read(|tx| tx.domain(name))?;
+        if let Some(row) = &recorded {
+            self.refuse_while_carried(row)?;
+        }
         // A stop cut short after its intent left its items held by no domain: they are put
         // back first, and the domain is released only if all of them came back.
         let mut earlier = StopReport::default();
-        let cut_short = self
-            .db
-            .read(|tx| tx.domain(name))?
-            .is_some_and(|row| row.phase == Phase::Stopping);
+        let cut_short = recorded.is_some_and(|row| row.phase == Phase::Stopping);
         if cut_short {
             let (_, report, failures) = self.finish_orphans()?;
             if !failures.is_empty() {
@@ -767,11 +767,8 @@ impl Inner {
 
     /// Refuse to stop a domain whose drawn identity a process still carries (a VMM not yet
     /// gone, a child that outlived it): nothing is restored or released under it.
-    fn refuse_while_carried(&self, name: &str) -> Result<()> {
-        let Some(row) = self.db.read(|tx| tx.domain(name))? else {
-            return Ok(());
-        };
-        let rec = Record::decode(&row, self.db.path())?;
+    fn refuse_while_carried(&self, row: &DomainRow) -> Result<()> {
+        let rec = Record::decode(row, self.db.path())?;
         let procs = self.processes()?;
         let carried = self.manager.carriers(&rec.domain, &rec.labels, &procs)?;
         let Some((model, _)) = carried.first() else {
@@ -783,7 +780,7 @@ impl Inner {
             .map(|(_, p)| p.to_string())
             .collect();
         Err(Error::StillCarried {
-            domain: name.to_owned(),
+            domain: row.name.clone(),
             model: model.clone(),
             pids: pids.join(", "),
         })
