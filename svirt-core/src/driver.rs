@@ -239,6 +239,14 @@ pub trait SecurityDriver: Send + Sync + Debug {
         Vec::new()
     }
 
+    /// Hold still (`still`), or let go, every process that may carry the identity this
+    /// driver drew for the domain alone, around the scan [`SecurityDriver::carriers`] reads: a
+    /// process that forks and exits as the scan goes is at no pid the scan reads, unless it
+    /// is stopped first. Nothing by default.
+    fn hold_carriers(&self, _ctx: DomainCtx<'_>, _still: bool) -> Result<()> {
+        Ok(())
+    }
+
     /// Whether [`SecurityDriver::carriers`] and [`SecurityDriver::reconcile`] read
     /// [`ProcessInfo::label`]: a process's label is read only when a driver of the stack does
     /// (the kernel runs the LSM that labels processes). False by default.

@@ -252,6 +252,24 @@ impl SecurityManager {
         Ok(out)
     }
 
+    /// Hold still (or let go) every process that may carry an identity drawn for the domain
+    /// ([`SecurityDriver::hold_carriers`]). Every driver is asked, also after one failed; the
+    /// first error is returned.
+    pub fn hold_carriers(
+        &self,
+        domain: &Domain,
+        labels: &[LabelRecord],
+        still: bool,
+    ) -> Result<()> {
+        let mut first = None;
+        for (a, l) in self.pairs(domain, labels)? {
+            if let Err(e) = a.driver.hold_carriers(ctx(domain, &a, l), still) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
     /// Whether any driver of the stack reads the labels of processes.
     pub fn reads_process_labels(&self) -> bool {
         self.drivers.iter().any(|d| d.reads_process_labels())

@@ -205,3 +205,14 @@ pub(crate) fn fchmodat_nofollow(
     }
     Ok(())
 }
+
+/// `kill(-1, sig)`: `sig` to every process the calling thread may signal, but init and the
+/// caller's own.
+pub(crate) fn kill_all(sig: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: `kill` takes no pointer and touches no memory of this process.
+    let r = unsafe { libc::kill(-1, sig) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

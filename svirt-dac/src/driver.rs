@@ -260,6 +260,27 @@ impl SecurityDriver for DacDriver {
             .collect()
     }
 
+    /// Every process of the drawn uid is stopped at once (and continued after the scan).
+    fn hold_carriers(&self, ctx: DomainCtx<'_>, still: bool) -> Result<()> {
+        if ctx.label.kind != LabelType::Dynamic {
+            return Ok(());
+        }
+        let Some(uid) = self.pooled_uid(ctx)? else {
+            return Ok(());
+        };
+        self.host.hold_uid(uid, still).map_err(|e| {
+            svirt_core::Error::host(
+                if still {
+                    "stop, for the process scan, the processes of"
+                } else {
+                    "continue the processes of"
+                },
+                format!("uid {uid}"),
+                e,
+            )
+        })
+    }
+
     async fn reconcile(&self, live: &[(Domain, LabelRecord)], procs: &[ProcessInfo]) -> Result<()> {
         let names: Vec<&str> = live.iter().map(|(d, _)| d.name.as_str()).collect();
         let mut recorded = Vec::new();

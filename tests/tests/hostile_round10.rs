@@ -9,6 +9,13 @@
 //! recorded was taken for dead under such a name (`status` said so, and `recover` stopped its
 //! domain).
 //!
+//! Found by a hostile tester on 83bab34: a guest that forks and lets its parent exit, over and
+//! over, is at none of the pids the scan reads one after another, and the stop released its
+//! uid while it ran (the next domain drew the uid, and the guest read that domain's disk). A
+//! scan that finds nothing is now made again with the uid's processes stopped at once
+//! (`Host::hold_uid`). And `pid_alive` read `/proc/PID/stat` alone, so the VMM whose main
+//! thread exited (a zombie leader, its other threads running) was "alive: false" in `status`.
+//!
 //! Every test works on temp trees as root; nothing of the host's is changed. A test that leaves
 //! a guest process running draws its own uid range (`Stack::with_uids`, 210000 and up), since a
 //! stop sees every process of the host.
@@ -141,6 +148,193 @@ fn an_exec_vmm_whose_name_is_not_utf8_is_alive_for_status_and_recover() {
     );
     assert!(
         after.status.success() && !h.recorded("x") && owner(&img) == before,
+        "recover after the VMM was gone: {}",
+        text(&after).trim()
+    );
+}
+
+/// Build the C program `src` in `h` as `name`; `None` (and a skip line) without a compiler.
+fn built(h: &Stack, test: &str, name: &str, src: &str) -> Option<PathBuf> {
+    if !std::path::Path::new("/usr/bin/cc").is_file() {
+        skip(test, "no C compiler to build the guest's program");
+        return None;
+    }
+    let c = h.p(&format!("{name}.c"));
+    std::fs::write(&c, src).unwrap();
+    let bin = h.p(name);
+    let st = Command::new("/usr/bin/cc")
+        .args(["-O2", "-pthread", "-o"])
+        .arg(&bin)
+        .arg(&c)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cc {name}.c failed");
+    Some(bin)
+}
+
+/// `hop UID BEAT STOP`: as root, becomes the reaper of what it starts, then starts a guest as
+/// UID that forks and lets its parent exit, over and over (200 us apart), writing its
+/// generation to BEAT, until STOP exists. The reaper (root) waits for every hopper.
+const HOP: &str = r#"
+#include <fcntl.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc != 4) return 2;
+    uid_t uid = (uid_t)atol(argv[1]);
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    pid_t first = fork();
+    if (first == 0) {
+        if (setgroups(0, 0) || setresgid(uid, uid, uid) || setresuid(uid, uid, uid)) _exit(3);
+        unsigned long gen = 0;
+        for (;;) {
+            pid_t p = fork();
+            if (p < 0) { usleep(1000); continue; }
+            if (p > 0) _exit(0);
+            int fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd >= 0) { dprintf(fd, "%lu\n", ++gen); close(fd); }
+            if (access(argv[3], F_OK) == 0) _exit(0);
+            usleep(200);
+        }
+    }
+    while (wait(0) > 0 || access(argv[3], F_OK) != 0) usleep(1000);
+    return 0;
+}
+"#;
+
+/// The guest's heartbeat: the generation its newest process wrote.
+fn beat(path: &std::path::Path) -> u64 {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A guest running as the domain's uid forks and lets its parent exit, over and over: each of
+/// its processes lives some hundred microseconds, and the scan reads `/proc` one pid after
+/// another. The stop must be refused while it runs, leave it running (it is let go after the
+/// scan), and go through once it is gone.
+#[test]
+fn a_guest_that_keeps_changing_its_pid_still_holds_its_stop() {
+    let name = "a_guest_that_keeps_changing_its_pid_still_holds_its_stop";
+    if !root_or_skip(name) {
+        return;
+    }
+    let h = Stack::dac_only(212_000, 212_999);
+    let Some(hop) = built(&h, name, "hop", HOP) else {
+        return;
+    };
+    let img = h.p("disk.img");
+    std::fs::write(&img, "x").unwrap();
+    let dom = h.domain("g", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
+    h.ok(&["start", dom.to_str().unwrap()]);
+    let uid = uid_of(&h, "g");
+    let (beat_file, stop_file) = (h.p("beat"), h.p("stop"));
+    std::fs::write(&beat_file, "0\n").unwrap();
+    std::fs::set_permissions(
+        &beat_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    let mut reaper = Command::new(&hop)
+        .arg(uid.to_string())
+        .args([&beat_file, &stop_file])
+        .spawn()
+        .unwrap();
+    let hopping = wait_until(|| beat(&beat_file) > 100);
+    let stops: Vec<_> = (0..5).map(|_| h.svirt(&["stop", "g"])).collect();
+    let kept = h.recorded("g");
+    let before = beat(&beat_file);
+    let still_runs = wait_until(|| beat(&beat_file) > before + 10);
+    std::fs::write(&stop_file, "").unwrap();
+    let _ = reaper.wait();
+    let after = wait_until(|| h.svirt(&["stop", "g"]).status.success());
+    assert!(hopping, "the guest never hopped: beat {}", beat(&beat_file));
+    for o in &stops {
+        assert!(
+            o.status.code() == Some(1) && text(o).contains("still running"),
+            "a stop while the guest hopped as uid {uid}: exit {:?}: {}",
+            o.status.code(),
+            text(o).trim()
+        );
+    }
+    assert!(kept, "the domain was released while its guest ran");
+    assert!(still_runs, "the guest was left stopped after the scan");
+    assert!(
+        after && !h.recorded("g"),
+        "the stop once the guest was gone"
+    );
+}
+
+/// `leader`: its main thread exits (`pthread_exit`) while another thread sleeps a minute.
+const LEADER: &str = "#include <pthread.h>\n#include <unistd.h>\n\
+    static void *w(void *a) { (void)a; sleep(60); return 0; }\n\
+    int main(void) { pthread_t t; pthread_create(&t, 0, w, 0); pthread_exit(0); }\n";
+
+/// The VMM `svirt exec` started runs on in a thread after its main thread exited: its leader
+/// is a zombie with `Threads: 2`. It is alive: `status` must say so and `recover` keep it.
+#[test]
+fn an_exec_vmm_whose_main_thread_exited_is_alive_for_status_and_recover() {
+    let name = "an_exec_vmm_whose_main_thread_exited_is_alive_for_status_and_recover";
+    if !root_or_skip(name) {
+        return;
+    }
+    let h = Stack::dac_only(213_000, 213_999);
+    let Some(leader) = built(&h, name, "leader", LEADER) else {
+        return;
+    };
+    let img = h.p("disk.img");
+    std::fs::write(&img, "x").unwrap();
+    let dom = h.domain("z", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
+    h.ok(&["start", dom.to_str().unwrap()]);
+    let mut vmm = Command::new(svirt())
+        .arg("--config")
+        .arg(&h.cfg)
+        .args(["exec", "z", "--"])
+        .arg(&leader)
+        .spawn()
+        .unwrap();
+    let pid = vmm.id();
+    let status_line = |key: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_owned()))
+            })
+    };
+    let zombie_leader = wait_until(|| {
+        status_line("State:").is_some_and(|s| s.starts_with('Z'))
+            && status_line("Threads:").as_deref() == Some("2")
+    });
+    let st: serde_json::Value =
+        serde_json::from_slice(&h.svirt(&["--json", "status", "z"]).stdout).unwrap();
+    let recover = h.svirt(&["recover"]);
+    let kept = h.recorded("z");
+    let _ = vmm.kill();
+    let _ = vmm.wait();
+    let after = h.svirt(&["recover"]);
+    assert!(
+        zombie_leader,
+        "the VMM's leader never became a zombie with a live thread"
+    );
+    assert_eq!(st["domains"][0]["pid"].as_u64(), Some(u64::from(pid)));
+    assert_eq!(
+        st["domains"][0]["alive"], true,
+        "status of the running VMM {pid}"
+    );
+    assert!(
+        recover.status.success() && kept,
+        "recover while the VMM runs: exit {:?}, kept: {kept}: {}",
+        recover.status.code(),
+        text(&recover).trim()
+    );
+    assert!(
+        after.status.success() && !h.recorded("z"),
         "recover after the VMM was gone: {}",
         text(&after).trim()
     );

@@ -767,10 +767,26 @@ impl Inner {
 
     /// Refuse to stop a domain whose drawn identity a process still carries (a VMM not yet
     /// gone, a child that outlived it): nothing is restored or released under it.
+    ///
+    /// A scan reads `/proc` one pid at a time, and a process that forks and exits as it goes
+    /// is at none of the pids it reads. So a scan that finds nothing is made again with the
+    /// processes that may carry the identity held still ([`crate::manager::SecurityManager::hold_carriers`]),
+    /// and they are let go after it whatever it found. A process the first scan finds is
+    /// never signalled (a VMM paused on purpose stays paused).
     fn refuse_while_carried(&self, row: &DomainRow) -> Result<()> {
         let rec = Record::decode(row, self.db.path())?;
-        let procs = self.processes()?;
-        let carried = self.manager.carriers(&rec.domain, &rec.labels, &procs)?;
+        let scan = || {
+            let procs = self.processes()?;
+            self.manager.carriers(&rec.domain, &rec.labels, &procs)
+        };
+        let mut carried = scan()?;
+        if carried.is_empty() {
+            let held = self.manager.hold_carriers(&rec.domain, &rec.labels, true);
+            let scanned = held.and_then(|()| scan());
+            let released = self.manager.hold_carriers(&rec.domain, &rec.labels, false);
+            carried = scanned?;
+            released?;
+        }
         let Some((model, _)) = carried.first() else {
             return Ok(());
         };

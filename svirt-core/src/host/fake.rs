@@ -532,6 +532,14 @@ impl Host for FakeHost {
             .ok_or_else(|| errno(libc::ESRCH))
     }
 
+    /// The fake's processes never fork: there is nothing to hold still.
+    fn hold_uid(&self, uid: u32, _still: bool) -> io::Result<()> {
+        if uid == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        Ok(())
+    }
+
     fn pids(&self) -> io::Result<Vec<u32>> {
         Ok(self.lock().procs.keys().copied().collect())
     }

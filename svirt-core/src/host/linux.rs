@@ -13,6 +13,14 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags, CWD};
 
 use super::{FileKind, FileMeta, Host, Node};
 
+/// A process as `/proc/PID/status` shows it: whether it runs (in any thread), and its real
+/// uid and gid.
+struct ProcStatus {
+    running: bool,
+    uid: u32,
+    gid: u32,
+}
+
 /// [`Host`] on the running Linux kernel. `proc` is the procfs mount (normally `/proc`);
 /// `boot_id` the file holding this boot's id.
 #[derive(Debug, Clone)]
@@ -69,6 +77,37 @@ impl LinuxHost {
         }
         buf.truncate(n);
         Ok(buf)
+    }
+
+    /// What `/proc/PID/status` says of a process (bytes, `read_proc`: a name that is not UTF-8
+    /// must not hide it).
+    fn status(&self, pid: u32) -> io::Result<ProcStatus> {
+        let status = self.read_proc(pid, "status")?;
+        let line = |key: &[u8]| {
+            status
+                .split(|b| *b == b'\n')
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| std::str::from_utf8(v).ok())
+        };
+        // A zombie runs nothing and holds no file: it carries no identity. Unless only its
+        // main thread exited: the process runs on in its other threads (`Threads:` above 1),
+        // with the same credentials.
+        let dead = line(b"State:")
+            .is_some_and(|v| matches!(v.trim_start().chars().next(), Some('Z' | 'X')));
+        let threads: u32 = line(b"Threads:")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(1);
+        let field = |key: &str| -> io::Result<u32> {
+            line(key.as_bytes())
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("no {key}")))
+        };
+        Ok(ProcStatus {
+            running: !(dead && threads <= 1),
+            uid: field("Uid:")?,
+            gid: field("Gid:")?,
+        })
     }
 
     /// The directory itself opened for reading (O_PATH fds cannot be read), relative to the node.
@@ -351,22 +390,7 @@ impl Host for LinuxHost {
     }
 
     fn pid_alive(&self, pid: u32) -> bool {
-        if pid == 0 {
-            return false;
-        }
-        // Bytes, as in `pid_owner`: the command name in parentheses is the process's own.
-        match self.read_proc(pid, "stat") {
-            Ok(stat) => {
-                // The state follows the last ')' (the command name may contain one).
-                let state = stat
-                    .iter()
-                    .rposition(|b| *b == b')')
-                    .and_then(|i| std::str::from_utf8(&stat[i + 1..]).ok())
-                    .and_then(|r| r.split_whitespace().next());
-                !matches!(state, Some("Z") | Some("X") | None)
-            }
-            Err(_) => false,
-        }
+        pid != 0 && self.status(pid).is_ok_and(|st| st.running)
     }
 
     fn pid_label(&self, pid: u32) -> io::Result<String> {
@@ -376,31 +400,33 @@ impl Host for LinuxHost {
     }
 
     fn pid_owner(&self, pid: u32) -> io::Result<(u32, u32)> {
-        // Bytes, not text (`read_proc`): a name that is not UTF-8 must not hide a process.
-        let status = self.read_proc(pid, "status")?;
-        let line = |key: &[u8]| {
-            status
-                .split(|b| *b == b'\n')
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| std::str::from_utf8(v).ok())
-        };
-        // A zombie runs nothing and holds no file: it carries no identity. Unless only its
-        // main thread exited: the process runs on in its other threads (`Threads:` above 1),
-        // with the same credentials.
-        let zombie = line(b"State:").is_some_and(|v| v.trim_start().starts_with('Z'));
-        let threads: u32 = line(b"Threads:")
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(1);
-        if zombie && threads <= 1 {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        match self.status(pid)? {
+            ProcStatus {
+                running: true,
+                uid,
+                gid,
+            } => Ok((uid, gid)),
+            _ => Err(io::Error::from_raw_os_error(libc::ESRCH)),
         }
-        let field = |key: &str| -> io::Result<u32> {
-            line(key.as_bytes())
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("no {key}")))
-        };
-        Ok((field("Uid:")?, field("Gid:")?))
+    }
+
+    fn hold_uid(&self, uid: u32, still: bool) -> io::Result<()> {
+        if uid == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let sig = if still { libc::SIGSTOP } else { libc::SIGCONT };
+        // A thread of its own takes `uid` as its real and effective uid (credentials are per
+        // thread, and the raw call changes this one's only; its effective capabilities go
+        // with its root euid), and signals every process it may: those whose real or saved
+        // uid is `uid`. The thread ends with its credentials.
+        std::thread::spawn(move || {
+            let as_uid = rustix::process::Uid::from_raw(uid);
+            rustix::thread::set_thread_res_uid(as_uid, as_uid, rustix::process::Uid::ROOT)
+                .map_err(io_err)?;
+            crate::sys::kill_all(sig)
+        })
+        .join()
+        .map_err(|_| io::Error::other("the thread signalling the uid's processes panicked"))?
     }
 
     fn pids(&self) -> io::Result<Vec<u32>> {
