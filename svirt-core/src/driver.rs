@@ -239,11 +239,17 @@ pub trait SecurityDriver: Send + Sync + Debug {
         Vec::new()
     }
 
-    /// Hold still (`still`), or let go, every process that may carry the identity this
-    /// driver drew for the domain alone, around the scan [`SecurityDriver::carriers`] reads: a
-    /// process that forks and exits as the scan goes is at no pid the scan reads, unless it
-    /// is stopped first. Nothing by default.
-    fn hold_carriers(&self, _ctx: DomainCtx<'_>, _still: bool) -> Result<()> {
+    /// Hold still every process that may carry the identity this driver drew for the domain
+    /// alone, before a scan [`SecurityDriver::carriers`] reads: a process that forks and exits
+    /// as the scan goes is at no pid the scan reads, unless it is stopped first. Nothing by
+    /// default.
+    fn hold_carriers(&self, _ctx: DomainCtx<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    /// Let go the processes [`SecurityDriver::hold_carriers`] held, as the scan `procs` made
+    /// while they were held found them. Nothing by default.
+    fn release_carriers(&self, _ctx: DomainCtx<'_>, _procs: &[ProcessInfo]) -> Result<()> {
         Ok(())
     }
 

@@ -252,18 +252,31 @@ impl SecurityManager {
         Ok(out)
     }
 
-    /// Hold still (or let go) every process that may carry an identity drawn for the domain
+    /// Hold still every process that may carry an identity drawn for the domain
     /// ([`SecurityDriver::hold_carriers`]). Every driver is asked, also after one failed; the
     /// first error is returned.
-    pub fn hold_carriers(
+    pub fn hold_carriers(&self, domain: &Domain, labels: &[LabelRecord]) -> Result<()> {
+        let mut first = None;
+        for (a, l) in self.pairs(domain, labels)? {
+            if let Err(e) = a.driver.hold_carriers(ctx(domain, &a, l)) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Let go what [`SecurityManager::hold_carriers`] held, as the scan `procs` found it
+    /// ([`SecurityDriver::release_carriers`]). Every driver is asked, also after one failed;
+    /// the first error is returned.
+    pub fn release_carriers(
         &self,
         domain: &Domain,
         labels: &[LabelRecord],
-        still: bool,
+        procs: &[ProcessInfo],
     ) -> Result<()> {
         let mut first = None;
         for (a, l) in self.pairs(domain, labels)? {
-            if let Err(e) = a.driver.hold_carriers(ctx(domain, &a, l), still) {
+            if let Err(e) = a.driver.release_carriers(ctx(domain, &a, l), procs) {
                 first.get_or_insert(e);
             }
         }

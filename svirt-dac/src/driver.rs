@@ -93,6 +93,14 @@ impl DacDriver {
         self.store.update_ids(POOL, self.range.lo, self.range.hi, f)
     }
 
+    /// The uid drawn for the domain alone: a dynamic label's, from this driver's pool.
+    fn drawn_uid(&self, ctx: DomainCtx<'_>) -> Result<Option<u32>> {
+        if ctx.label.kind != LabelType::Dynamic {
+            return Ok(None);
+        }
+        self.pooled_uid(ctx)
+    }
+
     /// The uid of a recorded label, when it comes from this driver's pool.
     fn pooled_uid(&self, ctx: DomainCtx<'_>) -> Result<Option<u32>> {
         if ctx.label.kind == LabelType::None {
@@ -247,10 +255,7 @@ impl SecurityDriver for DacDriver {
     }
 
     fn carriers(&self, ctx: DomainCtx<'_>, procs: &[ProcessInfo]) -> Vec<u32> {
-        if ctx.label.kind != LabelType::Dynamic {
-            return Vec::new();
-        }
-        let Ok(Some(uid)) = self.pooled_uid(ctx) else {
+        let Ok(Some(uid)) = self.drawn_uid(ctx) else {
             return Vec::new();
         };
         procs
@@ -260,24 +265,32 @@ impl SecurityDriver for DacDriver {
             .collect()
     }
 
-    /// Every process of the drawn uid is stopped at once (and continued after the scan).
-    fn hold_carriers(&self, ctx: DomainCtx<'_>, still: bool) -> Result<()> {
-        if ctx.label.kind != LabelType::Dynamic {
-            return Ok(());
-        }
-        let Some(uid) = self.pooled_uid(ctx)? else {
+    /// Every process of the drawn uid is stopped at once.
+    fn hold_carriers(&self, ctx: DomainCtx<'_>) -> Result<()> {
+        let Some(uid) = self.drawn_uid(ctx)? else {
             return Ok(());
         };
-        self.host.hold_uid(uid, still).map_err(|e| {
+        self.host.hold_uid(uid).map_err(|e| {
             svirt_core::Error::host(
-                if still {
-                    "stop, for the process scan, the processes of"
-                } else {
-                    "continue the processes of"
-                },
+                "stop, for the process scan, the processes of",
                 format!("uid {uid}"),
                 e,
             )
+        })
+    }
+
+    /// The processes of the drawn uid the held scan found are continued.
+    fn release_carriers(&self, ctx: DomainCtx<'_>, procs: &[ProcessInfo]) -> Result<()> {
+        let Some(uid) = self.drawn_uid(ctx)? else {
+            return Ok(());
+        };
+        let pids: Vec<u32> = procs
+            .iter()
+            .filter(|p| p.uid == uid)
+            .map(|p| p.pid)
+            .collect();
+        self.host.release_uid(uid, &pids).map_err(|e| {
+            svirt_core::Error::host("continue the processes of", format!("uid {uid}"), e)
         })
     }
 

@@ -13,7 +13,9 @@
 //! over, is at none of the pids the scan reads one after another, and the stop released its
 //! uid while it ran (the next domain drew the uid, and the guest read that domain's disk). A
 //! scan that finds nothing is now made again with the uid's processes stopped at once
-//! (`Host::hold_uid`). And `pid_alive` read `/proc/PID/stat` alone, so the VMM whose main
+//! (`Host::hold_uid`), and only the processes that scan finds are continued, one by one (the
+//! first version continued every process it could signal: the kernel lets anyone continue a
+//! process of its own session, whatever its uid). And `pid_alive` read `/proc/PID/stat` alone, so the VMM whose main
 //! thread exited (a zombie leader, its other threads running) was "alive: false" in `status`.
 //!
 //! Every test works on temp trees as root; nothing of the host's is changed. A test that leaves
@@ -337,5 +339,55 @@ fn an_exec_vmm_whose_main_thread_exited_is_alive_for_status_and_recover() {
         after.status.success() && !h.recorded("z"),
         "recover after the VMM was gone: {}",
         text(&after).trim()
+    );
+}
+
+/// A process of another uid, stopped on purpose in the session svirt runs in, stays stopped
+/// across a stop that holds the domain's uid still: the kernel lets any process continue one
+/// of its own session, so continuing "every process it may signal" would reach it.
+#[test]
+fn a_stop_continues_no_process_but_the_ones_it_held() {
+    let name = "a_stop_continues_no_process_but_the_ones_it_held";
+    if !root_or_skip(name) {
+        return;
+    }
+    let h = Stack::dac_only(214_000, 214_999);
+    let img = h.p("disk.img");
+    std::fs::write(&img, "x").unwrap();
+    let dom = h.domain("p", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
+    h.ok(&["start", dom.to_str().unwrap()]);
+    let mut paused = Command::new(system_tool("sleep"))
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let pid = paused.id();
+    let state = || {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("State:").map(|v| v.trim().to_owned()))
+            })
+            .unwrap_or_default()
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::SIGSTOP,
+    )
+    .unwrap();
+    let stopped_before = wait_until(|| state().starts_with('T'));
+    let stop = h.svirt(&["stop", "p"]);
+    let after = state();
+    let _ = paused.kill();
+    let _ = paused.wait();
+    assert!(
+        stopped_before,
+        "the paused process never stopped: {}",
+        state()
+    );
+    assert!(stop.status.success(), "stop: {}", text(&stop).trim());
+    assert!(
+        after.starts_with('T'),
+        "a stop continued a paused process of another uid in its session: State {after}"
     );
 }

@@ -361,8 +361,11 @@ impl Host for Swapping {
     fn pids(&self) -> io::Result<Vec<u32>> {
         self.real.pids()
     }
-    fn hold_uid(&self, uid: u32, still: bool) -> io::Result<()> {
-        self.real.hold_uid(uid, still)
+    fn hold_uid(&self, uid: u32) -> io::Result<()> {
+        self.real.hold_uid(uid)
+    }
+    fn release_uid(&self, uid: u32, pids: &[u32]) -> io::Result<()> {
+        self.real.release_uid(uid, pids)
     }
     fn handle(&self, n: &Node) -> io::Result<Option<Vec<u8>>> {
         self.real.handle(n)

@@ -770,9 +770,10 @@ impl Inner {
     ///
     /// A scan reads `/proc` one pid at a time, and a process that forks and exits as it goes
     /// is at none of the pids it reads. So a scan that finds nothing is made again with the
-    /// processes that may carry the identity held still ([`crate::manager::SecurityManager::hold_carriers`]),
-    /// and they are let go after it whatever it found. A process the first scan finds is
-    /// never signalled (a VMM paused on purpose stays paused).
+    /// processes that may carry the identity held still
+    /// ([`crate::manager::SecurityManager::hold_carriers`]), and the ones it finds are let go
+    /// after it, whatever the verdict. A process the first scan finds is never signalled (a
+    /// VMM paused on purpose stays paused).
     fn refuse_while_carried(&self, row: &DomainRow) -> Result<()> {
         let rec = Record::decode(row, self.db.path())?;
         let scan = || {
@@ -781,11 +782,16 @@ impl Inner {
         };
         let mut carried = scan()?;
         if carried.is_empty() {
-            let held = self.manager.hold_carriers(&rec.domain, &rec.labels, true);
-            let scanned = held.and_then(|()| scan());
-            let released = self.manager.hold_carriers(&rec.domain, &rec.labels, false);
-            carried = scanned?;
+            // What the hold stopped is let go even when the hold failed part way. (A listing
+            // that fails leaves it stopped: the stop fails, and nothing is restored under it.)
+            let held = self.manager.hold_carriers(&rec.domain, &rec.labels);
+            let procs = self.processes()?;
+            let released = self
+                .manager
+                .release_carriers(&rec.domain, &rec.labels, &procs);
+            held?;
             released?;
+            carried = self.manager.carriers(&rec.domain, &rec.labels, &procs)?;
         }
         let Some((model, _)) = carried.first() else {
             return Ok(());

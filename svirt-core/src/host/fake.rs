@@ -533,11 +533,15 @@ impl Host for FakeHost {
     }
 
     /// The fake's processes never fork: there is nothing to hold still.
-    fn hold_uid(&self, uid: u32, _still: bool) -> io::Result<()> {
+    fn hold_uid(&self, uid: u32) -> io::Result<()> {
         if uid == 0 {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         Ok(())
+    }
+
+    fn release_uid(&self, uid: u32, _pids: &[u32]) -> io::Result<()> {
+        self.hold_uid(uid)
     }
 
     fn pids(&self) -> io::Result<Vec<u32>> {

@@ -13,6 +13,24 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags, CWD};
 
 use super::{FileKind, FileMeta, Host, Node};
 
+/// Run `f` on a thread of its own whose real and effective uid are `uid` (credentials are per
+/// thread, and the raw call changes this one's only; its effective capabilities go with its
+/// root euid): it signals exactly the processes whose real or saved uid is `uid`. The thread
+/// ends with its credentials. Refused for uid 0.
+fn as_uid(uid: u32, f: impl FnOnce() -> io::Result<()> + Send + 'static) -> io::Result<()> {
+    if uid == 0 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    std::thread::spawn(move || {
+        let as_uid = rustix::process::Uid::from_raw(uid);
+        rustix::thread::set_thread_res_uid(as_uid, as_uid, rustix::process::Uid::ROOT)
+            .map_err(io_err)?;
+        f()
+    })
+    .join()
+    .map_err(|_| io::Error::other("the thread signalling the uid's processes panicked"))?
+}
+
 /// A process as `/proc/PID/status` shows it: whether it runs (in any thread), and its real
 /// uid and gid.
 struct ProcStatus {
@@ -410,23 +428,24 @@ impl Host for LinuxHost {
         }
     }
 
-    fn hold_uid(&self, uid: u32, still: bool) -> io::Result<()> {
-        if uid == 0 {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        let sig = if still { libc::SIGSTOP } else { libc::SIGCONT };
-        // A thread of its own takes `uid` as its real and effective uid (credentials are per
-        // thread, and the raw call changes this one's only; its effective capabilities go
-        // with its root euid), and signals every process it may: those whose real or saved
-        // uid is `uid`. The thread ends with its credentials.
-        std::thread::spawn(move || {
-            let as_uid = rustix::process::Uid::from_raw(uid);
-            rustix::thread::set_thread_res_uid(as_uid, as_uid, rustix::process::Uid::ROOT)
-                .map_err(io_err)?;
-            crate::sys::kill_all(sig)
+    fn hold_uid(&self, uid: u32) -> io::Result<()> {
+        as_uid(uid, || crate::sys::kill_all(libc::SIGSTOP))
+    }
+
+    fn release_uid(&self, uid: u32, pids: &[u32]) -> io::Result<()> {
+        let pids = pids.to_vec();
+        as_uid(uid, move || {
+            for pid in pids {
+                let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
+                    continue;
+                };
+                match rustix::process::kill_process(pid, rustix::process::Signal::CONT) {
+                    Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+                    Err(e) => return Err(io_err(e)),
+                }
+            }
+            Ok(())
         })
-        .join()
-        .map_err(|_| io::Error::other("the thread signalling the uid's processes panicked"))?
     }
 
     fn pids(&self) -> io::Result<Vec<u32>> {

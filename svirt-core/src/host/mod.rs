@@ -193,11 +193,15 @@ pub trait Host: Send + Sync + Debug {
     fn pid_owner(&self, pid: u32) -> io::Result<(u32, u32)>;
     /// Every live process id.
     fn pids(&self) -> io::Result<Vec<u32>>;
-    /// Stop (`still`) or continue every process whose real or saved uid is `uid`, all at once:
-    /// the kernel reaches them under one lock, so a process that forks meanwhile leaves no
-    /// child out, and a stopped one forks no more. A scan of `/proc` after the stop sees every
-    /// such process at the pid it keeps. Refused for uid 0.
-    fn hold_uid(&self, uid: u32, still: bool) -> io::Result<()>;
+    /// Stop every process whose real or saved uid is `uid`, all at once: the kernel reaches
+    /// them under one lock, so a process that forks meanwhile leaves no child out, and a
+    /// stopped one forks no more. A scan of `/proc` after it sees every such process at the pid
+    /// it keeps. Refused for uid 0.
+    fn hold_uid(&self, uid: u32) -> io::Result<()>;
+    /// Continue the processes `pids` of `uid` that [`Host::hold_uid`] stopped, one by one (a
+    /// signal to every process would also continue processes of other uids in the caller's
+    /// session, which the kernel lets anyone continue). A pid gone meanwhile is no error.
+    fn release_uid(&self, uid: u32, pids: &[u32]) -> io::Result<()>;
     /// The file handle of a node's inode (`name_to_handle_at`), which names the inode across
     /// renames and is never reused for another one; `None` when the filesystem gives none.
     fn handle(&self, node: &Node) -> io::Result<Option<Vec<u8>>>;
