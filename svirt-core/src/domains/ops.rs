@@ -167,7 +167,7 @@ impl Inner {
             .engine
             .apply(&mut prepared, &|f| self.journal(&boot, f))
         {
-            self.drop_failed_start(&rec, rt);
+            self.drop_failed_start_if_undone(&rec, &e, rt);
             return Err(e);
         }
         rec.resources = prepared.reports.clone();
@@ -205,18 +205,30 @@ impl Inner {
                 &|m: &str| self.manager.attr_for(m),
                 &RestoreOptions::rollback(),
             );
-            self.drop_failed_start(&rec, rt);
-            return Err(if out.failed.is_empty() {
+            let e = if out.failed.is_empty() {
                 e
             } else {
                 Error::RolledBack {
                     source: Box::new(e),
                     rollback_errors: out.failed.into_iter().map(|(_, e)| e).collect(),
                 }
-            });
+            };
+            self.drop_failed_start_if_undone(&rec, &e, rt);
+            return Err(e);
         }
         info!(vm = %name, "started");
         Ok(rec)
+    }
+
+    /// Forget a failed start whose changes were all put back. One whose rollback left anything
+    /// changed (`Error::RolledBack`) stays recorded as starting, its identities reserved, as a
+    /// start cut short: `recover` puts the rest back from its intent.
+    fn drop_failed_start_if_undone(&self, rec: &Record, e: &Error, rt: &Handle) {
+        if matches!(e, Error::RolledBack { .. }) {
+            warn!(vm = %rec.domain.name, "a failed start is not all put back; it stays recorded for `svirt recover`");
+            return;
+        }
+        self.drop_failed_start(rec, rt);
     }
 
     /// Forget a start whose changes were put back: its items, holds, labels and record.

@@ -498,8 +498,9 @@ impl Engine {
                         // (a name that moved between its read and its write): whatever
                         // still holds the value drawn for this domain is undone from the
                         // entries, as a recovery would. Again while a sweep finds some: a
-                        // name that keeps moving can hide an inode from one sweep, never from
-                        // every one.
+                        // name that moves can hide an inode from one sweep. A share whose
+                        // names keep moving through every sweep is reported as not put back
+                        // (its start's intent stays for `recover`), never as undone.
                         let swept = Item {
                             state: crate::db::ItemState::Intent,
                             tree: Some(Arc::new(crate::db::Tree {
@@ -508,6 +509,7 @@ impl Engine {
                             })),
                             ..p.items[st.root_item].clone()
                         };
+                        let mut settled = false;
                         for _ in 0..SWEEPS {
                             let mut out = Restored::default();
                             self.restore_share(
@@ -519,9 +521,16 @@ impl Engine {
                             );
                             let failed = !out.failed.is_empty();
                             rollback_errors.extend(out.failed.into_iter().map(|(_, e)| e));
-                            if out.undone == 0 || failed {
+                            if failed || out.undone == 0 {
+                                settled = true;
                                 break;
                             }
+                        }
+                        if !settled {
+                            rollback_errors.push(Error::InodeLost {
+                                path: st.root.clone(),
+                                reason: "its names kept moving while svirt undid the start (does a process use the share?); the start stays recorded: run `svirt recover` once nothing changes it",
+                            });
                         }
                         if !p.applied[st.root_item] {
                             // The root's restore (which removes it) will not run.
