@@ -253,6 +253,20 @@ pub trait SecurityDriver: Send + Sync + Debug {
         Ok(())
     }
 
+    /// Hold still, before the scan [`SecurityDriver::reconcile`] reads, every process that may
+    /// carry an identity this driver hands out and that the scan `seen` shows no process
+    /// with: a process that forks and exits as a scan goes is at no pid the scan reads, and a
+    /// lost state would hand out the identity it runs with. Nothing by default.
+    fn hold_unseen(&self, _seen: &[ProcessInfo]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Let go what [`SecurityDriver::hold_unseen`] held for the scan `seen`, as the scan `held`
+    /// made while they were held found them. Nothing by default.
+    fn release_unseen(&self, _seen: &[ProcessInfo], _held: &[ProcessInfo]) -> Result<()> {
+        Ok(())
+    }
+
     /// Whether [`SecurityDriver::carriers`] and [`SecurityDriver::reconcile`] read
     /// [`ProcessInfo::label`]: a process's label is read only when a driver of the stack does
     /// (the kernel runs the LSM that labels processes). False by default.

@@ -27,6 +27,10 @@ pub enum Error {
     #[error("MCS labels exhausted: all {total} category pairs of {range} are in use")]
     LabelsExhausted { range: String, total: u64 },
 
+    /// Every id of a pool is held (by a domain, or by a running process that carries it).
+    #[error("ids exhausted: every id of {range} is held by a domain or a running process")]
+    IdsExhausted { range: String },
+
     /// A label is already reserved by someone else.
     #[error("label {label} is already in use by {holders}")]
     LabelInUse { label: String, holders: String },
@@ -324,6 +328,7 @@ impl Error {
             | Error::StateCorrupt { .. }
             | Error::LabelFacts { .. }
             | Error::LabelsExhausted { .. }
+            | Error::IdsExhausted { .. }
             | Error::LabelInUse { .. }
             | Error::Host { .. }
             | Error::ResourceConflict { .. }

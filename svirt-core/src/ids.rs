@@ -57,9 +57,8 @@ impl IdPool {
             id += 1;
         }
         if id > self.hi || self.held.contains_key(&id) {
-            return Err(Error::LabelsExhausted {
+            return Err(Error::IdsExhausted {
                 range: format!("uids {}-{}", self.lo, self.hi),
-                total: u64::from(self.hi - self.lo + 1),
             });
         }
         self.held.insert(id, vec![holder.to_owned()]);
@@ -122,7 +121,7 @@ mod tests {
         assert_eq!(p.allocate("d", &skip).unwrap(), 104);
         assert!(matches!(
             p.allocate("e", &skip),
-            Err(Error::LabelsExhausted { .. })
+            Err(Error::IdsExhausted { .. })
         ));
         assert!(p.release(102, "b"));
         assert_eq!(p.allocate("e", &skip).unwrap(), 102);

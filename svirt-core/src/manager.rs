@@ -283,6 +283,32 @@ impl SecurityManager {
         first.map_or(Ok(()), Err)
     }
 
+    /// Hold still every process that may carry an identity a driver hands out and that the
+    /// scan `seen` shows none of ([`SecurityDriver::hold_unseen`]). Every driver is asked,
+    /// also after one failed; the first error is returned.
+    pub fn hold_unseen(&self, seen: &[ProcessInfo]) -> Result<()> {
+        let mut first = None;
+        for d in &self.drivers {
+            if let Err(e) = d.hold_unseen(seen) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Let go what [`SecurityManager::hold_unseen`] held for `seen`, as the scan `held` found
+    /// it ([`SecurityDriver::release_unseen`]). Every driver is asked, also after one failed;
+    /// the first error is returned.
+    pub fn release_unseen(&self, seen: &[ProcessInfo], held: &[ProcessInfo]) -> Result<()> {
+        let mut first = None;
+        for d in &self.drivers {
+            if let Err(e) = d.release_unseen(seen, held) {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
     /// Whether any driver of the stack reads the labels of processes.
     pub fn reads_process_labels(&self) -> bool {
         self.drivers.iter().any(|d| d.reads_process_labels())

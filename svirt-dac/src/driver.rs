@@ -118,6 +118,14 @@ impl DacDriver {
         (self.range.lo..=self.range.hi).contains(&id) && id != self.shared_gid
     }
 
+    /// The pool's uids that no process of the scan `seen` runs as.
+    fn unseen_uids(&self, seen: &[ProcessInfo]) -> Vec<u32> {
+        let taken: std::collections::HashSet<u32> = seen.iter().map(|p| p.uid).collect();
+        (self.range.lo..=self.range.hi)
+            .filter(|&id| self.in_pool(id) && !taken.contains(&id))
+            .collect()
+    }
+
     /// The owner and mode of one resource, following libvirt's `virSecurityDACSetImageLabelInternal`
     /// and the per-device `virSecurityDACSet*Label` helpers for what is labeled and which device
     /// seclabel governs it. svirt gives each VM its own uid, so resources several VMs may open
@@ -292,6 +300,38 @@ impl SecurityDriver for DacDriver {
         self.host.release_uid(uid, &pids).map_err(|e| {
             svirt_core::Error::host("continue the processes of", format!("uid {uid}"), e)
         })
+    }
+
+    /// Every process of a pool uid the scan saw no process of is stopped, uid by uid.
+    fn hold_unseen(&self, seen: &[ProcessInfo]) -> Result<()> {
+        self.host.hold_uids(&self.unseen_uids(seen)).map_err(|e| {
+            svirt_core::Error::host(
+                "stop, for the process scan, the processes of",
+                format!("the uids {}-{}", self.range.lo, self.range.hi),
+                e,
+            )
+        })
+    }
+
+    /// The processes the held scan found of the uids [`DacDriver::hold_unseen`] held are
+    /// continued; every uid is tried, and the first error returned.
+    fn release_unseen(&self, seen: &[ProcessInfo], held: &[ProcessInfo]) -> Result<()> {
+        let unseen: std::collections::HashSet<u32> = self.unseen_uids(seen).into_iter().collect();
+        let mut by_uid: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
+        for p in held.iter().filter(|p| unseen.contains(&p.uid)) {
+            by_uid.entry(p.uid).or_default().push(p.pid);
+        }
+        let mut first = None;
+        for (uid, pids) in by_uid {
+            if let Err(e) = self.host.release_uid(uid, &pids) {
+                first.get_or_insert(svirt_core::Error::host(
+                    "continue the processes of",
+                    format!("uid {uid}"),
+                    e,
+                ));
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     async fn reconcile(&self, live: &[(Domain, LabelRecord)], procs: &[ProcessInfo]) -> Result<()> {

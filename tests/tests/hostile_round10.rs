@@ -18,6 +18,12 @@
 //! process of its own session, whatever its uid). And `pid_alive` read `/proc/PID/stat` alone, so the VMM whose main
 //! thread exited (a zombie leader, its other threads running) was "alive: false" in `status`.
 //!
+//! Found on 180a5fa: the same hopper, when the state is lost, beat the scan that rebuilds the
+//! reservations from the host's processes (`recover`, or the start that finds the database
+//! gone), and the next domain drew its uid on the first try. That scan is now made again with
+//! every process of each pool uid the first one saw no process of held still
+//! (`SecurityDriver::hold_unseen`).
+//!
 //! Every test works on temp trees as root; nothing of the host's is changed. A test that leaves
 //! a guest process running draws its own uid range (`Stack::with_uids`, 210000 and up), since a
 //! stop sees every process of the host.
@@ -389,5 +395,79 @@ fn a_stop_continues_no_process_but_the_ones_it_held() {
     assert!(
         after.starts_with('T'),
         "a stop continued a paused process of another uid in its session: State {after}"
+    );
+}
+
+/// The state is lost while a guest keeps changing its pid as its domain's uid. The start that
+/// finds the database gone, and `recover`, rebuild the reservations from the host's processes;
+/// a scan that reads `/proc` one pid after another misses the hopper, and the uid it runs as
+/// was handed to the next domain. It must stay reserved whichever of the two rebuilds it.
+#[test]
+fn a_lost_state_never_hands_out_the_uid_of_a_guest_that_keeps_changing_its_pid() {
+    let name = "a_lost_state_never_hands_out_the_uid_of_a_guest_that_keeps_changing_its_pid";
+    if !root_or_skip(name) {
+        return;
+    }
+    // One uid to draw: 215001 is the shared group.
+    let h = Stack::dac_only(215_000, 215_001);
+    let Some(hop) = built(&h, name, "hop", HOP) else {
+        return;
+    };
+    let img = h.p("disk.img");
+    std::fs::write(&img, "x").unwrap();
+    let dom = h.domain("g", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
+    h.ok(&["start", dom.to_str().unwrap()]);
+    let uid = uid_of(&h, "g");
+    let (beat_file, stop_file) = (h.p("beat"), h.p("stop"));
+    std::fs::write(&beat_file, "0\n").unwrap();
+    std::fs::set_permissions(
+        &beat_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+    )
+    .unwrap();
+    let mut reaper = Command::new(&hop)
+        .arg(uid.to_string())
+        .args([&beat_file, &stop_file])
+        .spawn()
+        .unwrap();
+    let hopping = wait_until(|| beat(&beat_file) > 100);
+    let other = h.p("other.img");
+    std::fs::write(&other, "y").unwrap();
+    let next = h.domain("n", &format!("[[disk]]\npath = \"{}\"\n", other.display()));
+    let state = h.p("state");
+    let mut handed = None;
+    let mut outputs = Vec::new();
+    for round in 0..6 {
+        for f in ["svirt.db", "svirt.db-wal", "svirt.db-shm", "svirt.lock"] {
+            let _ = std::fs::remove_file(state.join(f));
+        }
+        if round % 2 == 1 {
+            outputs.push(text(&h.svirt(&["recover"])));
+        }
+        let o = h.svirt(&["start", next.to_str().unwrap()]);
+        outputs.push(text(&o));
+        if o.status.success() {
+            handed = Some((round, uid_of(&h, "n")));
+            break;
+        }
+    }
+    std::fs::write(&stop_file, "").unwrap();
+    let _ = reaper.wait();
+    assert!(hopping, "the guest never hopped: beat {}", beat(&beat_file));
+    assert!(
+        handed.is_none(),
+        "after the state was lost (round {:?}), the next domain drew uid {:?} while the guest \
+         still ran as {uid}:\n{}",
+        handed.map(|h| h.0),
+        handed.map(|h| h.1),
+        outputs.join("\n")
+    );
+    assert!(
+        outputs
+            .iter()
+            .filter(|o| !o.contains("recovered"))
+            .all(|o| o.contains("ids exhausted") && o.contains("uids 215000-215001")),
+        "a refused start should say the pool's uids are all held:\n{}",
+        outputs.join("\n")
     );
 }

@@ -254,9 +254,8 @@ impl LabelStore for Db {
                 id += 1;
             }
             if id > hi {
-                return Err(Error::LabelsExhausted {
+                return Err(Error::IdsExhausted {
                     range: format!("uids {lo}-{hi}"),
-                    total: u64::from(hi - lo + 1),
                 });
             }
             c.prepare_cached("INSERT INTO ids(pool, id, holder) VALUES (?1, ?2, ?3)")
@@ -382,7 +381,7 @@ mod tests {
             assert_eq!(p.allocate("c", &|_| false)?, 12);
             p.allocate("d", &|_| false).map(drop)
         });
-        assert!(matches!(r, Err(Error::LabelsExhausted { .. })), "{r:?}");
+        assert!(matches!(r, Err(Error::IdsExhausted { .. })), "{r:?}");
         let seen = seen.unwrap();
         assert_eq!(seen.held[&10], ["a"]);
         assert_eq!(seen.held[&11], ["z", "b"], "holders keep their order");
@@ -416,7 +415,7 @@ mod tests {
         assert_eq!(draw("a").unwrap(), 10, "a holder gets its own id again");
         assert_eq!(draw("c").unwrap(), 13);
         assert_eq!(draw("d").unwrap(), 14);
-        assert!(matches!(draw("e"), Err(Error::LabelsExhausted { .. })));
+        assert!(matches!(draw("e"), Err(Error::IdsExhausted { .. })));
         assert!(db.release_id("uids", 10, 14, 12, "b").unwrap());
         assert!(
             !db.release_id("uids", 10, 14, 12, "b").unwrap(),

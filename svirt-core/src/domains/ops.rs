@@ -718,18 +718,31 @@ impl Inner {
         Ok(restored)
     }
 
-    /// Every process of the host, with its label (where the kernel has one) and owner. A
-    /// process that exits while being read is left out.
     /// Rebuild every driver's reservations, inside `tx`, from the recorded domains (`live`) and
     /// from the identities the host's processes carry, and note in the database that it was
     /// checked against the processes.
+    ///
+    /// The processes are read twice: once as they run, then with every process that may carry
+    /// an identity the first scan saw no process with held still
+    /// ([`crate::manager::SecurityManager::hold_unseen`]): a guest that forks and exits as the
+    /// scan goes is at no pid a scan reads unless it is stopped first, and a lost state would
+    /// hand out the identity it runs with. Both scans count.
     fn reconcile_identities(
         &self,
         tx: &crate::db::Tx<'_>,
         live: &[Record],
         rt: &Handle,
     ) -> Result<()> {
-        let procs = self.processes()?;
+        let seen = self.processes()?;
+        // What the hold stopped is let go even when the hold failed part way.
+        let held = self.manager.hold_unseen(&seen);
+        let while_held = self.processes()?;
+        let released = self.manager.release_unseen(&seen, &while_held);
+        held?;
+        released?;
+        let mut procs = while_held;
+        let found: HashSet<u32> = procs.iter().map(|p| p.pid).collect();
+        procs.extend(seen.into_iter().filter(|p| !found.contains(&p.pid)));
         for d in self.manager.drivers() {
             let mine: Vec<(Domain, LabelRecord)> = live
                 .iter()
@@ -820,6 +833,8 @@ impl Inner {
         })
     }
 
+    /// Every process of the host, with its label (where the kernel has one) and owner. A
+    /// process that exits while being read is left out.
     fn processes(&self) -> Result<Vec<ProcessInfo>> {
         let pids = self
             .host

@@ -432,6 +432,33 @@ impl Host for LinuxHost {
         as_uid(uid, || crate::sys::kill_all(libc::SIGSTOP))
     }
 
+    /// One thread takes each uid in turn (going back to root between two: its saved uid
+    /// stays 0), so a pool of a thousand uids costs no thousand threads.
+    fn hold_uids(&self, uids: &[u32]) -> io::Result<()> {
+        if uids.contains(&0) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let uids = uids.to_vec();
+        std::thread::spawn(move || {
+            use rustix::process::Uid;
+            for uid in uids {
+                let as_uid = Uid::from_raw(uid);
+                rustix::thread::set_thread_res_uid(as_uid, as_uid, Uid::ROOT).map_err(io_err)?;
+                let held = crate::sys::kill_all(libc::SIGSTOP);
+                rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT)
+                    .map_err(io_err)?;
+                match held {
+                    // No process but init and svirt's own.
+                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                    r => r?,
+                }
+            }
+            Ok(())
+        })
+        .join()
+        .map_err(|_| io::Error::other("the thread signalling the uids' processes panicked"))?
+    }
+
     fn release_uid(&self, uid: u32, pids: &[u32]) -> io::Result<()> {
         let pids = pids.to_vec();
         as_uid(uid, move || {

@@ -198,6 +198,10 @@ pub trait Host: Send + Sync + Debug {
     /// stopped one forks no more. A scan of `/proc` after it sees every such process at the pid
     /// it keeps. Refused for uid 0.
     fn hold_uid(&self, uid: u32) -> io::Result<()>;
+    /// [`Host::hold_uid`] for each of `uids` (none of them 0), in turn.
+    fn hold_uids(&self, uids: &[u32]) -> io::Result<()> {
+        uids.iter().try_for_each(|&uid| self.hold_uid(uid))
+    }
     /// Continue the processes `pids` of `uid` that [`Host::hold_uid`] stopped, one by one (a
     /// signal to every process would also continue processes of other uids in the caller's
     /// session, which the kernel lets anyone continue). A pid gone meanwhile is no error.
