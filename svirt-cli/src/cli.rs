@@ -171,7 +171,13 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         _ => {}
     }
-    let env = setup::load(cli.config.as_deref(), cli.state_dir.as_deref()).await?;
+    // Never dropped: the process ends with the command, and the kernel lets go of the state
+    // database's files, locks and mappings at once. Every write is synced before it is
+    // reported; closing the connection would only free memory and unmap its index, a tenth
+    // of a lifecycle command's time (docs/performance.md).
+    let env = std::mem::ManuallyDrop::new(
+        setup::load(cli.config.as_deref(), cli.state_dir.as_deref()).await?,
+    );
     match cli.command {
         Command::Verify { domain_file } => {
             let d = Domain::from_file(&domain_file)?;

@@ -65,13 +65,17 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(cli::dispatch(args)) {
+    let code = match rt.block_on(cli::dispatch(args)) {
         Ok(code) => code,
         Err(e) => {
             output::report(&e);
             ExitCode::from(output::exit_code(&e))
         }
-    }
+    };
+    // Not shut down: its idle blocking threads end with the process (shutting it down joins
+    // each of them).
+    std::mem::forget(rt);
+    code
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! Parsing is strict and never panics; printing is canonical: categories sorted, runs of three or
 //! more written `cA.cB` (so `c4,c5,c6` prints `c4.c6`), a range whose ends are equal printed once.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
@@ -14,9 +13,13 @@ pub const MAX_CATEGORY: u16 = 1023;
 /// The largest sensitivity number accepted.
 pub const MAX_SENSITIVITY: u16 = 1023;
 
-/// A set of MCS categories.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct CategorySet(BTreeSet<u16>);
+/// Words of a [`CategorySet`]: one bit per category `c0..=c1023`.
+const WORDS: usize = (MAX_CATEGORY as usize + 1) / 64;
+
+/// A set of MCS categories, one bit per category: the manager's range `c0.c1023`, read at every
+/// call, is 1,024 categories.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct CategorySet([u64; WORDS]);
 
 impl CategorySet {
     /// The empty set.
@@ -24,50 +27,77 @@ impl CategorySet {
         Self::default()
     }
 
-    /// A set from category numbers.
+    /// A set from category numbers (each at most [`MAX_CATEGORY`]; a larger one is left out).
     pub fn from_iter_checked(cats: impl IntoIterator<Item = u16>) -> Self {
-        CategorySet(cats.into_iter().collect())
+        let mut set = CategorySet::new();
+        for c in cats {
+            debug_assert!(c <= MAX_CATEGORY, "category c{c} out of range");
+            set.insert(c);
+        }
+        set
+    }
+
+    fn insert(&mut self, c: u16) {
+        if c <= MAX_CATEGORY {
+            self.0[usize::from(c / 64)] |= 1 << (c % 64);
+        }
+    }
+
+    /// Every category `a..=b` (both at most [`MAX_CATEGORY`]).
+    fn insert_run(&mut self, a: u16, b: u16) {
+        for c in a..=b.min(MAX_CATEGORY) {
+            self.insert(c);
+        }
     }
 
     /// True when every category of `other` is in `self`.
     pub fn is_superset(&self, other: &CategorySet) -> bool {
-        self.0.is_superset(&other.0)
+        self.0.iter().zip(&other.0).all(|(a, b)| b & !a == 0)
     }
 
     /// The categories in both sets.
     pub fn intersection(&self, other: &CategorySet) -> CategorySet {
-        CategorySet(self.0.intersection(&other.0).copied().collect())
+        CategorySet(std::array::from_fn(|i| self.0[i] & other.0[i]))
     }
 
     /// The categories in either set.
     pub fn union(&self, other: &CategorySet) -> CategorySet {
-        CategorySet(self.0.union(&other.0).copied().collect())
+        CategorySet(std::array::from_fn(|i| self.0[i] | other.0[i]))
     }
 
     /// The number of categories.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
     }
 
     /// True when there are no categories.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.iter().all(|&w| w == 0)
     }
 
     /// The categories in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
-        self.0.iter().copied()
+        self.0.iter().enumerate().flat_map(|(i, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                (w != 0).then(|| {
+                    let bit = w.trailing_zeros();
+                    w &= w - 1;
+                    (i * 64) as u16 + bit as u16
+                })
+            })
+        })
     }
 
     /// The lowest and highest category, if the set is one contiguous run `cMIN.cMAX`.
     pub fn as_contiguous(&self) -> Option<(u16, u16)> {
-        let lo = *self.0.first()?;
-        let hi = *self.0.last()?;
-        (usize::from(hi - lo) + 1 == self.0.len()).then_some((lo, hi))
+        let lo = self.iter().next()?;
+        let hi = self.iter().last()?;
+        (usize::from(hi - lo) + 1 == self.len()).then_some((lo, hi))
     }
 
     fn parse(input: &str, whole: &str) -> Result<Self> {
-        let mut set = BTreeSet::new();
+        let mut set = CategorySet::new();
         for item in input.split(',') {
             match item.split_once('.') {
                 Some((a, b)) => {
@@ -79,20 +109,37 @@ impl CategorySet {
                             format!("category run {item} is not ascending"),
                         ));
                     }
-                    set.extend(a..=b);
+                    set.insert_run(a, b);
                 }
-                None => {
-                    set.insert(parse_num(item, 'c', MAX_CATEGORY, whole)?);
-                }
+                None => set.insert(parse_num(item, 'c', MAX_CATEGORY, whole)?),
             }
         }
-        Ok(CategorySet(set))
+        Ok(set)
+    }
+}
+
+impl fmt::Debug for CategorySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// Ordered as the sorted sequences of their categories.
+impl Ord for CategorySet {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.iter().cmp(other.iter())
+    }
+}
+
+impl PartialOrd for CategorySet {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
 impl fmt::Display for CategorySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let cats: Vec<u16> = self.0.iter().copied().collect();
+        let cats: Vec<u16> = self.iter().collect();
         let mut i = 0;
         let mut first = true;
         while i < cats.len() {
@@ -426,8 +473,32 @@ mod tests {
         )
             .prop_map(|(s, c)| Level {
                 sensitivity: s,
-                categories: CategorySet(c),
+                categories: CategorySet::from_iter_checked(c),
             })
+    }
+
+    proptest! {
+        /// The bitset answers as a sorted set of its categories does.
+        #[test]
+        fn category_sets_agree_with_a_sorted_set(
+            a in prop::collection::btree_set(0u16..=MAX_CATEGORY, 0..40),
+            b in prop::collection::btree_set(0u16..=MAX_CATEGORY, 0..40),
+            run in (0u16..=MAX_CATEGORY, 0u16..=MAX_CATEGORY))
+        {
+            let (x, y) = (CategorySet::from_iter_checked(a.clone()), CategorySet::from_iter_checked(b.clone()));
+            prop_assert_eq!(x.iter().collect::<Vec<_>>(), a.iter().copied().collect::<Vec<_>>());
+            prop_assert_eq!(x.len(), a.len());
+            prop_assert_eq!(x.is_empty(), a.is_empty());
+            prop_assert_eq!(x.is_superset(&y), a.is_superset(&b));
+            prop_assert_eq!(x.union(&y).iter().collect::<Vec<_>>(), a.union(&b).copied().collect::<Vec<_>>());
+            prop_assert_eq!(x.intersection(&y).iter().collect::<Vec<_>>(), a.intersection(&b).copied().collect::<Vec<_>>());
+            prop_assert_eq!(x.cmp(&y), a.cmp(&b));
+            let (lo, hi) = (run.0.min(run.1), run.0.max(run.1));
+            let r = CategorySet::from_iter_checked(lo..=hi);
+            prop_assert_eq!(r.as_contiguous(), Some((lo, hi)));
+            let contiguous = a.first().zip(a.last()).filter(|(l, h)| usize::from(**h - **l) + 1 == a.len());
+            prop_assert_eq!(x.as_contiguous(), contiguous.map(|(l, h)| (*l, *h)));
+        }
     }
 
     proptest! {

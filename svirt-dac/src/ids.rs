@@ -65,16 +65,17 @@ impl IdRange {
             }
         };
         for line in text.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() < 3 {
+            // name:password:id:...
+            let mut f = line.splitn(4, ':');
+            let (Some(name), Some(_), Some(id)) = (f.next(), f.next(), f.next()) else {
                 continue;
-            }
-            if let Ok(id) = f[2].parse::<u32>() {
+            };
+            if let Ok(id) = id.parse::<u32>() {
                 if (self.lo..=self.hi).contains(&id) {
                     return Err(DacError::RangeOverlap {
                         range: format!("{}-{}", self.lo, self.hi),
                         what,
-                        name: f[0].to_owned(),
+                        name: name.to_owned(),
                         id,
                         file: file.display().to_string(),
                     });
@@ -98,14 +99,23 @@ pub fn name_of(file: &Path, id: u32) -> Option<String> {
 /// 999 (the shadow suite's defaults, which Debian and Fedora keep).
 pub fn sys_gid_max(login_defs: &Path) -> u32 {
     let text = std::fs::read_to_string(login_defs).unwrap_or_default();
-    let key = |k: &str| -> Option<u32> {
-        text.lines().find_map(|l| {
-            let mut w = l.split_whitespace();
-            (w.next() == Some(k)).then(|| w.next()?.parse().ok())?
-        })
-    };
-    key("SYS_GID_MAX")
-        .or_else(|| key("GID_MIN").map(|m| m.saturating_sub(1)))
+    // The first line of each key whose value is a number counts; one pass over a file that is
+    // mostly comments.
+    let (mut sys_max, mut gid_min) = (None, None);
+    for l in text.lines() {
+        let l = l.trim_start();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let mut w = l.split_whitespace();
+        match (w.next(), w.next()) {
+            (Some("SYS_GID_MAX"), Some(v)) if sys_max.is_none() => sys_max = v.parse().ok(),
+            (Some("GID_MIN"), Some(v)) if gid_min.is_none() => gid_min = v.parse().ok(),
+            _ => {}
+        }
+    }
+    sys_max
+        .or_else(|| gid_min.map(|m: u32| m.saturating_sub(1)))
         .unwrap_or(999)
 }
 
@@ -245,6 +255,29 @@ mod tests {
         assert_eq!(sys_gid_max(&defs), 1999);
         std::fs::write(&defs, "GID_MIN 2000\nSYS_GID_MAX\t499\n").unwrap();
         assert_eq!(sys_gid_max(&defs), 499);
+        // A commented key, a value that is no number, and a later line of a key all lose to
+        // the first line of the key that holds a number.
+        std::fs::write(
+            &defs,
+            "#SYS_GID_MAX 10
+  SYS_GID_MAX x
+GID_MIN 3000
+  SYS_GID_MAX 700
+SYS_GID_MAX 800
+",
+        )
+        .unwrap();
+        assert_eq!(sys_gid_max(&defs), 700);
+        std::fs::write(
+            &defs,
+            "GID_MIN
+GID_MIN y
+	GID_MIN 5000
+GID_MIN 6000
+",
+        )
+        .unwrap();
+        assert_eq!(sys_gid_max(&defs), 4999);
         for (gid, cause) in [
             (0, "root's group"),
             (6, "system group range 0-999"),
