@@ -60,7 +60,10 @@ impl Tree {
     /// numbers as variable-length integers, so an entry of a typical share takes about 9 bytes
     /// (version 2 took 25: a share's entries are written at every start, synced and
     /// checkpointed). Version 4 is version 3 with a flags byte after the start instant
-    /// ([`Tree::in_progress`]).
+    /// ([`Tree::in_progress`]). Version 5 writes an entry's ctime and birth time as the
+    /// difference from the entry before it that has one (the first from the start instant):
+    /// files made together are born microseconds apart, so 2 or 3 bytes where version 4 took 8
+    /// (a 100,000-file share's blob shrank by a third).
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(64 + self.entries.len() * 10);
         b.extend_from_slice(MAGIC);
@@ -99,6 +102,7 @@ impl Tree {
         }
         put_var(&mut b, self.entries.len() as u64);
         let mut ino = 0u64;
+        let (mut ctime, mut birth) = (self.started_ns, self.started_ns);
         for (e, dir) in self.entries.iter().zip(of_entry) {
             b.push(
                 u8::from(e.ctime_ns.is_some())
@@ -110,8 +114,11 @@ impl Tree {
             put_var(&mut b, zigzag(e.ino.wrapping_sub(ino) as i64));
             ino = e.ino;
             put_var(&mut b, u64::from(e.original));
-            for t in [e.ctime_ns, e.birth_ns].into_iter().flatten() {
-                b.extend_from_slice(&t.to_le_bytes());
+            for (t, last) in [(e.ctime_ns, &mut ctime), (e.birth_ns, &mut birth)] {
+                if let Some(t) = t {
+                    put_var(&mut b, zigzag(t.wrapping_sub(*last)));
+                    *last = t;
+                }
             }
         }
         b
@@ -121,14 +128,15 @@ impl Tree {
     /// write.
     pub fn decode(b: &[u8]) -> Option<Tree> {
         let mut r = Reader { b, at: 0 };
-        let v4 = match r.take(MAGIC.len())? {
-            m if m == MAGIC => true,
-            m if m == MAGIC_V3 => false,
+        let version = match r.take(MAGIC.len())? {
+            m if m == MAGIC => 5,
+            m if m == MAGIC_V4 => 4,
+            m if m == MAGIC_V3 => 3,
             m if m == MAGIC_V2 => return decode_v2(r),
             _ => return None,
         };
         let started_ns = i64::from_le_bytes(r.take(8)?.try_into().ok()?);
-        let in_progress = match v4 {
+        let in_progress = match version >= 4 {
             true => match r.take(1)?[0] {
                 0 => false,
                 1 => true,
@@ -158,6 +166,7 @@ impl Tree {
         let n = r.count()?;
         let mut entries = Vec::with_capacity(n);
         let mut ino = 0u64;
+        let (mut ctime, mut birth) = (started_ns, started_ns);
         for _ in 0..n {
             let flags = r.take(1)?[0];
             if flags & !7 != 0 {
@@ -173,7 +182,10 @@ impl Tree {
             if original as usize >= originals.len() {
                 return None;
             }
-            let (ctime_ns, birth_ns) = r.times(flags)?;
+            let (ctime_ns, birth_ns) = match version {
+                5 => r.delta_times(flags, &mut ctime, &mut birth)?,
+                _ => r.times(flags)?,
+            };
             entries.push(TreeEntry {
                 rel: dir.join(OsStr::from_bytes(name)),
                 ino,
@@ -261,7 +273,8 @@ fn only_normal(p: &Path) -> bool {
     p.components().all(|c| matches!(c, Component::Normal(_)))
 }
 
-const MAGIC: &[u8] = b"svt4";
+const MAGIC: &[u8] = b"svt5";
+const MAGIC_V4: &[u8] = b"svt4";
 const MAGIC_V3: &[u8] = b"svt3";
 const MAGIC_V2: &[u8] = b"svt2";
 
@@ -308,6 +321,24 @@ impl<'a> Reader<'a> {
             Some(Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?)))
         };
         Some((time(1)?, time(4)?))
+    }
+
+    /// [`Reader::times`] of version 5: each the difference from `ctime` or `birth`, which it
+    /// then becomes.
+    fn delta_times(
+        &mut self,
+        flags: u8,
+        ctime: &mut i64,
+        birth: &mut i64,
+    ) -> Option<(Option<i64>, Option<i64>)> {
+        let mut time = |bit: u8, last: &mut i64| -> Option<Option<i64>> {
+            if flags & bit == 0 {
+                return Some(None);
+            }
+            *last = last.wrapping_add(unzigzag(self.var()?));
+            Some(Some(*last))
+        };
+        Some((time(1, ctime)?, time(4, birth)?))
     }
 
     fn u32(&mut self) -> Option<u32> {
@@ -455,6 +486,23 @@ mod tests {
                     marked: false,
                     birth_ns: None,
                 },
+                // Differences that overflow an i64 still come back.
+                TreeEntry {
+                    rel: "c".into(),
+                    ino: 8,
+                    original: 1,
+                    ctime_ns: Some(i64::MAX),
+                    marked: false,
+                    birth_ns: Some(i64::MIN),
+                },
+                TreeEntry {
+                    rel: "d".into(),
+                    ino: 9,
+                    original: 1,
+                    ctime_ns: Some(i64::MIN),
+                    marked: false,
+                    birth_ns: Some(i64::MAX),
+                },
             ],
             in_progress: true,
         };
@@ -536,6 +584,46 @@ mod tests {
         let mut bad = v4.clone();
         bad[12] = 2;
         assert_eq!(Tree::decode(&bad), None);
+    }
+
+    #[test]
+    fn a_version_4_tree_with_times_still_reads() {
+        // One entry with a ctime and a birth time, each as 8 fixed bytes.
+        let mut b = b"svt4".to_vec();
+        b.extend_from_slice(&100i64.to_le_bytes());
+        b.push(0); // flags
+        b.extend_from_slice(&[1, 0]); // one original: absent
+        b.push(1);
+        put_bytes(&mut b, b"a");
+        b.push(1); // one entry
+        b.push(1 | 4); // flags: a ctime and a birth time
+        b.push(0); // its directory
+        put_bytes(&mut b, b"f");
+        b.extend_from_slice(&[2, 0]); // inode 1, original 0
+        b.extend_from_slice(&(-7i64).to_le_bytes());
+        b.extend_from_slice(&42i64.to_le_bytes());
+        let t = Tree::decode(&b).unwrap();
+        assert_eq!(t.started_ns, 100);
+        assert_eq!(
+            (t.entries[0].ctime_ns, t.entries[0].birth_ns),
+            (Some(-7), Some(42))
+        );
+        assert_eq!(t.entries[0].rel, PathBuf::from("a/f"));
+        assert_eq!(Tree::decode(&t.encode()), Some(t));
+    }
+
+    #[test]
+    fn birth_times_of_files_made_together_take_a_few_bytes_each() {
+        let mut t = share(10_000);
+        for (i, e) in t.entries.iter_mut().enumerate() {
+            // Made 20 us apart, a day before the share's start.
+            e.birth_ns = Some(t.started_ns - 86_400_000_000_000 + i as i64 * 20_000);
+        }
+        let with = t.encode().len();
+        let without = share(10_000).encode().len();
+        assert_eq!(Tree::decode(&t.encode()), Some(t));
+        let per_entry = (with - without) as f64 / 10_000.0;
+        assert!(per_entry <= 3.01, "{per_entry} bytes per birth time");
     }
 
     #[test]

@@ -302,7 +302,8 @@ struct Walk {
     /// The entries changed, each original an index into `originals`, and beside each its
     /// directory and type.
     made: Vec<TreeEntry>,
-    made_at: Vec<(Arc<Dir>, FileKind)>,
+    /// Beside each entry of `made`, its change, `entry` its index in `made`.
+    made_at: Vec<Pending>,
     /// Entries left for the journaled second part.
     rest: Vec<Careful>,
     /// Every name of a regular file with more than one: (inode number, link count).
@@ -653,7 +654,11 @@ impl Engine {
                 marked,
                 birth_ns,
             });
-            w.made_at.push((dir.clone(), kind));
+            w.made_at.push(Pending {
+                dir: dir.clone(),
+                kind,
+                entry: w.made.len() - 1,
+            });
             match err {
                 // Counted per worker, told in batches: one counter written by every worker for
                 // every entry would bounce its cache line between the cores.
@@ -683,10 +688,12 @@ impl Engine {
             .enumerate()
             .map(|(i, o)| (o.clone(), i as u32))
             .collect();
-        let n: usize = walked.states.iter().map(|w| w.made.len()).sum();
-        tree.entries.reserve(n);
-        work.pending.reserve(n);
-        for w in walked.states {
+        let mut states = walked.states;
+        // The largest worker's records become the tree's when it has none yet, in place; the
+        // others are appended to them (a share's records are tens of megabytes: a merged copy
+        // is that many pages faulted in and copied).
+        states.sort_by_key(|w| std::cmp::Reverse(w.made.len()));
+        for mut w in states {
             if error.is_none() {
                 error = w.error;
             }
@@ -696,14 +703,19 @@ impl Engine {
                 .iter()
                 .map(|o| global_index(tree, &mut global, o))
                 .collect();
-            for (mut e, (dir, kind)) in w.made.into_iter().zip(w.made_at) {
+            for e in &mut w.made {
                 e.original = to_global[e.original as usize];
-                work.pending.push(Pending {
-                    dir,
-                    kind,
-                    entry: tree.entries.len(),
-                });
-                tree.entries.push(e);
+            }
+            let from = tree.entries.len();
+            for p in &mut w.made_at {
+                p.entry += from;
+            }
+            if tree.entries.is_empty() && work.pending.is_empty() {
+                tree.entries = w.made;
+                work.pending = w.made_at;
+            } else {
+                tree.entries.append(&mut w.made);
+                work.pending.append(&mut w.made_at);
             }
             rest.entries.extend(w.rest);
             rest.linked.extend(w.linked);
