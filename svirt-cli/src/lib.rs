@@ -65,11 +65,16 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let json = args.json;
     let code = match rt.block_on(cli::dispatch(args)) {
         Ok(code) => code,
         Err(e) => {
             output::report(&e);
-            ExitCode::from(output::exit_code(&e))
+            let code = output::exit_code(&e);
+            if json {
+                output::json_error(&e, code);
+            }
+            ExitCode::from(code)
         }
     };
     // Not shut down: its idle blocking threads end with the process (shutting it down joins

@@ -55,6 +55,25 @@ pub fn report(e: &anyhow::Error) {
     }
 }
 
+/// An error as `--json` prints it on standard output (its text goes to standard error too):
+/// `{"error": ..., "causes": [...], "exit": ...}`, so a script reading the output of a command
+/// that failed still reads JSON.
+pub fn json_error(e: &anyhow::Error, exit: u8) {
+    let mut texts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if texts.last() != Some(&text) {
+            texts.push(text);
+        }
+    }
+    let error = texts.first().cloned().unwrap_or_default();
+    json(&serde_json::json!({
+        "error": error,
+        "causes": &texts[1.min(texts.len())..],
+        "exit": exit,
+    }));
+}
+
 /// 2 for usage and configuration errors, 1 for everything else.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {

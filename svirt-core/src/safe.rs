@@ -255,8 +255,8 @@ pub fn share_hazards(
         }
         Ok(())
     };
-    let (seen, found_mounts, _) =
-        crate::tree::walk_entries(host, root, &mounts, true, 1, &Seen::default, &visit)?;
+    let walked = crate::tree::walk_entries(host, root, &mounts, true, 1, &Seen::default, &visit)?;
+    let (seen, found_mounts) = (walked.states, walked.mounts);
     let mut hazards = Vec::new();
     let mut linked = Vec::new();
     for s in seen {

@@ -179,8 +179,8 @@ struct Shared {
 /// opened: the visitor acts on them relative to `dir` (entry-relative calls, never following a
 /// symlink). Mount points (a directory on another filesystem, or any entry named in `mounts`,
 /// paths relative to `root`) are skipped and returned, never crossed. Returns the states, the
-/// mount points, and how many entries changed under the walk (listed, then gone or another
-/// type when opened).
+/// mount points, the device nodes left alone (unless `all`), and how many entries changed
+/// under the walk (listed, then gone or another type when opened); its `error` is `None`.
 pub fn walk_entries<S: Send>(
     host: &dyn Host,
     root: Arc<Node>,
@@ -189,11 +189,11 @@ pub fn walk_entries<S: Send>(
     threads: usize,
     init: &(dyn Fn() -> S + Sync),
     visit: &Visit<'_, S>,
-) -> Result<(Vec<S>, Vec<PathBuf>, usize)> {
-    let w = walk_entries_keeping(host, root, mounts, all, threads, init, visit);
-    match w.error {
+) -> Result<Walked<S>> {
+    let mut w = walk_entries_keeping(host, root, mounts, all, threads, init, visit);
+    match w.error.take() {
         Some(e) => Err(e),
-        None => Ok((w.states, w.mounts, w.raced)),
+        None => Ok(w),
     }
 }
 
@@ -203,6 +203,9 @@ pub struct Walked<S> {
     /// The workers' states, as far as each got.
     pub states: Vec<S>,
     pub mounts: Vec<PathBuf>,
+    /// Block and character device nodes the walk left alone (paths relative to the root),
+    /// when it visits regular files and directories only.
+    pub devices: Vec<PathBuf>,
     pub raced: usize,
     pub error: Option<Error>,
 }
@@ -225,6 +228,7 @@ pub fn walk_entries_keeping<S: Send>(
             return Walked {
                 states: Vec::new(),
                 mounts: Vec::new(),
+                devices: Vec::new(),
                 raced: 0,
                 error: Some(Error::host("inspect", &root_path, e)),
             }
@@ -238,6 +242,7 @@ pub fn walk_entries_keeping<S: Send>(
         raced: AtomicUsize::new(0),
     };
     let found_mounts = Mutex::new(Vec::new());
+    let found_devices = Mutex::new(Vec::new());
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let root_dir = Arc::new(Dir {
         rel: PathBuf::new(),
@@ -252,6 +257,7 @@ pub fn walk_entries_keeping<S: Send>(
         visit,
         shared: &shared,
         found_mounts: &found_mounts,
+        found_devices: &found_devices,
     };
     let threads = threads.max(1);
     let states = std::thread::scope(|scope| {
@@ -291,9 +297,14 @@ pub fn walk_entries_keeping<S: Send>(
     });
     let mut found = found_mounts.into_inner().unwrap_or_else(|p| p.into_inner());
     found.sort();
+    let mut devices = found_devices
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    devices.sort();
     Walked {
         states,
         mounts: found,
+        devices,
         raced: shared.raced.into_inner(),
         error: first_error.into_inner().unwrap_or_else(|p| p.into_inner()),
     }
@@ -312,6 +323,7 @@ struct WalkCtx<'a, S> {
     visit: &'a Visit<'a, S>,
     shared: &'a Shared,
     found_mounts: &'a Mutex<Vec<PathBuf>>,
+    found_devices: &'a Mutex<Vec<PathBuf>>,
 }
 
 impl<S> WalkCtx<'_, S> {
@@ -415,6 +427,9 @@ impl<S> WalkCtx<'_, S> {
                 },
             };
             if !self.all && !matches!(kind, FileKind::File | FileKind::Dir) {
+                if matches!(kind, FileKind::Block | FileKind::Char) {
+                    lock(self.found_devices).push(dir.rel.join(&e.name));
+                }
                 continue;
             }
             if kind == FileKind::Dir {

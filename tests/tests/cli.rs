@@ -166,3 +166,39 @@ fn exhaustion_is_an_immediate_typed_error_and_bad_domains_exit_2() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// With `--json`, a command that fails still prints JSON on standard output: the error, its
+/// causes and the exit status (the text goes to standard error as without `--json`).
+#[test]
+fn a_failed_command_under_json_prints_its_error_as_json() {
+    if !root_or_skip("a_failed_command_under_json_prints_its_error_as_json") {
+        return;
+    }
+    let d = tmp();
+    let cfg = selinux_config(d.path(), "s0-s0:c0.c1023");
+    std::fs::write(d.path().join("bad.toml"), "name = \"../x\"\n").unwrap();
+    let bad = d.path().join("bad.toml");
+    for (args, code, names) in [
+        (vec!["--json", "stop", "nosuch"], 1, "nosuch"),
+        (vec!["--json", "verify", bad.to_str().unwrap()], 2, "../x"),
+        (vec!["--json", "status", "nosuch"], 1, "nosuch"),
+    ] {
+        let o = run(&cfg, &args);
+        assert_eq!(o.status.code(), Some(code), "{args:?}");
+        let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: no JSON on stdout ({e}): {}",
+                String::from_utf8_lossy(&o.stdout)
+            )
+        });
+        let error = j["error"].as_str().unwrap_or_default();
+        let all = format!("{error} {}", j["causes"]);
+        assert!(all.contains(names), "{args:?}: {j}");
+        assert_eq!(j["exit"], code, "{args:?}: {j}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(error),
+            "{args:?}: stderr {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}

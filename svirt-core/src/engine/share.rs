@@ -206,6 +206,8 @@ struct Linked {
 type LeftOut = (PathBuf, &'static str);
 
 const MOUNT_POINT: &str = "a mount point inside the share: another filesystem is never relabeled";
+const DEVICE_NODE: &str =
+    "a device node: relabeled, it would hand the VM the device it names, so it is left as it is";
 const LINKED_OUT: &str = "a file with another name outside the share (a hard link): changing it would change that file too, so it is never relabeled through the share";
 
 /// Entries changed by one worker, and the guard ctimes it recorded.
@@ -439,9 +441,11 @@ impl Engine {
             }
             return (applied, left, err);
         }
-        let (rest, mounts, mut err) = self.walk_share_once(attr, work, tree, value, progress);
+        let (rest, (mounts, devices), mut err) =
+            self.walk_share_once(attr, work, tree, value, progress);
         let mut applied: Vec<usize> = (0..tree.entries.len()).collect();
         let mut left: Vec<LeftOut> = mounts.into_iter().map(|m| (m, MOUNT_POINT)).collect();
+        left.extend(devices.into_iter().map(|d| (d, DEVICE_NODE)));
         if err.is_none() && !rest.entries.is_empty() {
             let (from, from_pending) = (tree.entries.len(), work.pending.len());
             let mut linked_out = Vec::new();
@@ -518,7 +522,7 @@ impl Engine {
         tree: &mut Tree,
         value: &str,
         progress: &(dyn Fn(u64) + Sync),
-    ) -> (Rest, Vec<PathBuf>, Option<Error>) {
+    ) -> (Rest, (Vec<PathBuf>, Vec<PathBuf>), Option<Error>) {
         let host = self.host.as_ref();
         let model = attr.model();
         let started = std::time::Instant::now();
@@ -721,7 +725,7 @@ impl Engine {
             rest.linked.extend(w.linked);
         }
         debug!(root = %work.root.path().display(), model, changed = tree.entries.len(), later = rest.entries.len(), ms = started.elapsed().as_millis() as u64, "share changed in one pass");
-        (rest, walked.mounts, error)
+        (rest, (walked.mounts, walked.devices), error)
     }
 
     /// Read a share's entries for its journal: the tree of originals, the changes to make,
@@ -799,7 +803,7 @@ impl Engine {
             });
             Ok(())
         };
-        let (found, mounts, _) = tree::walk_entries(
+        let walked = tree::walk_entries(
             host,
             root_node.clone(),
             &mounts,
@@ -808,6 +812,7 @@ impl Engine {
             &Found::default,
             &visit,
         )?;
+        let (found, mounts, devices) = (walked.states, walked.mounts, walked.devices);
 
         // A file with a name outside the share (a hard link to a system file, to another
         // share's or VM's file, a `cp -al` copy of /etc) is never changed through the share:
@@ -885,6 +890,7 @@ impl Engine {
         )?;
         debug!(root = %root.display(), model, entries = tree.entries.len(), originals = tree.originals.len(), ms = started.elapsed().as_millis() as u64, "share read");
         let mut left: Vec<LeftOut> = mounts.into_iter().map(|m| (m, MOUNT_POINT)).collect();
+        left.extend(devices.into_iter().map(|d| (d, DEVICE_NODE)));
         left.extend(linked_out.into_iter().map(|rel| (rel, LINKED_OUT)));
         Ok((tree, pending, left))
     }
@@ -1454,7 +1460,11 @@ impl Engine {
         );
         let mut settled = true;
         match walked {
-            Ok((mut outs, _, raced)) => {
+            Ok(tree::Walked {
+                states: mut outs,
+                raced,
+                ..
+            }) => {
                 // A file the VM made with several names: the share's owner's only if every
                 // name is in the share; one outside may be a name the guest chose
                 // (`/tmp/krb5cc_1000`), so the file is only taken from the VM (root's owner,

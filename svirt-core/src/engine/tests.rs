@@ -1,6 +1,6 @@
 //! The engine on the fake host: shared devices and mount points inside shares.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{Change, Engine, RestoreOptions};
@@ -100,6 +100,40 @@ fn a_shared_device_is_reported_skipped_and_never_written_or_remembered() {
     assert!(db.read(|tx| tx.items_of("vm")).unwrap().is_empty());
     stop(&h, &db);
     assert_eq!(h.xattr_names("/dev/null"), Vec::<String>::new());
+}
+
+#[test]
+fn a_share_reports_its_device_nodes_and_leaves_them_alone() {
+    let h = Arc::new(FakeHost::new());
+    h.add_file("/srv/share/a");
+    h.add_device("/srv/share/dev/sda", FileKind::Block, 8, 0);
+    h.add_device("/srv/share/mem", FileKind::Char, 1, 1);
+    let state = tempfile::tempdir().unwrap();
+    let db = Db::open(state.path()).unwrap();
+    let res = Resource::new("/srv/share", ResourceKind::Filesystem, Access::Private);
+    let rep = start(&h, &db, res);
+    let mut excluded: Vec<_> = rep
+        .excluded
+        .iter()
+        .map(|x| (x.path.clone(), x.reason.contains("device node")))
+        .collect();
+    excluded.sort();
+    assert_eq!(
+        excluded,
+        vec![
+            (PathBuf::from("/srv/share/dev/sda"), true),
+            (PathBuf::from("/srv/share/mem"), true)
+        ]
+    );
+    assert_eq!(
+        h.xattr("/srv/share/a", "user.tag").as_deref(),
+        Some(&b"vm-label"[..])
+    );
+    for d in ["/srv/share/dev/sda", "/srv/share/mem"] {
+        assert_eq!(h.xattr(d, "user.tag"), None, "{d}");
+    }
+    stop(&h, &db);
+    assert_eq!(h.xattr("/srv/share/a", "user.tag"), None);
 }
 
 #[test]
