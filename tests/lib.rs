@@ -162,9 +162,11 @@ pub fn vm_process(uid: u32) -> std::process::Child {
 }
 
 /// [`vm_process`] running `program` (a copy of `sleep` under another name) with the argument
-/// `60`.
+/// `60`. Returns once the process runs as `uid` (`setpriv` starts as root and changes its uid
+/// before it execs: a scan made in between would rightly not count it, and a loaded machine
+/// made that window long enough for a test to lose it).
 pub fn vm_process_running(uid: u32, program: &Path) -> std::process::Child {
-    Command::new("/usr/bin/setpriv")
+    let mut child = Command::new("/usr/bin/setpriv")
         .args([
             &format!("--reuid={uid}"),
             &format!("--regid={uid}"),
@@ -174,7 +176,29 @@ pub fn vm_process_running(uid: u32, program: &Path) -> std::process::Child {
         .arg("60")
         .env("PATH", SYSTEM_PATH)
         .spawn()
-        .unwrap()
+        .unwrap();
+    wait_runs_as(&mut child, uid);
+    child
+}
+
+/// The real uid of process `pid`, while it runs.
+pub fn real_uid(pid: u32) -> Option<u32> {
+    let s = std::fs::read(format!("/proc/{pid}/status")).ok()?;
+    String::from_utf8_lossy(&s).lines().find_map(|l| {
+        l.strip_prefix("Uid:")
+            .and_then(|v| v.split_whitespace().next()?.parse::<u32>().ok())
+    })
+}
+
+/// Wait (up to 10 s) until `child` runs as `uid`: a `setpriv` child starts as root and
+/// changes its uid before it execs. Kills it and panics if it never does.
+pub fn wait_runs_as(child: &mut std::process::Child, uid: u32) {
+    let pid = child.id();
+    if !wait_until(|| real_uid(pid) == Some(uid)) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the process {pid} never ran as uid {uid}");
+    }
 }
 
 /// True when this kernel runs the Landlock driver (ABI >= 6); else prints a skip line.

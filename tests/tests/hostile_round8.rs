@@ -92,7 +92,7 @@ fn marks_and_pairs(root: &Path) -> Vec<String> {
 
 /// A process of the guest's uid (and the shared group) running `script` in the background.
 fn guest_process(uid: u32, shared_gid: u32, script: &str) -> std::process::Child {
-    Command::new("/usr/bin/setpriv")
+    let mut child = Command::new("/usr/bin/setpriv")
         .args([
             &format!("--reuid={uid}"),
             &format!("--regid={uid}"),
@@ -103,7 +103,9 @@ fn guest_process(uid: u32, shared_gid: u32, script: &str) -> std::process::Child
         ])
         .env("PATH", SYSTEM_PATH)
         .spawn()
-        .unwrap()
+        .unwrap();
+    wait_runs_as(&mut child, uid);
+    child
 }
 
 /// Wait up to 10 s for `p` to exist.

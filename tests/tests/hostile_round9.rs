@@ -157,6 +157,7 @@ fn a_static_labels_gid_is_never_drawn_as_another_domains_uid() {
         ])
         .spawn()
         .unwrap();
+    wait_runs_as(&mut svm, 70000);
     let share = user_share(&h);
     file_with(
         &share.join("notes"),
