@@ -284,7 +284,11 @@ fn print_report(r: &Report) {
         r.unreadable.len()
     ));
     for u in &r.unreadable {
-        output::out(&format!("  unreadable {}: {}", u.path.display(), u.error));
+        output::out(&format!(
+            "  unreadable {}: {}",
+            output::shown(&u.path),
+            u.error
+        ));
     }
     if r.subjects.is_empty() {
         output::out("no domain to audit (none running; give --label or --uid for an identity)");
@@ -320,7 +324,7 @@ fn print_report(r: &Report) {
                 };
                 output::out(&format!(
                     "    {access} {}{owner}  {} {}:{} {}",
-                    e.path.display(),
+                    output::shown(&e.path),
                     e.label.as_deref().unwrap_or("-"),
                     e.uid,
                     e.gid,
@@ -344,7 +348,7 @@ fn print_report(r: &Report) {
         output::out("host-wide findings");
         for f in &r.findings {
             output::out(&format!("  {}", f.class.title()));
-            output::out(&format!("    {}: {}", f.path.display(), f.detail));
+            output::out(&format!("    {}: {}", output::shown(&f.path), f.detail));
         }
     }
     output::out("");

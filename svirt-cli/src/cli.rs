@@ -268,7 +268,10 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 print_json(&v);
             } else {
                 for p in &scanned {
-                    out(&format!("  restored from its mark: {}", p.display()));
+                    out(&format!(
+                        "  restored from its mark: {}",
+                        crate::output::shown(p)
+                    ));
                 }
                 out(&format!(
                     "recovered {} domain(s), {} orphaned file(s)",
@@ -296,7 +299,12 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 print_json(&json!({ "name": name, "resources": reports }));
             } else {
                 for r in reports {
-                    out(&format!("{} {} {}", r.model, r.path.display(), r.label));
+                    out(&format!(
+                        "{} {} {}",
+                        r.model,
+                        crate::output::shown(&r.path),
+                        r.label
+                    ));
                 }
             }
         }

@@ -39,7 +39,26 @@ impl std::io::Write for QuietStderr {
 
 /// Run `svirt` with the process's arguments.
 pub fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let shown = matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
+            // `--json` asked for one JSON document on standard output, also when the
+            // arguments around it do not parse.
+            if !shown && std::env::args_os().skip(1).any(|a| a == "--json") {
+                let rendered = e.render().to_string();
+                let (first, rest) = rendered.split_once('\n').unwrap_or((&rendered, ""));
+                let rest = rest.trim();
+                output::json(&serde_json::json!({
+                    "error": first.strip_prefix("error: ").unwrap_or(first),
+                    "causes": if rest.is_empty() { vec![] } else { vec![rest] },
+                    "exit": e.exit_code(),
+                }));
+            }
+            e.exit()
+        }
+    };
     if args.command.only_reads() {
         sys::default_sigpipe();
     }

@@ -24,6 +24,21 @@ pub fn out(text: &str) {
     outln!("{text}");
 }
 
+/// A path as one line of text: control characters (a newline in a name the guest chose could
+/// otherwise forge a line of the report) are written escaped, as `\n`, `\u{1b}`.
+pub fn shown(p: &std::path::Path) -> String {
+    let text = p.to_string_lossy();
+    if !text.chars().any(char::is_control) {
+        return text.into_owned();
+    }
+    text.chars()
+        .map(|c| match c {
+            c if c.is_control() => c.escape_default().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
 /// Print a JSON value.
 pub fn json(v: &serde_json::Value) {
     outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
@@ -111,14 +126,14 @@ pub fn print_started(rec: &svirt_core::domains::Record, as_json: bool) {
         let given = r
             .given
             .as_ref()
-            .map(|g| format!(" (given as {})", g.display()))
+            .map(|g| format!(" (given as {})", shown(g)))
             .unwrap_or_default();
-        outln!("  {:<9} {}{given} {}", r.model, r.path.display(), how);
+        outln!("  {:<9} {}{given} {}", r.model, shown(&r.path), how);
         for x in &r.excluded {
             outln!(
                 "  {:<9}   excluded {}: {}",
                 r.model,
-                x.path.display(),
+                shown(&x.path),
                 x.reason
             );
         }
@@ -148,7 +163,7 @@ pub fn print_status(domains: &[svirt_core::domains::Status]) {
             outln!("  {:<9} {}", l.model, l.label);
         }
         for r in &d.resources {
-            outln!("  {:<9} {} {}", r.model, r.path.display(), r.label);
+            outln!("  {:<9} {} {}", r.model, shown(&r.path), r.label);
         }
     }
 }
@@ -158,24 +173,24 @@ pub fn print_stop_report(r: &svirt_core::domains::StopReport) {
     for (then, now) in &r.moved {
         outln!(
             "  moved: {} was found at {} and restored there",
-            then.display(),
-            now.display()
+            shown(then),
+            shown(now)
         );
     }
     for p in &r.reclaimed {
         outln!(
             "  reclaimed from the VM: {} (share owner, default label, no setuid/setgid)",
-            p.display()
+            shown(p)
         );
     }
     for p in &r.privileges_dropped {
         outln!(
             "  changed while the VM held it, setuid/setgid not restored: {}",
-            p.display()
+            shown(p)
         );
     }
     for (p, why) in &r.left {
-        outln!("  left alone: {} ({why})", p.display());
+        outln!("  left alone: {} ({why})", shown(p));
     }
 }
 
@@ -193,6 +208,25 @@ pub fn print_plan(plan: &[svirt_core::driver::PlannedResource]) {
             (None, _, _, Some(label)) => format!("label {label}"),
             _ => String::new(),
         };
-        outln!("  {:<9} {:<11} {} {how}", p.model, kind, p.path.display());
+        outln!("  {:<9} {:<11} {} {how}", p.model, kind, shown(&p.path));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+    use std::path::Path;
+
+    #[test]
+    fn a_path_is_shown_on_one_line_whatever_its_names_hold() {
+        assert_eq!(shown(Path::new("/srv/share/a b")), "/srv/share/a b");
+        assert_eq!(
+            shown(Path::new("/srv/x\n  dac       /etc/shadow 0:0:0600")),
+            "/srv/x\\n  dac       /etc/shadow 0:0:0600"
+        );
+        assert_eq!(shown(Path::new("a\u{1b}[2Jb\rc")), "a\\u{1b}[2Jb\\rc");
+        assert!(!shown(Path::new("\t\n\r\u{7f}"))
+            .chars()
+            .any(char::is_control));
     }
 }

@@ -96,8 +96,22 @@ pub struct ProcessInfo {
     /// Its SELinux label, where the kernel has one and a driver reads it
     /// ([`SecurityDriver::reads_process_labels`]).
     pub label: Option<String>,
+    /// Its real uid and gid.
     pub uid: u32,
     pub gid: u32,
+    /// Its real, effective, saved and filesystem uids and gids: a process may act as any of
+    /// them (it can switch between them at will).
+    pub uids: [u32; 4],
+    pub gids: [u32; 4],
+    /// Stopped by a signal when read.
+    pub stopped: bool,
+}
+
+impl ProcessInfo {
+    /// True when any of its uids or gids is `id`.
+    pub fn carries_id(&self, id: u32) -> bool {
+        self.uids.contains(&id) || self.gids.contains(&id)
+    }
 }
 
 /// What a driver did to one resource.
@@ -247,9 +261,15 @@ pub trait SecurityDriver: Send + Sync + Debug {
         Ok(())
     }
 
-    /// Let go the processes [`SecurityDriver::hold_carriers`] held, as the scan `procs` made
-    /// while they were held found them. Nothing by default.
-    fn release_carriers(&self, _ctx: DomainCtx<'_>, _procs: &[ProcessInfo]) -> Result<()> {
+    /// Let go the processes [`SecurityDriver::hold_carriers`] held: `before` is the scan made
+    /// before the hold, `held` the one made while they were held (a process stopped in
+    /// `before` was stopped on purpose, and stays so). Nothing by default.
+    fn release_carriers(
+        &self,
+        _ctx: DomainCtx<'_>,
+        _before: &[ProcessInfo],
+        _held: &[ProcessInfo],
+    ) -> Result<()> {
         Ok(())
     }
 

@@ -210,6 +210,10 @@ pub enum Error {
     #[error("no domain named {name} is running")]
     NoSuchDomain { name: String },
 
+    /// A domain whose start did not finish (or that is stopping, or held) cannot take a VMM.
+    #[error("domain {name} is not running (it is {phase}): a VMM runs only in a domain whose start finished; `svirt recover` puts an unfinished start back")]
+    NotRunning { name: String, phase: &'static str },
+
     /// A domain of this name is already running.
     #[error("domain {name} is already running")]
     DomainExists { name: String },
@@ -341,6 +345,7 @@ impl Error {
             | Error::NoSuchDomain { .. }
             | Error::NoSuchResource { .. }
             | Error::DomainExists { .. }
+            | Error::NotRunning { .. }
             | Error::Database { .. }
             | Error::TaskFailed { .. }
             | Error::InodeLost { .. }

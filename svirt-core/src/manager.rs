@@ -265,18 +265,19 @@ impl SecurityManager {
         first.map_or(Ok(()), Err)
     }
 
-    /// Let go what [`SecurityManager::hold_carriers`] held, as the scan `procs` found it
-    /// ([`SecurityDriver::release_carriers`]). Every driver is asked, also after one failed;
+    /// Let go what [`SecurityManager::hold_carriers`] held, as the scans `before` and `held`
+    /// found it ([`SecurityDriver::release_carriers`]). Every driver is asked, also after one failed;
     /// the first error is returned.
     pub fn release_carriers(
         &self,
         domain: &Domain,
         labels: &[LabelRecord],
-        procs: &[ProcessInfo],
+        before: &[ProcessInfo],
+        held: &[ProcessInfo],
     ) -> Result<()> {
         let mut first = None;
         for (a, l) in self.pairs(domain, labels)? {
-            if let Err(e) = a.driver.release_carriers(ctx(domain, &a, l), procs) {
+            if let Err(e) = a.driver.release_carriers(ctx(domain, &a, l), before, held) {
                 first.get_or_insert(e);
             }
         }

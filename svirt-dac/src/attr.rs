@@ -150,11 +150,16 @@ impl FileAttr for DacAttr {
         root_original: Option<&str>,
         own: Option<&str>,
         _path: &Path,
-        _kind: FileKind,
+        kind: FileKind,
     ) -> Option<String> {
         let (uid, gid, mode) = current.and_then(parse)?;
         if !self.is_vm_owner(uid, gid, own) {
             return None;
+        }
+        if matches!(kind, FileKind::Block | FileKind::Char) {
+            // A device node (root planted it, or the guest made a whiteout `c 0 0`): opening it
+            // opens the device, so it goes to root alone, never to the share's owner.
+            return Some(value(0, 0, mode & 0o600));
         }
         // The share root's original owner, never a VM's; no setuid, setgid or sticky bit, and
         // writable by that owner alone.

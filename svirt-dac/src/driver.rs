@@ -118,12 +118,72 @@ impl DacDriver {
         (self.range.lo..=self.range.hi).contains(&id) && id != self.shared_gid
     }
 
-    /// The pool's uids that no process of the scan `seen` runs as.
+    /// The pool's uids that no process of the scan `seen` carries (as any of its uids or gids).
     fn unseen_uids(&self, seen: &[ProcessInfo]) -> Vec<u32> {
-        let taken: std::collections::HashSet<u32> = seen.iter().map(|p| p.uid).collect();
+        let taken: std::collections::HashSet<u32> = seen
+            .iter()
+            .flat_map(|p| p.uids.iter().chain(&p.gids).copied())
+            .collect();
         (self.range.lo..=self.range.hi)
             .filter(|&id| self.in_pool(id) && !taken.contains(&id))
             .collect()
+    }
+
+    /// Continue what a hold of the uids `held_uids` stopped: every process the scan `held`
+    /// (made while they were held) shows stopped, unless the scan `before` the hold showed it
+    /// stopped already (stopped on purpose: it stays so). Each is continued as the sender that
+    /// stopped it: first as the held uids it runs with, then (a process of a user namespace a
+    /// held uid owns runs with none of them) as each held uid in turn until one reaches it.
+    fn continue_held(
+        &self,
+        held_uids: &[u32],
+        before: &[ProcessInfo],
+        held: &[ProcessInfo],
+    ) -> Result<()> {
+        let stopped_before: std::collections::HashSet<u32> =
+            before.iter().filter(|p| p.stopped).map(|p| p.pid).collect();
+        let mut left: Vec<&ProcessInfo> = held
+            .iter()
+            .filter(|p| p.stopped && !stopped_before.contains(&p.pid))
+            .collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        let err = |uid: u32, e| {
+            svirt_core::Error::host("continue the processes of", format!("uid {uid}"), e)
+        };
+        let mut first = None;
+        // As the held uids they run with.
+        let mut by_uid: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
+        for p in &left {
+            if let Some(&uid) = held_uids.iter().find(|&&u| p.uids.contains(&u)) {
+                by_uid.entry(uid).or_default().push(p.pid);
+            }
+        }
+        let mut reached = std::collections::HashSet::new();
+        for (uid, pids) in by_uid {
+            match self.host.continue_as(uid, &pids) {
+                Ok(r) => reached.extend(r),
+                Err(e) => {
+                    first.get_or_insert(err(uid, e));
+                }
+            }
+        }
+        left.retain(|p| !reached.contains(&p.pid));
+        // The rest as each held uid until every one is reached.
+        for &uid in held_uids {
+            if left.is_empty() {
+                break;
+            }
+            let pids: Vec<u32> = left.iter().map(|p| p.pid).collect();
+            match self.host.continue_as(uid, &pids) {
+                Ok(r) => left.retain(|p| !r.contains(&p.pid)),
+                Err(e) => {
+                    first.get_or_insert(err(uid, e));
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// The owner and mode of one resource, following libvirt's `virSecurityDACSetImageLabelInternal`
@@ -268,7 +328,7 @@ impl SecurityDriver for DacDriver {
         };
         procs
             .iter()
-            .filter(|p| p.uid == uid || p.gid == uid)
+            .filter(|p| p.carries_id(uid))
             .map(|p| p.pid)
             .collect()
     }
@@ -287,19 +347,18 @@ impl SecurityDriver for DacDriver {
         })
     }
 
-    /// The processes of the drawn uid the held scan found are continued.
-    fn release_carriers(&self, ctx: DomainCtx<'_>, procs: &[ProcessInfo]) -> Result<()> {
+    /// What the hold stopped is continued: every process stopped in the held scan that was
+    /// not stopped before it.
+    fn release_carriers(
+        &self,
+        ctx: DomainCtx<'_>,
+        before: &[ProcessInfo],
+        held: &[ProcessInfo],
+    ) -> Result<()> {
         let Some(uid) = self.drawn_uid(ctx)? else {
             return Ok(());
         };
-        let pids: Vec<u32> = procs
-            .iter()
-            .filter(|p| p.uid == uid)
-            .map(|p| p.pid)
-            .collect();
-        self.host.release_uid(uid, &pids).map_err(|e| {
-            svirt_core::Error::host("continue the processes of", format!("uid {uid}"), e)
-        })
+        self.continue_held(&[uid], before, held)
     }
 
     /// Every process of a pool uid the scan saw no process of is stopped, uid by uid.
@@ -313,25 +372,10 @@ impl SecurityDriver for DacDriver {
         })
     }
 
-    /// The processes the held scan found of the uids [`DacDriver::hold_unseen`] held are
-    /// continued; every uid is tried, and the first error returned.
+    /// What [`DacDriver::hold_unseen`] stopped is continued, as [`DacDriver::release_carriers`]
+    /// does.
     fn release_unseen(&self, seen: &[ProcessInfo], held: &[ProcessInfo]) -> Result<()> {
-        let unseen: std::collections::HashSet<u32> = self.unseen_uids(seen).into_iter().collect();
-        let mut by_uid: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
-        for p in held.iter().filter(|p| unseen.contains(&p.uid)) {
-            by_uid.entry(p.uid).or_default().push(p.pid);
-        }
-        let mut first = None;
-        for (uid, pids) in by_uid {
-            if let Err(e) = self.host.release_uid(uid, &pids) {
-                first.get_or_insert(svirt_core::Error::host(
-                    "continue the processes of",
-                    format!("uid {uid}"),
-                    e,
-                ));
-            }
-        }
-        first.map_or(Ok(()), Err)
+        self.continue_held(&self.unseen_uids(seen), seen, held)
     }
 
     async fn reconcile(&self, live: &[(Domain, LabelRecord)], procs: &[ProcessInfo]) -> Result<()> {
@@ -359,18 +403,18 @@ impl SecurityDriver for DacDriver {
                     holders.push(name.clone());
                 }
             }
-            // And from the processes: a uid of the pool that a process runs as stays taken.
+            // And from the processes: a uid of the pool that a process runs with (as any of
+            // its uids or gids: it may switch to it at will) stays taken.
             for pr in procs {
-                if (p.lo..=p.hi).contains(&pr.uid)
-                    && pr.uid != shared
-                    && !p.held.contains_key(&pr.uid)
-                {
-                    tracing::info!(
-                        pid = pr.pid,
-                        uid = pr.uid,
-                        "reserved the uid of a running process no record explains"
-                    );
-                    p.held.insert(pr.uid, vec![format!("process {}", pr.pid)]);
+                for &id in pr.uids.iter().chain(&pr.gids) {
+                    if (p.lo..=p.hi).contains(&id) && id != shared && !p.held.contains_key(&id) {
+                        tracing::info!(
+                            pid = pr.pid,
+                            uid = id,
+                            "reserved the uid of a running process no record explains"
+                        );
+                        p.held.insert(id, vec![format!("process {}", pr.pid)]);
+                    }
                 }
             }
             // An id keeps its shared mark only while held; an id the records put back (the pool

@@ -182,6 +182,10 @@ fn a_failed_command_under_json_prints_its_error_as_json() {
         (vec!["--json", "stop", "nosuch"], 1, "nosuch"),
         (vec!["--json", "verify", bad.to_str().unwrap()], 2, "../x"),
         (vec!["--json", "status", "nosuch"], 1, "nosuch"),
+        // Arguments that do not parse.
+        (vec!["--json", "bogus"], 2, "bogus"),
+        (vec!["--json", "status", "--bogus"], 2, "--bogus"),
+        (vec!["--json", "stop"], 2, "NAME"),
     ] {
         let o = run(&cfg, &args);
         assert_eq!(o.status.code(), Some(code), "{args:?}");

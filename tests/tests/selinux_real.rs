@@ -358,14 +358,18 @@ impl Host for Swapping {
     fn pid_owner(&self, p: u32) -> io::Result<(u32, u32)> {
         self.real.pid_owner(p)
     }
+
+    fn pid_creds(&self, p: u32) -> io::Result<svirt_core::host::ProcCreds> {
+        self.real.pid_creds(p)
+    }
     fn pids(&self) -> io::Result<Vec<u32>> {
         self.real.pids()
     }
     fn hold_uid(&self, uid: u32) -> io::Result<()> {
         self.real.hold_uid(uid)
     }
-    fn release_uid(&self, uid: u32, pids: &[u32]) -> io::Result<()> {
-        self.real.release_uid(uid, pids)
+    fn continue_as(&self, uid: u32, pids: &[u32]) -> io::Result<Vec<u32>> {
+        self.real.continue_as(uid, pids)
     }
     fn handle(&self, n: &Node) -> io::Result<Option<Vec<u8>>> {
         self.real.handle(n)

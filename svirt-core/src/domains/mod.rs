@@ -15,7 +15,7 @@ use tokio::runtime::Handle;
 
 pub use record::{lossy, Record, Recovered, Status, StopReport};
 
-use crate::db::Db;
+use crate::db::{Db, Phase};
 use crate::domain::HostPaths;
 use crate::domain::{Access, Domain};
 use crate::driver::{ExecHook, ExecOptions, PlannedResource, ResourceReport};
@@ -200,6 +200,18 @@ impl Domains {
                 let mut row = tx
                     .domain(&name)?
                     .ok_or_else(|| Error::NoSuchDomain { name: name.clone() })?;
+                let phase = match row.phase {
+                    Phase::Running => None,
+                    Phase::Starting => Some("starting"),
+                    Phase::Stopping => Some("stopping"),
+                    Phase::Held => Some("held"),
+                };
+                if let Some(phase) = phase {
+                    return Err(Error::NotRunning {
+                        name: name.clone(),
+                        phase,
+                    });
+                }
                 row.pid = Some(pid);
                 tx.put_domain(&row)?;
                 Record::decode(&row, i.db.path())

@@ -801,11 +801,8 @@ impl Inner {
     /// VMM paused on purpose stays paused).
     fn refuse_while_carried(&self, row: &DomainRow) -> Result<()> {
         let rec = Record::decode(row, self.db.path())?;
-        let scan = || {
-            let procs = self.processes()?;
-            self.manager.carriers(&rec.domain, &rec.labels, &procs)
-        };
-        let mut carried = scan()?;
+        let before = self.processes()?;
+        let mut carried = self.manager.carriers(&rec.domain, &rec.labels, &before)?;
         if carried.is_empty() {
             // What the hold stopped is let go even when the hold failed part way. (A listing
             // that fails leaves it stopped: the stop fails, and nothing is restored under it.)
@@ -813,7 +810,7 @@ impl Inner {
             let procs = self.processes()?;
             let released = self
                 .manager
-                .release_carriers(&rec.domain, &rec.labels, &procs);
+                .release_carriers(&rec.domain, &rec.labels, &before, &procs);
             held?;
             released?;
             carried = self.manager.carriers(&rec.domain, &rec.labels, &procs)?;
@@ -844,12 +841,15 @@ impl Inner {
         Ok(pids
             .into_iter()
             .filter_map(|pid| {
-                let (uid, gid) = self.host.pid_owner(pid).ok()?;
+                let c = self.host.pid_creds(pid).ok()?;
                 Some(ProcessInfo {
                     pid,
                     label: labels.then(|| self.host.pid_label(pid).ok()).flatten(),
-                    uid,
-                    gid,
+                    uid: c.uids[0],
+                    gid: c.gids[0],
+                    uids: c.uids,
+                    gids: c.gids,
+                    stopped: c.stopped,
                 })
             })
             .collect())

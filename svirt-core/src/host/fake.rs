@@ -540,8 +540,8 @@ impl Host for FakeHost {
         Ok(())
     }
 
-    fn release_uid(&self, uid: u32, _pids: &[u32]) -> io::Result<()> {
-        self.hold_uid(uid)
+    fn continue_as(&self, uid: u32, _pids: &[u32]) -> io::Result<Vec<u32>> {
+        self.hold_uid(uid).map(|()| Vec::new())
     }
 
     fn pids(&self) -> io::Result<Vec<u32>> {

@@ -13,30 +13,48 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags, CWD};
 
 use super::{FileKind, FileMeta, Host, Node};
 
-/// Run `f` on a thread of its own whose real and effective uid are `uid` (credentials are per
-/// thread, and the raw call changes this one's only; its effective capabilities go with its
-/// root euid): it signals exactly the processes whose real or saved uid is `uid`. The thread
-/// ends with its credentials. Refused for uid 0.
-fn as_uid(uid: u32, f: impl FnOnce() -> io::Result<()> + Send + 'static) -> io::Result<()> {
+/// The real uid of the thread that signals a uid's processes: a uid no process runs with
+/// (`(uid_t)-2`). Its effective uid is the one whose processes it signals, which is what the
+/// kernel checks against theirs; a process of that uid may signal a thread only if its own real
+/// or effective uid is the thread's real or saved uid, and so cannot stop or kill svirt's.
+pub const SIGNAL_SENDER_UID: u32 = u32::MAX - 1;
+
+/// Run `f` on a thread of its own whose effective uid is `uid`, real uid
+/// [`SIGNAL_SENDER_UID`] and saved uid root (credentials are per thread, and the raw call
+/// changes this one's only; its effective capabilities go with its root euid): it signals
+/// exactly what [`Host::hold_uid`] says. The thread ends with its credentials. Refused for uid
+/// 0.
+fn as_uid<T: Send + 'static>(
+    uid: u32,
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
     if uid == 0 {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
     std::thread::spawn(move || {
-        let as_uid = rustix::process::Uid::from_raw(uid);
-        rustix::thread::set_thread_res_uid(as_uid, as_uid, rustix::process::Uid::ROOT)
-            .map_err(io_err)?;
+        become_sender(uid)?;
         f()
     })
     .join()
     .map_err(|_| io::Error::other("the thread signalling the uid's processes panicked"))?
 }
 
+/// This thread as the sender of signals to `uid`'s processes (see [`as_uid`]).
+fn become_sender(uid: u32) -> io::Result<()> {
+    use rustix::process::Uid;
+    rustix::thread::set_thread_res_uid(
+        Uid::from_raw(SIGNAL_SENDER_UID),
+        Uid::from_raw(uid),
+        Uid::ROOT,
+    )
+    .map_err(io_err)
+}
+
 /// A process as `/proc/PID/status` shows it: whether it runs (in any thread), and its real
 /// uid and gid.
 struct ProcStatus {
     running: bool,
-    uid: u32,
-    gid: u32,
+    creds: super::ProcCreds,
 }
 
 /// [`Host`] on the running Linux kernel. `proc` is the procfs mount (normally `/proc`);
@@ -115,16 +133,24 @@ impl LinuxHost {
         let threads: u32 = line(b"Threads:")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(1);
-        let field = |key: &str| -> io::Result<u32> {
-            line(key.as_bytes())
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("no {key}")))
+        // Real, effective, saved and filesystem ids, in that order.
+        let ids = |key: &str| -> io::Result<[u32; 4]> {
+            let bad = || io::Error::new(io::ErrorKind::InvalidData, format!("no {key}"));
+            let mut out = [0u32; 4];
+            let mut words = line(key.as_bytes()).ok_or_else(bad)?.split_whitespace();
+            for id in &mut out {
+                *id = words.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+            }
+            Ok(out)
         };
+        let stopped = line(b"State:").is_some_and(|v| v.trim_start().starts_with('T'));
         Ok(ProcStatus {
             running: !(dead && threads <= 1),
-            uid: field("Uid:")?,
-            gid: field("Gid:")?,
+            creds: super::ProcCreds {
+                uids: ids("Uid:")?,
+                gids: ids("Gid:")?,
+                stopped,
+            },
         })
     }
 
@@ -418,18 +444,26 @@ impl Host for LinuxHost {
     }
 
     fn pid_owner(&self, pid: u32) -> io::Result<(u32, u32)> {
+        let c = self.pid_creds(pid)?;
+        Ok((c.uids[0], c.gids[0]))
+    }
+
+    fn pid_creds(&self, pid: u32) -> io::Result<super::ProcCreds> {
         match self.status(pid)? {
             ProcStatus {
                 running: true,
-                uid,
-                gid,
-            } => Ok((uid, gid)),
+                creds,
+            } => Ok(creds),
             _ => Err(io::Error::from_raw_os_error(libc::ESRCH)),
         }
     }
 
     fn hold_uid(&self, uid: u32) -> io::Result<()> {
-        as_uid(uid, || crate::sys::kill_all(libc::SIGSTOP))
+        as_uid(uid, || match crate::sys::kill_all(libc::SIGSTOP) {
+            // No process but init and svirt's own.
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            r => r,
+        })
     }
 
     /// One thread takes each uid in turn (going back to root between two: its saved uid
@@ -442,8 +476,7 @@ impl Host for LinuxHost {
         std::thread::spawn(move || {
             use rustix::process::Uid;
             for uid in uids {
-                let as_uid = Uid::from_raw(uid);
-                rustix::thread::set_thread_res_uid(as_uid, as_uid, Uid::ROOT).map_err(io_err)?;
+                become_sender(uid)?;
                 let held = crate::sys::kill_all(libc::SIGSTOP);
                 rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT)
                     .map_err(io_err)?;
@@ -459,19 +492,21 @@ impl Host for LinuxHost {
         .map_err(|_| io::Error::other("the thread signalling the uids' processes panicked"))?
     }
 
-    fn release_uid(&self, uid: u32, pids: &[u32]) -> io::Result<()> {
+    fn continue_as(&self, uid: u32, pids: &[u32]) -> io::Result<Vec<u32>> {
         let pids = pids.to_vec();
         as_uid(uid, move || {
+            let mut reached = Vec::new();
             for pid in pids {
-                let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
+                let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
                     continue;
                 };
-                match rustix::process::kill_process(pid, rustix::process::Signal::CONT) {
-                    Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+                match rustix::process::kill_process(p, rustix::process::Signal::CONT) {
+                    Ok(()) => reached.push(pid),
+                    Err(rustix::io::Errno::SRCH) | Err(rustix::io::Errno::PERM) => {}
                     Err(e) => return Err(io_err(e)),
                 }
             }
-            Ok(())
+            Ok(reached)
         })
     }
 

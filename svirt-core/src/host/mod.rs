@@ -14,6 +14,17 @@ pub use linux::LinuxHost;
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
 
+/// A process's credentials as `/proc/PID/status` shows them (its main thread's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcCreds {
+    /// Real, effective, saved and filesystem uid.
+    pub uids: [u32; 4],
+    /// Real, effective, saved and filesystem gid.
+    pub gids: [u32; 4],
+    /// Stopped by a signal (`State: T`).
+    pub stopped: bool,
+}
+
 /// The kind of a file, from `lstat`/`fstat`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -191,21 +202,34 @@ pub trait Host: Send + Sync + Debug {
     fn pid_label(&self, pid: u32) -> io::Result<String>;
     /// The real uid and gid of a process; an error for a zombie (which carries nothing).
     fn pid_owner(&self, pid: u32) -> io::Result<(u32, u32)>;
+    /// Every uid and gid of a process, and whether it is stopped; an error for a zombie. By
+    /// default the real ones of [`Host::pid_owner`], running.
+    fn pid_creds(&self, pid: u32) -> io::Result<ProcCreds> {
+        let (uid, gid) = self.pid_owner(pid)?;
+        Ok(ProcCreds {
+            uids: [uid; 4],
+            gids: [gid; 4],
+            stopped: false,
+        })
+    }
     /// Every live process id.
     fn pids(&self) -> io::Result<Vec<u32>>;
-    /// Stop every process whose real or saved uid is `uid`, all at once: the kernel reaches
-    /// them under one lock, so a process that forks meanwhile leaves no child out, and a
-    /// stopped one forks no more. A scan of `/proc` after it sees every such process at the pid
-    /// it keeps. Refused for uid 0.
+    /// Stop every process the kernel lets a sender with effective uid `uid` signal (those whose
+    /// real or saved uid is `uid`, and those of user namespaces `uid` owns), all at once: the
+    /// kernel reaches them under one lock, so a process that forks meanwhile leaves no child
+    /// out, and a stopped one forks no more. A scan of `/proc` after it sees every such process
+    /// at the pid it keeps. The sender's real uid is none a process of `uid` has, so none can
+    /// signal it back (stop or kill svirt) while it runs. Refused for uid 0.
     fn hold_uid(&self, uid: u32) -> io::Result<()>;
     /// [`Host::hold_uid`] for each of `uids` (none of them 0), in turn.
     fn hold_uids(&self, uids: &[u32]) -> io::Result<()> {
         uids.iter().try_for_each(|&uid| self.hold_uid(uid))
     }
-    /// Continue the processes `pids` of `uid` that [`Host::hold_uid`] stopped, one by one (a
-    /// signal to every process would also continue processes of other uids in the caller's
-    /// session, which the kernel lets anyone continue). A pid gone meanwhile is no error.
-    fn release_uid(&self, uid: u32, pids: &[u32]) -> io::Result<()>;
+    /// Continue, one by one, the processes `pids` that [`Host::hold_uid`]`(uid)` stopped, as
+    /// the same sender (a signal to every process would also continue processes of other uids
+    /// in the caller's session, which the kernel lets anyone continue). Returns the pids the
+    /// signal reached; a pid gone meanwhile, or one this sender may not signal, is none.
+    fn continue_as(&self, uid: u32, pids: &[u32]) -> io::Result<Vec<u32>>;
     /// The file handle of a node's inode (`name_to_handle_at`), which names the inode across
     /// renames and is never reused for another one; `None` when the filesystem gives none.
     fn handle(&self, node: &Node) -> io::Result<Option<Vec<u8>>>;

@@ -1,0 +1,305 @@
+//! Hostile round 11: the holds that make the process scans see a guest that keeps changing its
+//! pid (`Host::hold_uid`, `SecurityDriver::hold_unseen`), a share's device nodes at stop, and a
+//! VMM started in a domain whose start never finished.
+//!
+//! Found by a hostile tester on 60d29a8:
+//! - the thread that stopped and continued a uid's processes ran with that uid as its real
+//!   uid, so a guest of that uid could signal it: a guest whose handler for SIGCONT sent
+//!   SIGSTOP or SIGKILL everywhere stopped or killed svirt in the middle of a recover or a
+//!   stop (2 starts in 40 died). The sender's real uid is now one no process has;
+//! - the hold reaches every process the kernel lets that sender signal, and the release
+//!   continued only those whose real uid was the held one: a process with the uid as its saved
+//!   uid, or one inside a user namespace the uid owns (root inside), was left stopped for good.
+//!   The release now continues what the held scan shows stopped and the scan before did not;
+//! - a stop gave a device node the guest's uid owned to the share's owner (a raw block device
+//!   readable by that owner); it now goes to root alone;
+//! - `exec` ran a VMM in a domain whose start was killed half way (a half-relabeled share).
+//!
+//! Every test works on temp trees as root, with uid ranges of its own (216000 and up).
+
+use std::path::Path;
+use std::process::Command;
+
+use svirt_core::host::{Host, LinuxHost};
+use svirt_tests::*;
+
+/// `catch OUT`: writes the real uid of the sender of every SIGCONT it gets to OUT, and sleeps.
+const CATCH: &str = r#"
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+static const char *out;
+static void on_cont(int sig, siginfo_t *si, void *ctx) {
+    (void)sig; (void)ctx;
+    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) { dprintf(fd, "%u\n", (unsigned)si->si_uid); close(fd); }
+}
+int main(int argc, char **argv) {
+    if (argc != 2) return 2;
+    out = argv[1];
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_cont;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGCONT, &sa, 0);
+    for (int i = 0; i < 600; i++) sleep(1);
+    return 0;
+}
+"#;
+
+/// Build the C program `src` in `dir` as `name`; `None` (and a skip line) without a compiler.
+fn built(dir: &Path, test: &str, name: &str, src: &str) -> Option<std::path::PathBuf> {
+    if !Path::new("/usr/bin/cc").is_file() {
+        skip(test, "no C compiler to build the guest's program");
+        return None;
+    }
+    let c = dir.join(format!("{name}.c"));
+    std::fs::write(&c, src).unwrap();
+    let bin = dir.join(name);
+    let st = Command::new("/usr/bin/cc")
+        .args(["-O2", "-o"])
+        .arg(&bin)
+        .arg(&c)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cc {name}.c failed");
+    Some(bin)
+}
+
+fn state_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("State:").map(|v| v.trim().to_owned()))
+        })
+        .unwrap_or_default()
+}
+
+/// A guest of the uid a hold signals must not be able to signal back the thread that sends:
+/// the kernel checks the guest's uids against that thread's real and saved uid, so the thread's
+/// real uid must be none a guest has. Its SIGCONT (which a process can catch, and whose sender's
+/// real uid it reads) shows which real uid the thread runs with.
+#[test]
+fn the_thread_that_signals_a_guest_runs_with_a_real_uid_no_guest_has() {
+    let name = "the_thread_that_signals_a_guest_runs_with_a_real_uid_no_guest_has";
+    if !root_or_skip(name) {
+        return;
+    }
+    let d = tmp();
+    std::fs::set_permissions(
+        d.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let Some(catch) = built(d.path(), name, "catch", CATCH) else {
+        return;
+    };
+    let out = d.path().join("sender");
+    let uid = 216_001;
+    let mut guest = Command::new("/usr/bin/setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+        ])
+        .arg(&catch)
+        .arg(&out)
+        .spawn()
+        .unwrap();
+    wait_runs_as(&mut guest, uid);
+    // Let it install its handler.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let host = LinuxHost::default();
+    let reached = host.continue_as(uid, &[guest.id()]).unwrap();
+    let sender = wait_until(|| out.exists()).then(|| std::fs::read_to_string(&out).unwrap());
+    let _ = guest.kill();
+    let _ = guest.wait();
+    assert_eq!(
+        reached,
+        vec![guest.id()],
+        "the SIGCONT did not reach the guest"
+    );
+    let sender: u32 = sender
+        .expect("the guest never got the SIGCONT")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(
+        sender, uid,
+        "the thread signalling uid {uid}'s processes ran as uid {uid}: they could stop or kill it"
+    );
+    assert_ne!(sender, 0, "the thread signalled as root");
+}
+
+/// `recover` holds every pool uid it saw no process of: the hold reaches a process whose saved
+/// uid is a pool uid, and (for a uid that owns a user namespace) a root process inside that
+/// namespace. Each must run again afterwards; a process stopped on purpose before stays
+/// stopped.
+#[test]
+fn a_recover_leaves_no_process_stopped_that_it_held() {
+    let name = "a_recover_leaves_no_process_stopped_that_it_held";
+    if !root_or_skip(name) {
+        return;
+    }
+    for tool in ["/usr/bin/unshare", "/usr/bin/nsenter", "/usr/bin/python3"] {
+        if !Path::new(tool).is_file() {
+            skip(name, &format!("no {tool}"));
+            return;
+        }
+    }
+    let h = Stack::dac_only(216_100, 216_109);
+    // Root, with a pool uid as its saved uid.
+    let mut saved = Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            "import os, time; os.setresuid(0, 0, 216103); time.sleep(60)",
+        ])
+        .spawn()
+        .unwrap();
+    // A user namespace a pool uid owns, with root inside it once its owner's process is gone
+    // (where the kernel lets an unprivileged uid make one).
+    let mut owner = Command::new("/usr/bin/setpriv")
+        .args([
+            "--reuid=216105",
+            "--regid=216105",
+            "--clear-groups",
+            "/usr/bin/unshare",
+            "-U",
+            "/bin/sleep",
+            "60",
+        ])
+        .spawn()
+        .unwrap();
+    let runs_sleep = |pid: u32| {
+        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e.ends_with("sleep"))
+    };
+    let mut inside = None;
+    if wait_until(|| runs_sleep(owner.id()) || owner.try_wait().ok().flatten().is_some())
+        && runs_sleep(owner.id())
+    {
+        let child = Command::new("/usr/bin/nsenter")
+            .args([
+                "-t",
+                &owner.id().to_string(),
+                "-U",
+                "--preserve-credentials",
+            ])
+            .args(["/bin/sleep", "60"])
+            .spawn()
+            .unwrap();
+        assert!(
+            wait_until(|| runs_sleep(child.id())),
+            "nsenter never ran sleep"
+        );
+        inside = Some(child);
+    } else {
+        skip(
+            name,
+            "no user namespace for an unprivileged uid here: only the saved uid is held",
+        );
+    }
+    let _ = owner.kill();
+    let _ = owner.wait();
+    // A pool uid's process stopped on purpose.
+    let mut paused = vm_process(216_107);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(paused.id() as i32),
+        nix::sys::signal::SIGSTOP,
+    )
+    .unwrap();
+    let paused_before = wait_until(|| state_of(paused.id()).starts_with('T'));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let recover = h.svirt(&["recover"]);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (s_saved, s_inside, s_paused) = (
+        state_of(saved.id()),
+        inside.as_ref().map(|c| state_of(c.id())),
+        state_of(paused.id()),
+    );
+    for c in [Some(&mut saved), inside.as_mut(), Some(&mut paused)]
+        .into_iter()
+        .flatten()
+    {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    assert!(paused_before, "the paused process never stopped");
+    assert!(recover.status.success(), "recover: {}", text(&recover));
+    assert!(
+        !s_saved.starts_with('T'),
+        "recover left the process with saved uid 216103 stopped: {s_saved}"
+    );
+    assert!(
+        !s_inside.as_deref().unwrap_or_default().starts_with('T'),
+        "recover left the process in 216105's user namespace stopped: {s_inside:?}"
+    );
+    assert!(
+        s_paused.starts_with('T'),
+        "recover continued a process stopped on purpose: {s_paused}"
+    );
+}
+
+/// A device node in the share that the guest's uid owns at stop (root planted it while the VM
+/// ran, or the guest made a whiteout `c 0 0`) is never given to the share's owner: opening it
+/// opens the device. It goes to root, readable by root alone.
+#[test]
+fn a_device_node_the_guest_owns_at_stop_goes_to_root_alone() {
+    let name = "a_device_node_the_guest_owns_at_stop_goes_to_root_alone";
+    if !root_or_skip(name) {
+        return;
+    }
+    let h = Stack::dac_only(216_200, 216_209);
+    let share = h.p("share");
+    std::fs::create_dir(&share).unwrap();
+    std::os::unix::fs::chown(&share, Some(1000), Some(1000)).unwrap();
+    let dom = h.share_domain("d", &share);
+    h.ok(&["start", dom.to_str().unwrap()]);
+    let uid = uid_of(&h, "d");
+    let dev = share.join("loop");
+    let st = Command::new("/usr/bin/mknod")
+        .arg(&dev)
+        .args(["b", "7", "202"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "mknod failed");
+    std::os::unix::fs::chown(&dev, Some(uid), Some(uid)).unwrap();
+    std::fs::set_permissions(&dev, std::os::unix::fs::PermissionsExt::from_mode(0o660)).unwrap();
+    let stop = h.svirt(&["stop", "d"]);
+    let m = std::fs::symlink_metadata(&dev).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert!(stop.status.success(), "stop: {}", text(&stop));
+    assert_eq!(
+        (m.uid(), m.gid(), m.mode() & 0o7777),
+        (0, 0, 0o600),
+        "the guest's device node after stop"
+    );
+}
+
+/// A start killed after it recorded the domain, before it finished, leaves the domain
+/// `starting`: `exec` must refuse to run a VMM in it (its resources are half changed), and
+/// `recover` puts it back.
+#[test]
+fn exec_refuses_a_domain_whose_start_never_finished() {
+    let name = "exec_refuses_a_domain_whose_start_never_finished";
+    if !root_or_skip(name) {
+        return;
+    }
+    let h = Stack::dac_only(216_300, 216_309);
+    let img = h.p("disk.img");
+    std::fs::write(&img, "x").unwrap();
+    let dom = h.domain("e", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
+    start_killed_at(&h, &dom, "state.record-written:1");
+    let exec = h.svirt(&["exec", "e", "--", "/bin/true"]);
+    let recover = h.svirt(&["recover"]);
+    assert_eq!(exec.status.code(), Some(1), "exec: {}", text(&exec));
+    assert!(
+        text(&exec).contains("not running (it is starting)"),
+        "exec: {}",
+        text(&exec)
+    );
+    assert!(recover.status.success(), "recover: {}", text(&recover));
+    assert!(!h.recorded("e"), "recover left the unfinished start");
+}
