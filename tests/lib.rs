@@ -181,6 +181,37 @@ pub fn vm_process_running(uid: u32, program: &Path) -> std::process::Child {
     child
 }
 
+/// Build the C program `src` in `dir` as `name` (`cc -O2 -pthread`); `None` (and a skip line
+/// for `test`) without a compiler.
+pub fn built_c(dir: &Path, test: &str, name: &str, src: &str) -> Option<PathBuf> {
+    if !Path::new("/usr/bin/cc").is_file() {
+        skip(test, "no C compiler to build the guest's program");
+        return None;
+    }
+    let c = dir.join(format!("{name}.c"));
+    std::fs::write(&c, src).unwrap();
+    let bin = dir.join(name);
+    let st = Command::new("/usr/bin/cc")
+        .args(["-O2", "-pthread", "-o"])
+        .arg(&bin)
+        .arg(&c)
+        .status()
+        .unwrap();
+    assert!(st.success(), "cc {name}.c failed");
+    Some(bin)
+}
+
+/// The `State:` of process `pid` (`S (sleeping)`, `T (stopped)`...); empty once it is gone.
+pub fn proc_state(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("State:").map(|v| v.trim().to_owned()))
+        })
+        .unwrap_or_default()
+}
+
 /// The real uid of process `pid`, while it runs.
 pub fn real_uid(pid: u32) -> Option<u32> {
     let s = std::fs::read(format!("/proc/{pid}/status")).ok()?;

@@ -163,21 +163,7 @@ fn an_exec_vmm_whose_name_is_not_utf8_is_alive_for_status_and_recover() {
 
 /// Build the C program `src` in `h` as `name`; `None` (and a skip line) without a compiler.
 fn built(h: &Stack, test: &str, name: &str, src: &str) -> Option<PathBuf> {
-    if !std::path::Path::new("/usr/bin/cc").is_file() {
-        skip(test, "no C compiler to build the guest's program");
-        return None;
-    }
-    let c = h.p(&format!("{name}.c"));
-    std::fs::write(&c, src).unwrap();
-    let bin = h.p(name);
-    let st = Command::new("/usr/bin/cc")
-        .args(["-O2", "-pthread", "-o"])
-        .arg(&bin)
-        .arg(&c)
-        .status()
-        .unwrap();
-    assert!(st.success(), "cc {name}.c failed");
-    Some(bin)
+    built_c(&h.p(""), test, name, src)
 }
 
 /// `hop UID BEAT STOP`: as root, becomes the reaper of what it starts, then starts a guest as
@@ -214,6 +200,34 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// A running hopper (see [`HOP`]): its reaper, its heartbeat file, and the file whose
+/// creation ends it.
+struct Hopper {
+    reaper: std::process::Child,
+    beat: PathBuf,
+    stop: PathBuf,
+}
+
+/// Start domain `g` of `h` (one disk) and a hopper running as its uid; `None` (and a skip
+/// line) without a compiler.
+fn started_with_hopper(h: &Stack, test: &str) -> Option<(u32, Hopper)> {
+    let hop = built(h, test, "hop", HOP)?;
+    let img = h.p("disk.img");
+    std::fs::write(&img, "x").unwrap();
+    let dom = h.domain("g", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
+    h.ok(&["start", dom.to_str().unwrap()]);
+    let uid = uid_of(h, "g");
+    let (beat, stop) = (h.p("beat"), h.p("stop"));
+    std::fs::write(&beat, "0\n").unwrap();
+    std::fs::set_permissions(&beat, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let reaper = Command::new(&hop)
+        .arg(uid.to_string())
+        .args([&beat, &stop])
+        .spawn()
+        .unwrap();
+    Some((uid, Hopper { reaper, beat, stop }))
+}
+
 /// The guest's heartbeat: the generation its newest process wrote.
 fn beat(path: &std::path::Path) -> u64 {
     std::fs::read_to_string(path)
@@ -233,35 +247,20 @@ fn a_guest_that_keeps_changing_its_pid_still_holds_its_stop() {
         return;
     }
     let h = Stack::dac_only(212_000, 212_999);
-    let Some(hop) = built(&h, name, "hop", HOP) else {
+    let Some((uid, hopper)) = started_with_hopper(&h, name) else {
         return;
     };
-    let img = h.p("disk.img");
-    std::fs::write(&img, "x").unwrap();
-    let dom = h.domain("g", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
-    h.ok(&["start", dom.to_str().unwrap()]);
-    let uid = uid_of(&h, "g");
-    let (beat_file, stop_file) = (h.p("beat"), h.p("stop"));
-    std::fs::write(&beat_file, "0\n").unwrap();
-    std::fs::set_permissions(
-        &beat_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o666),
-    )
-    .unwrap();
-    let mut reaper = Command::new(&hop)
-        .arg(uid.to_string())
-        .args([&beat_file, &stop_file])
-        .spawn()
-        .unwrap();
-    let hopping = wait_until(|| beat(&beat_file) > 100);
+    let (beat_file, stop_file) = (&hopper.beat, &hopper.stop);
+    let mut reaper = hopper.reaper;
+    let hopping = wait_until(|| beat(beat_file) > 100);
     let stops: Vec<_> = (0..5).map(|_| h.svirt(&["stop", "g"])).collect();
     let kept = h.recorded("g");
-    let before = beat(&beat_file);
-    let still_runs = wait_until(|| beat(&beat_file) > before + 10);
-    std::fs::write(&stop_file, "").unwrap();
+    let before = beat(beat_file);
+    let still_runs = wait_until(|| beat(beat_file) > before + 10);
+    std::fs::write(stop_file, "").unwrap();
     let _ = reaper.wait();
     let after = wait_until(|| h.svirt(&["stop", "g"]).status.success());
-    assert!(hopping, "the guest never hopped: beat {}", beat(&beat_file));
+    assert!(hopping, "the guest never hopped: beat {}", beat(beat_file));
     for o in &stops {
         assert!(
             o.status.code() == Some(1) && text(o).contains("still running"),
@@ -367,15 +366,7 @@ fn a_stop_continues_no_process_but_the_ones_it_held() {
         .spawn()
         .unwrap();
     let pid = paused.id();
-    let state = || {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("State:").map(|v| v.trim().to_owned()))
-            })
-            .unwrap_or_default()
-    };
+    let state = || proc_state(pid);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::SIGSTOP,
@@ -410,27 +401,12 @@ fn a_lost_state_never_hands_out_the_uid_of_a_guest_that_keeps_changing_its_pid()
     }
     // One uid to draw: 215001 is the shared group.
     let h = Stack::dac_only(215_000, 215_001);
-    let Some(hop) = built(&h, name, "hop", HOP) else {
+    let Some((uid, hopper)) = started_with_hopper(&h, name) else {
         return;
     };
-    let img = h.p("disk.img");
-    std::fs::write(&img, "x").unwrap();
-    let dom = h.domain("g", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
-    h.ok(&["start", dom.to_str().unwrap()]);
-    let uid = uid_of(&h, "g");
-    let (beat_file, stop_file) = (h.p("beat"), h.p("stop"));
-    std::fs::write(&beat_file, "0\n").unwrap();
-    std::fs::set_permissions(
-        &beat_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o666),
-    )
-    .unwrap();
-    let mut reaper = Command::new(&hop)
-        .arg(uid.to_string())
-        .args([&beat_file, &stop_file])
-        .spawn()
-        .unwrap();
-    let hopping = wait_until(|| beat(&beat_file) > 100);
+    let (beat_file, stop_file) = (&hopper.beat, &hopper.stop);
+    let mut reaper = hopper.reaper;
+    let hopping = wait_until(|| beat(beat_file) > 100);
     let other = h.p("other.img");
     std::fs::write(&other, "y").unwrap();
     let next = h.domain("n", &format!("[[disk]]\npath = \"{}\"\n", other.display()));
@@ -451,9 +427,9 @@ fn a_lost_state_never_hands_out_the_uid_of_a_guest_that_keeps_changing_its_pid()
             break;
         }
     }
-    std::fs::write(&stop_file, "").unwrap();
+    std::fs::write(stop_file, "").unwrap();
     let _ = reaper.wait();
-    assert!(hopping, "the guest never hopped: beat {}", beat(&beat_file));
+    assert!(hopping, "the guest never hopped: beat {}", beat(beat_file));
     assert!(
         handed.is_none(),
         "after the state was lost (round {:?}), the next domain drew uid {:?} while the guest \

@@ -49,35 +49,6 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// Build the C program `src` in `dir` as `name`; `None` (and a skip line) without a compiler.
-fn built(dir: &Path, test: &str, name: &str, src: &str) -> Option<std::path::PathBuf> {
-    if !Path::new("/usr/bin/cc").is_file() {
-        skip(test, "no C compiler to build the guest's program");
-        return None;
-    }
-    let c = dir.join(format!("{name}.c"));
-    std::fs::write(&c, src).unwrap();
-    let bin = dir.join(name);
-    let st = Command::new("/usr/bin/cc")
-        .args(["-O2", "-o"])
-        .arg(&bin)
-        .arg(&c)
-        .status()
-        .unwrap();
-    assert!(st.success(), "cc {name}.c failed");
-    Some(bin)
-}
-
-fn state_of(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("State:").map(|v| v.trim().to_owned()))
-        })
-        .unwrap_or_default()
-}
-
 /// A guest of the uid a hold signals must not be able to signal back the thread that sends:
 /// the kernel checks the guest's uids against that thread's real and saved uid, so the thread's
 /// real uid must be none a guest has. Its SIGCONT (which a process can catch, and whose sender's
@@ -94,7 +65,7 @@ fn the_thread_that_signals_a_guest_runs_with_a_real_uid_no_guest_has() {
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();
-    let Some(catch) = built(d.path(), name, "catch", CATCH) else {
+    let Some(catch) = built_c(d.path(), name, "catch", CATCH) else {
         return;
     };
     let out = d.path().join("sender");
@@ -210,14 +181,14 @@ fn a_recover_leaves_no_process_stopped_that_it_held() {
         nix::sys::signal::SIGSTOP,
     )
     .unwrap();
-    let paused_before = wait_until(|| state_of(paused.id()).starts_with('T'));
+    let paused_before = wait_until(|| proc_state(paused.id()).starts_with('T'));
     std::thread::sleep(std::time::Duration::from_millis(100));
     let recover = h.svirt(&["recover"]);
     std::thread::sleep(std::time::Duration::from_millis(100));
     let (s_saved, s_inside, s_paused) = (
-        state_of(saved.id()),
-        inside.as_ref().map(|c| state_of(c.id())),
-        state_of(paused.id()),
+        proc_state(saved.id()),
+        inside.as_ref().map(|c| proc_state(c.id())),
+        proc_state(paused.id()),
     );
     for c in [Some(&mut saved), inside.as_mut(), Some(&mut paused)]
         .into_iter()
