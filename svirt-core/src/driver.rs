@@ -103,14 +103,26 @@ pub struct ProcessInfo {
     /// them (it can switch between them at will).
     pub uids: [u32; 4],
     pub gids: [u32; 4],
-    /// Stopped by a signal when read.
+    /// Its supplementary groups.
+    pub groups: Vec<u32>,
+    /// Stopped by a signal (or in a tracer's stop) when read.
     pub stopped: bool,
 }
 
 impl ProcessInfo {
-    /// True when any of its uids or gids is `id`.
+    /// Every uid and gid it carries: its real, effective, saved and filesystem uids and gids,
+    /// and its supplementary groups.
+    pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.uids
+            .iter()
+            .chain(&self.gids)
+            .chain(&self.groups)
+            .copied()
+    }
+
+    /// True when it carries `id` (see [`ProcessInfo::ids`]).
     pub fn carries_id(&self, id: u32) -> bool {
-        self.uids.contains(&id) || self.gids.contains(&id)
+        self.ids().any(|i| i == id)
     }
 }
 

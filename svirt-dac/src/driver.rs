@@ -120,10 +120,8 @@ impl DacDriver {
 
     /// The pool's uids that no process of the scan `seen` carries (as any of its uids or gids).
     fn unseen_uids(&self, seen: &[ProcessInfo]) -> Vec<u32> {
-        let taken: std::collections::HashSet<u32> = seen
-            .iter()
-            .flat_map(|p| p.uids.iter().chain(&p.gids).copied())
-            .collect();
+        let taken: std::collections::HashSet<u32> =
+            seen.iter().flat_map(ProcessInfo::ids).collect();
         (self.range.lo..=self.range.hi)
             .filter(|&id| self.in_pool(id) && !taken.contains(&id))
             .collect()
@@ -406,7 +404,7 @@ impl SecurityDriver for DacDriver {
             // And from the processes: a uid of the pool that a process runs with (as any of
             // its uids or gids: it may switch to it at will) stays taken.
             for pr in procs {
-                for &id in pr.uids.iter().chain(&pr.gids) {
+                for id in pr.ids() {
                     if (p.lo..=p.hi).contains(&id) && id != shared && !p.held.contains_key(&id) {
                         tracing::info!(
                             pid = pr.pid,

@@ -15,6 +15,11 @@
 //!   readable by that owner); it now goes to root alone;
 //! - `exec` ran a VMM in a domain whose start was killed half way (a half-relabeled share).
 //!
+//! Found by a second round on 5427fa7: a process carrying the uid only as a supplementary group
+//! did not hold the stop; a process whose main thread had exited showed the zombie leader's
+//! state, so the threads the hold stopped were never continued (nor a traced one, whose state
+//! reads `t`).
+//!
 //! Every test works on temp trees as root, with uid ranges of its own (216000 and up).
 
 use std::path::Path;
@@ -273,4 +278,137 @@ fn exec_refuses_a_domain_whose_start_never_finished() {
     );
     assert!(recover.status.success(), "recover: {}", text(&recover));
     assert!(!h.recorded("e"), "recover left the unfinished start");
+}
+
+/// A process that carries the domain's uid only as a supplementary group holds its stop: a
+/// file the VM made group-readable stays open to it once the uid is drawn again.
+#[test]
+fn a_process_with_the_domains_uid_as_a_supplementary_group_holds_its_stop() {
+    let name = "a_process_with_the_domains_uid_as_a_supplementary_group_holds_its_stop";
+    if !root_or_skip(name) {
+        return;
+    }
+    let h = Stack::dac_only(216_400, 216_409);
+    let img = h.p("disk.img");
+    std::fs::write(&img, "x").unwrap();
+    let dom = h.domain("s", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
+    h.ok(&["start", dom.to_str().unwrap()]);
+    let uid = uid_of(&h, "s");
+    let mut member = Command::new("/usr/bin/setpriv")
+        .args([
+            "--reuid=216499",
+            "--regid=216499",
+            &format!("--groups={uid}"),
+            "/bin/sleep",
+            "60",
+        ])
+        .spawn()
+        .unwrap();
+    wait_runs_as(&mut member, 216_499);
+    let stop = h.svirt(&["stop", "s"]);
+    let kept = h.recorded("s");
+    let _ = member.kill();
+    let _ = member.wait();
+    assert!(
+        stop.status.code() == Some(1) && text(&stop).contains("still running") && kept,
+        "a stop while a process had uid {uid} as a group: {}",
+        text(&stop)
+    );
+    h.ok(&["stop", "s"]);
+}
+
+/// `leader`: its main thread exits (`pthread_exit`) while another thread sleeps a minute.
+const LEADER: &str = "#include <pthread.h>\n#include <unistd.h>\n\
+    static void *w(void *a) { (void)a; sleep(60); return 0; }\n\
+    int main(void) { pthread_t t; pthread_create(&t, 0, w, 0); pthread_exit(0); }\n";
+
+/// The states of every thread of `pid`.
+fn thread_states(pid: u32) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let st = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            Some(st.rsplit_once(')')?.1.split_whitespace().next()?.to_owned())
+        })
+        .collect()
+}
+
+/// The stop's hold of the domain's uid reaches a root process inside a user namespace the uid
+/// owns. When that process's main thread has exited, its state is the zombie leader's: the
+/// hold must still continue its other threads.
+#[test]
+fn a_stop_leaves_no_thread_stopped_in_a_process_whose_main_thread_exited() {
+    let name = "a_stop_leaves_no_thread_stopped_in_a_process_whose_main_thread_exited";
+    if !root_or_skip(name) {
+        return;
+    }
+    for tool in ["/usr/bin/unshare", "/usr/bin/nsenter"] {
+        if !Path::new(tool).is_file() {
+            skip(name, &format!("no {tool}"));
+            return;
+        }
+    }
+    let h = Stack::dac_only(216_500, 216_509);
+    let Some(leader) = built_c(&h.p(""), name, "leader", LEADER) else {
+        return;
+    };
+    let img = h.p("disk.img");
+    std::fs::write(&img, "x").unwrap();
+    let dom = h.domain("z", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
+    h.ok(&["start", dom.to_str().unwrap()]);
+    let uid = uid_of(&h, "z");
+    let mut owner = Command::new("/usr/bin/setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            "/usr/bin/unshare",
+            "-U",
+            "/bin/sleep",
+            "60",
+        ])
+        .spawn()
+        .unwrap();
+    let runs_sleep = |pid: u32| {
+        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e.ends_with("sleep"))
+    };
+    if !(wait_until(|| runs_sleep(owner.id()) || owner.try_wait().ok().flatten().is_some())
+        && runs_sleep(owner.id()))
+    {
+        skip(name, "no user namespace for an unprivileged uid here");
+        h.ok(&["stop", "z"]);
+        return;
+    }
+    let mut inside = Command::new("/usr/bin/nsenter")
+        .args([
+            "-t",
+            &owner.id().to_string(),
+            "-U",
+            "--preserve-credentials",
+        ])
+        .arg(&leader)
+        .spawn()
+        .unwrap();
+    let pid = inside.id();
+    let zombie_leader =
+        wait_until(|| proc_state(pid).starts_with('Z') && thread_states(pid).len() == 2);
+    let _ = owner.kill();
+    let _ = owner.wait();
+    let stop = h.svirt(&["stop", "z"]);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let states = thread_states(pid);
+    let _ = inside.kill();
+    let _ = inside.wait();
+    assert!(
+        zombie_leader,
+        "the leader never became a zombie with a thread"
+    );
+    assert!(stop.status.success(), "stop: {}", text(&stop));
+    assert!(
+        !states.iter().any(|s| s == "T" || s == "t"),
+        "the stop left threads of process {pid} stopped: {states:?}"
+    );
 }

@@ -849,6 +849,7 @@ impl Inner {
                     gid: c.gids[0],
                     uids: c.uids,
                     gids: c.gids,
+                    groups: c.groups,
                     stopped: c.stopped,
                 })
             })

@@ -143,14 +143,53 @@ impl LinuxHost {
             }
             Ok(out)
         };
-        let stopped = line(b"State:").is_some_and(|v| v.trim_start().starts_with('T'));
+        // Stopped by a signal (`T`), or in a tracer's stop (`t`: a SIGSTOP to a traced process
+        // leaves it stopped once the tracer lets go). The main thread's state is the process's,
+        // unless the main thread exited: then its other threads tell.
+        let stopped_state = |v: &str| matches!(v.trim_start().chars().next(), Some('T' | 't'));
+        let stopped = match dead && threads > 1 {
+            false => line(b"State:").is_some_and(stopped_state),
+            true => self.any_task_stopped(pid),
+        };
+        let groups = line(b"Groups:")
+            .map(|v| {
+                v.split_whitespace()
+                    .filter_map(|g| g.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(ProcStatus {
             running: !(dead && threads <= 1),
             creds: super::ProcCreds {
                 uids: ids("Uid:")?,
                 gids: ids("Gid:")?,
+                groups,
                 stopped,
             },
+        })
+    }
+
+    /// Whether any thread of `pid` is stopped (`T` or `t` in `/proc/PID/task/TID/stat`).
+    fn any_task_stopped(&self, pid: u32) -> bool {
+        let Ok(tasks) = fs::read_dir(self.proc.join(pid.to_string()).join("task")) else {
+            return false;
+        };
+        tasks.flatten().any(|t| {
+            let Some(tid) = t.file_name().to_str().map(str::to_owned) else {
+                return false;
+            };
+            self.read_proc(pid, &format!("task/{tid}/stat"))
+                .ok()
+                .and_then(|st| {
+                    // `TID (NAME) STATE ...`: the name may hold anything, the state follows
+                    // its last ')'.
+                    let at = st.iter().rposition(|&b| b == b')')?;
+                    st[at + 1..]
+                        .iter()
+                        .find(|b| !b.is_ascii_whitespace())
+                        .copied()
+                })
+                .is_some_and(|s| s == b'T' || s == b't')
         })
     }
 

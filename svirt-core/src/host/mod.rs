@@ -15,13 +15,15 @@ pub use linux::LinuxHost;
 pub mod fake;
 
 /// A process's credentials as `/proc/PID/status` shows them (its main thread's).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcCreds {
     /// Real, effective, saved and filesystem uid.
     pub uids: [u32; 4],
     /// Real, effective, saved and filesystem gid.
     pub gids: [u32; 4],
-    /// Stopped by a signal (`State: T`).
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    /// Stopped by a signal or in a tracer's stop (any thread, where the main one exited).
     pub stopped: bool,
 }
 
@@ -209,6 +211,7 @@ pub trait Host: Send + Sync + Debug {
         Ok(ProcCreds {
             uids: [uid; 4],
             gids: [gid; 4],
+            groups: Vec::new(),
             stopped: false,
         })
     }
