@@ -110,6 +110,59 @@ fn the_thread_that_signals_a_guest_runs_with_a_real_uid_no_guest_has() {
     assert_ne!(sender, 0, "the thread signalled as root");
 }
 
+/// `program ARGS` run by root inside a new user namespace that `uid` owns (made by a process of
+/// `uid`, gone once root is in): none of its ids is `uid`, but a sender with effective uid `uid`
+/// may signal it. `None` where the kernel lets no unprivileged uid make a user namespace.
+fn root_in_user_namespace_of(
+    uid: u32,
+    program: &Path,
+    args: &[&str],
+) -> Option<std::process::Child> {
+    let mut owner = Command::new("/usr/bin/setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            "/usr/bin/unshare",
+            "-U",
+            "/bin/sleep",
+            "60",
+        ])
+        .spawn()
+        .unwrap();
+    let runs = |pid: u32, exe: &Path| {
+        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == exe)
+    };
+    let sleep = std::fs::canonicalize("/bin/sleep").unwrap();
+    let made = wait_until(|| runs(owner.id(), &sleep) || owner.try_wait().ok().flatten().is_some())
+        && runs(owner.id(), &sleep);
+    let inside = made.then(|| {
+        let child = Command::new("/usr/bin/nsenter")
+            .args([
+                "-t",
+                &owner.id().to_string(),
+                "-U",
+                "--preserve-credentials",
+            ])
+            .arg(program)
+            .args(args)
+            .spawn()
+            .unwrap();
+        // Entered (its main thread may exit at once: then it is a zombie leader, which nsenter
+        // never is).
+        let entered = wait_until(|| {
+            let ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+            (ns(child.id()).is_some() && ns(child.id()) == ns(owner.id()))
+                || proc_state(child.id()).starts_with('Z')
+        });
+        assert!(entered, "nsenter never ran {}", program.display());
+        child
+    });
+    let _ = owner.kill();
+    let _ = owner.wait();
+    inside
+}
+
 /// `recover` holds every pool uid it saw no process of: the hold reaches a process whose saved
 /// uid is a pool uid, and (for a uid that owns a user namespace) a root process inside that
 /// namespace. Each must run again afterwards; a process stopped on purpose before stays
@@ -135,50 +188,14 @@ fn a_recover_leaves_no_process_stopped_that_it_held() {
         ])
         .spawn()
         .unwrap();
-    // A user namespace a pool uid owns, with root inside it once its owner's process is gone
-    // (where the kernel lets an unprivileged uid make one).
-    let mut owner = Command::new("/usr/bin/setpriv")
-        .args([
-            "--reuid=216105",
-            "--regid=216105",
-            "--clear-groups",
-            "/usr/bin/unshare",
-            "-U",
-            "/bin/sleep",
-            "60",
-        ])
-        .spawn()
-        .unwrap();
-    let runs_sleep = |pid: u32| {
-        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e.ends_with("sleep"))
-    };
-    let mut inside = None;
-    if wait_until(|| runs_sleep(owner.id()) || owner.try_wait().ok().flatten().is_some())
-        && runs_sleep(owner.id())
-    {
-        let child = Command::new("/usr/bin/nsenter")
-            .args([
-                "-t",
-                &owner.id().to_string(),
-                "-U",
-                "--preserve-credentials",
-            ])
-            .args(["/bin/sleep", "60"])
-            .spawn()
-            .unwrap();
-        assert!(
-            wait_until(|| runs_sleep(child.id())),
-            "nsenter never ran sleep"
-        );
-        inside = Some(child);
-    } else {
+    // Root inside a user namespace a pool uid owns, once its owner's process is gone.
+    let mut inside = root_in_user_namespace_of(216_105, Path::new("/bin/sleep"), &["60"]);
+    if inside.is_none() {
         skip(
             name,
             "no user namespace for an unprivileged uid here: only the saved uid is held",
         );
     }
-    let _ = owner.kill();
-    let _ = owner.wait();
     // A pool uid's process stopped on purpose.
     let mut paused = vm_process(216_107);
     nix::sys::signal::kill(
@@ -360,43 +377,14 @@ fn a_stop_leaves_no_thread_stopped_in_a_process_whose_main_thread_exited() {
     let dom = h.domain("z", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
     h.ok(&["start", dom.to_str().unwrap()]);
     let uid = uid_of(&h, "z");
-    let mut owner = Command::new("/usr/bin/setpriv")
-        .args([
-            &format!("--reuid={uid}"),
-            &format!("--regid={uid}"),
-            "--clear-groups",
-            "/usr/bin/unshare",
-            "-U",
-            "/bin/sleep",
-            "60",
-        ])
-        .spawn()
-        .unwrap();
-    let runs_sleep = |pid: u32| {
-        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e.ends_with("sleep"))
-    };
-    if !(wait_until(|| runs_sleep(owner.id()) || owner.try_wait().ok().flatten().is_some())
-        && runs_sleep(owner.id()))
-    {
+    let Some(mut inside) = root_in_user_namespace_of(uid, &leader, &[]) else {
         skip(name, "no user namespace for an unprivileged uid here");
         h.ok(&["stop", "z"]);
         return;
-    }
-    let mut inside = Command::new("/usr/bin/nsenter")
-        .args([
-            "-t",
-            &owner.id().to_string(),
-            "-U",
-            "--preserve-credentials",
-        ])
-        .arg(&leader)
-        .spawn()
-        .unwrap();
+    };
     let pid = inside.id();
     let zombie_leader =
         wait_until(|| proc_state(pid).starts_with('Z') && thread_states(pid).len() == 2);
-    let _ = owner.kill();
-    let _ = owner.wait();
     let stop = h.svirt(&["stop", "z"]);
     std::thread::sleep(std::time::Duration::from_millis(100));
     let states = thread_states(pid);
