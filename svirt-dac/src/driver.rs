@@ -168,17 +168,15 @@ impl DacDriver {
             }
         }
         left.retain(|p| !reached.contains(&p.pid));
-        // The rest as each held uid until every one is reached.
-        for &uid in held_uids {
-            if left.is_empty() {
-                break;
-            }
+        // The rest as each held uid in turn, until every one is reached.
+        if !left.is_empty() {
             let pids: Vec<u32> = left.iter().map(|p| p.pid).collect();
-            match self.host.continue_as(uid, &pids) {
-                Ok(r) => left.retain(|p| !r.contains(&p.pid)),
-                Err(e) => {
-                    first.get_or_insert(err(uid, e));
-                }
+            if let Err(e) = self.host.continue_as_any(held_uids, &pids) {
+                first.get_or_insert(svirt_core::Error::host(
+                    "continue the processes of",
+                    format!("the uids {}-{}", self.range.lo, self.range.hi),
+                    e,
+                ));
             }
         }
         first.map_or(Ok(()), Err)

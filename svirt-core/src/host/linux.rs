@@ -39,6 +39,23 @@ fn as_uid<T: Send + 'static>(
     .map_err(|_| io::Error::other("the thread signalling the uid's processes panicked"))?
 }
 
+/// SIGCONT to each of `pids`, one by one, from this thread; the pids it reached (one gone, or
+/// one this thread may not signal, is none).
+fn continue_pids(pids: &[u32]) -> io::Result<Vec<u32>> {
+    let mut reached = Vec::new();
+    for &pid in pids {
+        let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+            continue;
+        };
+        match rustix::process::kill_process(p, rustix::process::Signal::CONT) {
+            Ok(()) => reached.push(pid),
+            Err(rustix::io::Errno::SRCH) | Err(rustix::io::Errno::PERM) => {}
+            Err(e) => return Err(io_err(e)),
+        }
+    }
+    Ok(reached)
+}
+
 /// This thread as the sender of signals to `uid`'s processes (see [`as_uid`]).
 fn become_sender(uid: u32) -> io::Result<()> {
     use rustix::process::Uid;
@@ -533,20 +550,32 @@ impl Host for LinuxHost {
 
     fn continue_as(&self, uid: u32, pids: &[u32]) -> io::Result<Vec<u32>> {
         let pids = pids.to_vec();
-        as_uid(uid, move || {
-            let mut reached = Vec::new();
-            for pid in pids {
-                let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
-                    continue;
-                };
-                match rustix::process::kill_process(p, rustix::process::Signal::CONT) {
-                    Ok(()) => reached.push(pid),
-                    Err(rustix::io::Errno::SRCH) | Err(rustix::io::Errno::PERM) => {}
-                    Err(e) => return Err(io_err(e)),
+        as_uid(uid, move || continue_pids(&pids))
+    }
+
+    /// One thread takes each uid in turn, as [`LinuxHost::hold_uids`] does.
+    fn continue_as_any(&self, uids: &[u32], pids: &[u32]) -> io::Result<()> {
+        if uids.contains(&0) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let (uids, mut left) = (uids.to_vec(), pids.to_vec());
+        std::thread::spawn(move || {
+            use rustix::process::Uid;
+            for uid in uids {
+                if left.is_empty() {
+                    break;
                 }
+                become_sender(uid)?;
+                let reached = continue_pids(&left);
+                rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT)
+                    .map_err(io_err)?;
+                let reached = reached?;
+                left.retain(|p| !reached.contains(p));
             }
-            Ok(reached)
+            Ok(())
         })
+        .join()
+        .map_err(|_| io::Error::other("the thread signalling the uids' processes panicked"))?
     }
 
     fn pids(&self) -> io::Result<Vec<u32>> {

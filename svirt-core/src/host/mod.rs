@@ -233,6 +233,18 @@ pub trait Host: Send + Sync + Debug {
     /// in the caller's session, which the kernel lets anyone continue). Returns the pids the
     /// signal reached; a pid gone meanwhile, or one this sender may not signal, is none.
     fn continue_as(&self, uid: u32, pids: &[u32]) -> io::Result<Vec<u32>>;
+    /// [`Host::continue_as`] as each of `uids` in turn, each pid until one reaches it.
+    fn continue_as_any(&self, uids: &[u32], pids: &[u32]) -> io::Result<()> {
+        let mut left = pids.to_vec();
+        for &uid in uids {
+            if left.is_empty() {
+                break;
+            }
+            let reached = self.continue_as(uid, &left)?;
+            left.retain(|p| !reached.contains(p));
+        }
+        Ok(())
+    }
     /// The file handle of a node's inode (`name_to_handle_at`), which names the inode across
     /// renames and is never reused for another one; `None` when the filesystem gives none.
     fn handle(&self, node: &Node) -> io::Result<Option<Vec<u8>>>;
