@@ -96,9 +96,6 @@ pub struct ProcessInfo {
     /// Its SELinux label, where the kernel has one and a driver reads it
     /// ([`SecurityDriver::reads_process_labels`]).
     pub label: Option<String>,
-    /// Its real uid and gid.
-    pub uid: u32,
-    pub gid: u32,
     /// Its real, effective, saved and filesystem uids and gids: a process may act as any of
     /// them (it can switch between them at will).
     pub uids: [u32; 4],

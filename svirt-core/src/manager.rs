@@ -256,18 +256,16 @@ impl SecurityManager {
     /// ([`SecurityDriver::hold_carriers`]). Every driver is asked, also after one failed; the
     /// first error is returned.
     pub fn hold_carriers(&self, domain: &Domain, labels: &[LabelRecord]) -> Result<()> {
-        let mut first = None;
-        for (a, l) in self.pairs(domain, labels)? {
-            if let Err(e) = a.driver.hold_carriers(ctx(domain, &a, l)) {
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), Err)
+        first_error(
+            self.pairs(domain, labels)?
+                .into_iter()
+                .map(|(a, l)| a.driver.hold_carriers(ctx(domain, &a, l))),
+        )
     }
 
     /// Let go what [`SecurityManager::hold_carriers`] held, as the scans `before` and `held`
-    /// found it ([`SecurityDriver::release_carriers`]). Every driver is asked, also after one failed;
-    /// the first error is returned.
+    /// found it ([`SecurityDriver::release_carriers`]). Every driver is asked, also after one
+    /// failed; the first error is returned.
     pub fn release_carriers(
         &self,
         domain: &Domain,
@@ -275,39 +273,25 @@ impl SecurityManager {
         before: &[ProcessInfo],
         held: &[ProcessInfo],
     ) -> Result<()> {
-        let mut first = None;
-        for (a, l) in self.pairs(domain, labels)? {
-            if let Err(e) = a.driver.release_carriers(ctx(domain, &a, l), before, held) {
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), Err)
+        first_error(
+            self.pairs(domain, labels)?
+                .into_iter()
+                .map(|(a, l)| a.driver.release_carriers(ctx(domain, &a, l), before, held)),
+        )
     }
 
     /// Hold still every process that may carry an identity a driver hands out and that the
     /// scan `seen` shows none of ([`SecurityDriver::hold_unseen`]). Every driver is asked,
     /// also after one failed; the first error is returned.
     pub fn hold_unseen(&self, seen: &[ProcessInfo]) -> Result<()> {
-        let mut first = None;
-        for d in &self.drivers {
-            if let Err(e) = d.hold_unseen(seen) {
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), Err)
+        first_error(self.drivers.iter().map(|d| d.hold_unseen(seen)))
     }
 
     /// Let go what [`SecurityManager::hold_unseen`] held for `seen`, as the scan `held` found
     /// it ([`SecurityDriver::release_unseen`]). Every driver is asked, also after one failed;
     /// the first error is returned.
     pub fn release_unseen(&self, seen: &[ProcessInfo], held: &[ProcessInfo]) -> Result<()> {
-        let mut first = None;
-        for d in &self.drivers {
-            if let Err(e) = d.release_unseen(seen, held) {
-                first.get_or_insert(e);
-            }
-        }
-        first.map_or(Ok(()), Err)
+        first_error(self.drivers.iter().map(|d| d.release_unseen(seen, held)))
     }
 
     /// Whether any driver of the stack reads the labels of processes.
@@ -376,6 +360,17 @@ impl SecurityManager {
         }
         Ok(out)
     }
+}
+
+/// Every one of `results` (all are run, also after one failed); the first error.
+fn first_error(results: impl IntoIterator<Item = Result<()>>) -> Result<()> {
+    let mut first = None;
+    for r in results {
+        if let Err(e) = r {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
 }
 
 fn ctx<'a>(domain: &'a Domain, a: &'a Assignment, l: &'a LabelRecord) -> DomainCtx<'a> {

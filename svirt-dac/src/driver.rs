@@ -140,46 +140,27 @@ impl DacDriver {
     ) -> Result<()> {
         let stopped_before: std::collections::HashSet<u32> =
             before.iter().filter(|p| p.stopped).map(|p| p.pid).collect();
-        let mut left: Vec<&ProcessInfo> = held
+        let left: Vec<&ProcessInfo> = held
             .iter()
             .filter(|p| p.stopped && !stopped_before.contains(&p.pid))
             .collect();
         if left.is_empty() {
             return Ok(());
         }
-        let err = |uid: u32, e| {
-            svirt_core::Error::host("continue the processes of", format!("uid {uid}"), e)
-        };
-        let mut first = None;
-        // As the held uids they run with.
-        let mut by_uid: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
-        for p in &left {
-            if let Some(&uid) = held_uids.iter().find(|&&u| p.uids.contains(&u)) {
-                by_uid.entry(uid).or_default().push(p.pid);
-            }
-        }
-        let mut reached = std::collections::HashSet::new();
-        for (uid, pids) in by_uid {
-            match self.host.continue_as(uid, &pids) {
-                Ok(r) => reached.extend(r),
-                Err(e) => {
-                    first.get_or_insert(err(uid, e));
-                }
-            }
-        }
-        left.retain(|p| !reached.contains(&p.pid));
-        // The rest as each held uid in turn, until every one is reached.
-        if !left.is_empty() {
-            let pids: Vec<u32> = left.iter().map(|p| p.pid).collect();
-            if let Err(e) = self.host.continue_as_any(held_uids, &pids) {
-                first.get_or_insert(svirt_core::Error::host(
-                    "continue the processes of",
-                    format!("the uids {}-{}", self.range.lo, self.range.hi),
-                    e,
-                ));
-            }
-        }
-        first.map_or(Ok(()), Err)
+        // The held uids they run with first; then the others (a process of a user namespace a
+        // held uid owns runs with none of them).
+        let (mut uids, others): (Vec<u32>, Vec<u32>) = held_uids
+            .iter()
+            .partition(|&&u| left.iter().any(|p| p.uids.contains(&u)));
+        uids.extend(others);
+        let pids: Vec<u32> = left.iter().map(|p| p.pid).collect();
+        self.host.continue_as(&uids, &pids).map(drop).map_err(|e| {
+            svirt_core::Error::host(
+                "continue the processes of",
+                format!("the uids {}-{}", self.range.lo, self.range.hi),
+                e,
+            )
+        })
     }
 
     /// The owner and mode of one resource, following libvirt's `virSecurityDACSetImageLabelInternal`
@@ -334,7 +315,7 @@ impl SecurityDriver for DacDriver {
         let Some(uid) = self.drawn_uid(ctx)? else {
             return Ok(());
         };
-        self.host.hold_uid(uid).map_err(|e| {
+        self.host.hold_uids(&[uid]).map_err(|e| {
             svirt_core::Error::host(
                 "stop, for the process scan, the processes of",
                 format!("uid {uid}"),

@@ -13,7 +13,7 @@
 //! over, is at none of the pids the scan reads one after another, and the stop released its
 //! uid while it ran (the next domain drew the uid, and the guest read that domain's disk). A
 //! scan that finds nothing is now made again with the uid's processes stopped at once
-//! (`Host::hold_uid`), and only the processes that scan finds are continued, one by one (the
+//! (`Host::hold_uids`), and only the processes that scan finds are continued, one by one (the
 //! first version continued every process it could signal: the kernel lets anyone continue a
 //! process of its own session, whatever its uid). And `pid_alive` read `/proc/PID/stat` alone, so the VMM whose main
 //! thread exited (a zombie leader, its other threads running) was "alive: false" in `status`.

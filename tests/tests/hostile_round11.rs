@@ -1,5 +1,5 @@
 //! Hostile round 11: the holds that make the process scans see a guest that keeps changing its
-//! pid (`Host::hold_uid`, `SecurityDriver::hold_unseen`), a share's device nodes at stop, and a
+//! pid (`Host::hold_uids`, `SecurityDriver::hold_unseen`), a share's device nodes at stop, and a
 //! VMM started in a domain whose start never finished.
 //!
 //! Found by a hostile tester on 60d29a8:
@@ -89,7 +89,7 @@ fn the_thread_that_signals_a_guest_runs_with_a_real_uid_no_guest_has() {
     // Let it install its handler.
     std::thread::sleep(std::time::Duration::from_millis(200));
     let host = LinuxHost::default();
-    let reached = host.continue_as(uid, &[guest.id()]).unwrap();
+    let reached = host.continue_as(&[uid], &[guest.id()]).unwrap();
     let sender = wait_until(|| out.exists()).then(|| std::fs::read_to_string(&out).unwrap());
     let _ = guest.kill();
     let _ = guest.wait();

@@ -365,11 +365,11 @@ impl Host for Swapping {
     fn pids(&self) -> io::Result<Vec<u32>> {
         self.real.pids()
     }
-    fn hold_uid(&self, uid: u32) -> io::Result<()> {
-        self.real.hold_uid(uid)
+    fn hold_uids(&self, uids: &[u32]) -> io::Result<()> {
+        self.real.hold_uids(uids)
     }
-    fn continue_as(&self, uid: u32, pids: &[u32]) -> io::Result<Vec<u32>> {
-        self.real.continue_as(uid, pids)
+    fn continue_as(&self, uids: &[u32], pids: &[u32]) -> io::Result<Vec<u32>> {
+        self.real.continue_as(uids, pids)
     }
     fn handle(&self, n: &Node) -> io::Result<Option<Vec<u8>>> {
         self.real.handle(n)

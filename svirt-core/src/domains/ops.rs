@@ -845,8 +845,6 @@ impl Inner {
                 Some(ProcessInfo {
                     pid,
                     label: labels.then(|| self.host.pid_label(pid).ok()).flatten(),
-                    uid: c.uids[0],
-                    gid: c.gids[0],
                     uids: c.uids,
                     gids: c.gids,
                     groups: c.groups,

@@ -533,15 +533,15 @@ impl Host for FakeHost {
     }
 
     /// The fake's processes never fork: there is nothing to hold still.
-    fn hold_uid(&self, uid: u32) -> io::Result<()> {
-        if uid == 0 {
+    fn hold_uids(&self, uids: &[u32]) -> io::Result<()> {
+        if uids.contains(&0) {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         Ok(())
     }
 
-    fn continue_as(&self, uid: u32, _pids: &[u32]) -> io::Result<Vec<u32>> {
-        self.hold_uid(uid).map(|()| Vec::new())
+    fn continue_as(&self, uids: &[u32], _pids: &[u32]) -> io::Result<Vec<u32>> {
+        self.hold_uids(uids).map(|()| Vec::new())
     }
 
     fn pids(&self) -> io::Result<Vec<u32>> {

@@ -19,24 +19,34 @@ use super::{FileKind, FileMeta, Host, Node};
 /// or effective uid is the thread's real or saved uid, and so cannot stop or kill svirt's.
 pub const SIGNAL_SENDER_UID: u32 = u32::MAX - 1;
 
-/// Run `f` on a thread of its own whose effective uid is `uid`, real uid
-/// [`SIGNAL_SENDER_UID`] and saved uid root (credentials are per thread, and the raw call
-/// changes this one's only; its effective capabilities go with its root euid): it signals
-/// exactly what [`Host::hold_uid`] says. The thread ends with its credentials. Refused for uid
-/// 0.
-fn as_uid<T: Send + 'static>(
-    uid: u32,
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    if uid == 0 {
+/// Run `f(state, uid)` for each of `uids` in turn on a thread of its own, which takes each
+/// uid as [`become_sender`] says and goes back to root between two (its saved uid stays 0;
+/// credentials are per thread, and the raw call changes this one's only), so a pool of a
+/// thousand uids costs no thousand threads. `f` returns false once it needs no more uids.
+/// Returns the state. Refused when `uids` holds 0.
+fn as_each_uid<S: Send + 'static>(
+    uids: &[u32],
+    mut state: S,
+    mut f: impl FnMut(&mut S, u32) -> io::Result<bool> + Send + 'static,
+) -> io::Result<S> {
+    if uids.contains(&0) {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
+    let uids = uids.to_vec();
     std::thread::spawn(move || {
-        become_sender(uid)?;
-        f()
+        use rustix::process::Uid;
+        for uid in uids {
+            become_sender(uid)?;
+            let more = f(&mut state, uid);
+            rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT).map_err(io_err)?;
+            if !more? {
+                break;
+            }
+        }
+        Ok(state)
     })
     .join()
-    .map_err(|_| io::Error::other("the thread signalling the uid's processes panicked"))?
+    .map_err(|_| io::Error::other("the thread signalling the uids' processes panicked"))?
 }
 
 /// SIGCONT to each of `pids`, one by one, from this thread; the pids it reached (one gone, or
@@ -56,7 +66,9 @@ fn continue_pids(pids: &[u32]) -> io::Result<Vec<u32>> {
     Ok(reached)
 }
 
-/// This thread as the sender of signals to `uid`'s processes (see [`as_uid`]).
+/// This thread as the sender of signals to `uid`'s processes: effective uid `uid`, which the
+/// kernel checks against theirs; real uid [`SIGNAL_SENDER_UID`], which none of them has; saved
+/// uid root, to go back (its effective capabilities go with its root euid).
 fn become_sender(uid: u32) -> io::Result<()> {
     use rustix::process::Uid;
     rustix::thread::set_thread_res_uid(
@@ -67,8 +79,8 @@ fn become_sender(uid: u32) -> io::Result<()> {
     .map_err(io_err)
 }
 
-/// A process as `/proc/PID/status` shows it: whether it runs (in any thread), and its real
-/// uid and gid.
+/// A process as `/proc/PID/status` shows it: whether it runs (in any thread), and its
+/// credentials.
 struct ProcStatus {
     running: bool,
     creds: super::ProcCreds,
@@ -145,8 +157,8 @@ impl LinuxHost {
         // A zombie runs nothing and holds no file: it carries no identity. Unless only its
         // main thread exited: the process runs on in its other threads (`Threads:` above 1),
         // with the same credentials.
-        let dead = line(b"State:")
-            .is_some_and(|v| matches!(v.trim_start().chars().next(), Some('Z' | 'X')));
+        let state = line(b"State:").and_then(|v| v.trim_start().chars().next());
+        let dead = matches!(state, Some('Z' | 'X'));
         let threads: u32 = line(b"Threads:")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(1);
@@ -163,9 +175,8 @@ impl LinuxHost {
         // Stopped by a signal (`T`), or in a tracer's stop (`t`: a SIGSTOP to a traced process
         // leaves it stopped once the tracer lets go). The main thread's state is the process's,
         // unless the main thread exited: then its other threads tell.
-        let stopped_state = |v: &str| matches!(v.trim_start().chars().next(), Some('T' | 't'));
         let stopped = match dead && threads > 1 {
-            false => line(b"State:").is_some_and(stopped_state),
+            false => matches!(state, Some('T' | 't')),
             true => self.any_task_stopped(pid),
         };
         let groups = line(b"Groups:")
@@ -514,68 +525,28 @@ impl Host for LinuxHost {
         }
     }
 
-    fn hold_uid(&self, uid: u32) -> io::Result<()> {
-        as_uid(uid, || match crate::sys::kill_all(libc::SIGSTOP) {
-            // No process but init and svirt's own.
-            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
-            r => r,
-        })
-    }
-
-    /// One thread takes each uid in turn (going back to root between two: its saved uid
-    /// stays 0), so a pool of a thousand uids costs no thousand threads.
     fn hold_uids(&self, uids: &[u32]) -> io::Result<()> {
-        if uids.contains(&0) {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        let uids = uids.to_vec();
-        std::thread::spawn(move || {
-            use rustix::process::Uid;
-            for uid in uids {
-                become_sender(uid)?;
-                let held = crate::sys::kill_all(libc::SIGSTOP);
-                rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT)
-                    .map_err(io_err)?;
-                match held {
-                    // No process but init and svirt's own.
-                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                    r => r?,
-                }
+        as_each_uid(uids, (), |(), _| {
+            match crate::sys::kill_all(libc::SIGSTOP) {
+                // No process but init and svirt's own.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(true),
+                r => r.map(|()| true),
             }
-            Ok(())
         })
-        .join()
-        .map_err(|_| io::Error::other("the thread signalling the uids' processes panicked"))?
     }
 
-    fn continue_as(&self, uid: u32, pids: &[u32]) -> io::Result<Vec<u32>> {
-        let pids = pids.to_vec();
-        as_uid(uid, move || continue_pids(&pids))
-    }
-
-    /// One thread takes each uid in turn, as [`LinuxHost::hold_uids`] does.
-    fn continue_as_any(&self, uids: &[u32], pids: &[u32]) -> io::Result<()> {
-        if uids.contains(&0) {
-            return Err(io::Error::from_raw_os_error(libc::EINVAL));
-        }
-        let (uids, mut left) = (uids.to_vec(), pids.to_vec());
-        std::thread::spawn(move || {
-            use rustix::process::Uid;
-            for uid in uids {
-                if left.is_empty() {
-                    break;
-                }
-                become_sender(uid)?;
-                let reached = continue_pids(&left);
-                rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT)
-                    .map_err(io_err)?;
-                let reached = reached?;
-                left.retain(|p| !reached.contains(p));
-            }
-            Ok(())
-        })
-        .join()
-        .map_err(|_| io::Error::other("the thread signalling the uids' processes panicked"))?
+    fn continue_as(&self, uids: &[u32], pids: &[u32]) -> io::Result<Vec<u32>> {
+        as_each_uid(
+            uids,
+            (pids.to_vec(), Vec::new()),
+            |(left, reached): &mut (Vec<u32>, Vec<u32>), _| {
+                let now = continue_pids(left)?;
+                left.retain(|p| !now.contains(p));
+                reached.extend(now);
+                Ok(!left.is_empty())
+            },
+        )
+        .map(|(_, reached)| reached)
     }
 
     fn pids(&self) -> io::Result<Vec<u32>> {

@@ -218,33 +218,19 @@ pub trait Host: Send + Sync + Debug {
     /// Every live process id.
     fn pids(&self) -> io::Result<Vec<u32>>;
     /// Stop every process the kernel lets a sender with effective uid `uid` signal (those whose
-    /// real or saved uid is `uid`, and those of user namespaces `uid` owns), all at once: the
-    /// kernel reaches them under one lock, so a process that forks meanwhile leaves no child
-    /// out, and a stopped one forks no more. A scan of `/proc` after it sees every such process
-    /// at the pid it keeps. The sender's real uid is none a process of `uid` has, so none can
-    /// signal it back (stop or kill svirt) while it runs. Refused for uid 0.
-    fn hold_uid(&self, uid: u32) -> io::Result<()>;
-    /// [`Host::hold_uid`] for each of `uids` (none of them 0), in turn.
-    fn hold_uids(&self, uids: &[u32]) -> io::Result<()> {
-        uids.iter().try_for_each(|&uid| self.hold_uid(uid))
-    }
-    /// Continue, one by one, the processes `pids` that [`Host::hold_uid`]`(uid)` stopped, as
-    /// the same sender (a signal to every process would also continue processes of other uids
-    /// in the caller's session, which the kernel lets anyone continue). Returns the pids the
-    /// signal reached; a pid gone meanwhile, or one this sender may not signal, is none.
-    fn continue_as(&self, uid: u32, pids: &[u32]) -> io::Result<Vec<u32>>;
-    /// [`Host::continue_as`] as each of `uids` in turn, each pid until one reaches it.
-    fn continue_as_any(&self, uids: &[u32], pids: &[u32]) -> io::Result<()> {
-        let mut left = pids.to_vec();
-        for &uid in uids {
-            if left.is_empty() {
-                break;
-            }
-            let reached = self.continue_as(uid, &left)?;
-            left.retain(|p| !reached.contains(p));
-        }
-        Ok(())
-    }
+    /// real or saved uid is `uid`, and those of user namespaces `uid` owns), all at once, for
+    /// each of `uids` in turn: the kernel reaches them under one lock, so a process that forks
+    /// meanwhile leaves no child out, and a stopped one forks no more. A scan of `/proc` after
+    /// it sees every such process at the pid it keeps. The sender's real uid is none a process
+    /// of `uid` has, so none can signal it back (stop or kill svirt) while it runs. Refused
+    /// when `uids` holds 0.
+    fn hold_uids(&self, uids: &[u32]) -> io::Result<()>;
+    /// Continue, one by one, the processes `pids` that [`Host::hold_uids`] stopped, as the
+    /// senders that stopped them: as each of `uids` in turn, each pid until one reaches it (a
+    /// signal to every process would also continue processes of other uids in the caller's
+    /// session, which the kernel lets anyone continue). Returns the pids reached; a pid gone
+    /// meanwhile, or one no such sender may signal, is none. Refused when `uids` holds 0.
+    fn continue_as(&self, uids: &[u32], pids: &[u32]) -> io::Result<Vec<u32>>;
     /// The file handle of a node's inode (`name_to_handle_at`), which names the inode across
     /// renames and is never reused for another one; `None` when the filesystem gives none.
     fn handle(&self, node: &Node) -> io::Result<Option<Vec<u8>>>;
