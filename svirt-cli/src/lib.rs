@@ -49,12 +49,13 @@ pub fn main() -> ExitCode {
             if !shown && std::env::args_os().skip(1).any(|a| a == "--json") {
                 let rendered = e.render().to_string();
                 let (first, rest) = rendered.split_once('\n').unwrap_or((&rendered, ""));
-                let rest = rest.trim();
-                output::json(&serde_json::json!({
-                    "error": first.strip_prefix("error: ").unwrap_or(first),
-                    "causes": if rest.is_empty() { vec![] } else { vec![rest] },
-                    "exit": e.exit_code(),
-                }));
+                let mut texts = vec![first.strip_prefix("error: ").unwrap_or(first).to_owned()];
+                texts.extend(
+                    Some(rest.trim())
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_owned),
+                );
+                output::json_failure(&texts, e.exit_code());
             }
             e.exit()
         }

@@ -55,25 +55,10 @@ pub fn error_line(text: &str) {
     errln!("svirt: {text}");
 }
 
-/// Print an error and its whole cause chain, one cause per line.
-pub fn report(e: &anyhow::Error) {
-    let mut last: Option<String> = None;
-    for cause in e.chain() {
-        let text = cause.to_string();
-        match &last {
-            None => errln!("svirt: error: {text}"),
-            // A wrapper that shows its cause's text (a rollback without failures) adds nothing.
-            Some(prev) if *prev == text => continue,
-            Some(_) => errln!("  caused by: {text}"),
-        }
-        last = Some(text);
-    }
-}
-
-/// An error as `--json` prints it on standard output (its text goes to standard error too):
-/// `{"error": ..., "causes": [...], "exit": ...}`, so a script reading the output of a command
-/// that failed still reads JSON.
-pub fn json_error(e: &anyhow::Error, exit: u8) {
+/// An error's text and its causes' texts, outermost first. A wrapper that shows its cause's
+/// text (a rollback without failures) adds nothing, so a text equal to the one before is left
+/// out.
+fn chain_texts(e: &anyhow::Error) -> Vec<String> {
     let mut texts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let text = cause.to_string();
@@ -81,10 +66,32 @@ pub fn json_error(e: &anyhow::Error, exit: u8) {
             texts.push(text);
         }
     }
-    let error = texts.first().cloned().unwrap_or_default();
+    texts
+}
+
+/// Print an error and its whole cause chain, one cause per line.
+pub fn report(e: &anyhow::Error) {
+    for (i, text) in chain_texts(e).iter().enumerate() {
+        match i {
+            0 => errln!("svirt: error: {text}"),
+            _ => errln!("  caused by: {text}"),
+        }
+    }
+}
+
+/// An error as `--json` prints it on standard output (its text goes to standard error too):
+/// `{"error": ..., "causes": [...], "exit": ...}`, so a script reading the output of a command
+/// that failed still reads JSON.
+pub fn json_error(e: &anyhow::Error, exit: u8) {
+    json_failure(&chain_texts(e), i32::from(exit));
+}
+
+/// [`json_error`] from the error's texts, outermost first (a usage error of the arguments has
+/// no `anyhow::Error`).
+pub fn json_failure(texts: &[String], exit: i32) {
     json(&serde_json::json!({
-        "error": error,
-        "causes": &texts[1.min(texts.len())..],
+        "error": texts.first().map_or("", String::as_str),
+        "causes": texts.get(1..).unwrap_or_default(),
         "exit": exit,
     }));
 }

@@ -210,6 +210,14 @@ const DEVICE_NODE: &str =
     "a device node: relabeled, it would hand the VM the device it names, so it is left as it is";
 const LINKED_OUT: &str = "a file with another name outside the share (a hard link): changing it would change that file too, so it is never relabeled through the share";
 
+/// The mount points and device nodes a walk left alone, each with why.
+fn left_out(mounts: Vec<PathBuf>, devices: Vec<PathBuf>) -> Vec<LeftOut> {
+    let mounts = mounts.into_iter().map(|m| (m, MOUNT_POINT));
+    mounts
+        .chain(devices.into_iter().map(|d| (d, DEVICE_NODE)))
+        .collect()
+}
+
 /// Entries changed by one worker, and the guard ctimes it recorded.
 type Changed = (Vec<usize>, Vec<(usize, i64)>);
 
@@ -444,8 +452,7 @@ impl Engine {
         let (rest, (mounts, devices), mut err) =
             self.walk_share_once(attr, work, tree, value, progress);
         let mut applied: Vec<usize> = (0..tree.entries.len()).collect();
-        let mut left: Vec<LeftOut> = mounts.into_iter().map(|m| (m, MOUNT_POINT)).collect();
-        left.extend(devices.into_iter().map(|d| (d, DEVICE_NODE)));
+        let mut left = left_out(mounts, devices);
         if err.is_none() && !rest.entries.is_empty() {
             let (from, from_pending) = (tree.entries.len(), work.pending.len());
             let mut linked_out = Vec::new();
@@ -889,8 +896,7 @@ impl Engine {
             &mut linked_out,
         )?;
         debug!(root = %root.display(), model, entries = tree.entries.len(), originals = tree.originals.len(), ms = started.elapsed().as_millis() as u64, "share read");
-        let mut left: Vec<LeftOut> = mounts.into_iter().map(|m| (m, MOUNT_POINT)).collect();
-        left.extend(devices.into_iter().map(|d| (d, DEVICE_NODE)));
+        let mut left = left_out(mounts, devices);
         left.extend(linked_out.into_iter().map(|rel| (rel, LINKED_OUT)));
         Ok((tree, pending, left))
     }
