@@ -411,6 +411,15 @@ impl Stack {
             .any(|d| d["name"] == name)
     }
 
+    /// A domain file for `name` with one disk, `disk.img` in this stack's dir (written with
+    /// `x`): the domain file and the image.
+    pub fn one_disk_domain(&self, name: &str) -> (PathBuf, PathBuf) {
+        let img = self.p("disk.img");
+        std::fs::write(&img, "x").unwrap();
+        let dom = self.domain(name, &format!("[[disk]]\npath = \"{}\"\n", img.display()));
+        (dom, img)
+    }
+
     /// A domain file whose only resource is the directory share `share`.
     pub fn share_domain(&self, name: &str, share: &Path) -> PathBuf {
         self.domain(

@@ -114,10 +114,8 @@ fn an_exec_vmm_whose_name_is_not_utf8_is_alive_for_status_and_recover() {
         return;
     }
     let h = Stack::dac_only(211_000, 211_999);
-    let img = h.p("disk.img");
-    std::fs::write(&img, "x").unwrap();
+    let (dom, img) = h.one_disk_domain("x");
     let before = owner(&img);
-    let dom = h.domain("x", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
     h.ok(&["start", dom.to_str().unwrap()]);
     let mut vmm = Command::new(svirt())
         .arg("--config")
@@ -212,9 +210,7 @@ struct Hopper {
 /// line) without a compiler.
 fn started_with_hopper(h: &Stack, test: &str) -> Option<(u32, Hopper)> {
     let hop = built(h, test, "hop", HOP)?;
-    let img = h.p("disk.img");
-    std::fs::write(&img, "x").unwrap();
-    let dom = h.domain("g", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
+    let (dom, _) = h.one_disk_domain("g");
     h.ok(&["start", dom.to_str().unwrap()]);
     let uid = uid_of(h, "g");
     let (beat, stop) = (h.p("beat"), h.p("stop"));
@@ -294,9 +290,7 @@ fn an_exec_vmm_whose_main_thread_exited_is_alive_for_status_and_recover() {
     let Some(leader) = built(&h, name, "leader", LEADER) else {
         return;
     };
-    let img = h.p("disk.img");
-    std::fs::write(&img, "x").unwrap();
-    let dom = h.domain("z", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
+    let (dom, _) = h.one_disk_domain("z");
     h.ok(&["start", dom.to_str().unwrap()]);
     let mut vmm = Command::new(svirt())
         .arg("--config")
@@ -357,9 +351,7 @@ fn a_stop_continues_no_process_but_the_ones_it_held() {
         return;
     }
     let h = Stack::dac_only(214_000, 214_999);
-    let img = h.p("disk.img");
-    std::fs::write(&img, "x").unwrap();
-    let dom = h.domain("p", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
+    let (dom, _) = h.one_disk_domain("p");
     h.ok(&["start", dom.to_str().unwrap()]);
     let mut paused = Command::new(system_tool("sleep"))
         .arg("60")

@@ -281,9 +281,7 @@ fn exec_refuses_a_domain_whose_start_never_finished() {
         return;
     }
     let h = Stack::dac_only(216_300, 216_309);
-    let img = h.p("disk.img");
-    std::fs::write(&img, "x").unwrap();
-    let dom = h.domain("e", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
+    let (dom, _) = h.one_disk_domain("e");
     start_killed_at(&h, &dom, "state.record-written:1");
     let exec = h.svirt(&["exec", "e", "--", "/bin/true"]);
     let recover = h.svirt(&["recover"]);
@@ -306,9 +304,7 @@ fn a_process_with_the_domains_uid_as_a_supplementary_group_holds_its_stop() {
         return;
     }
     let h = Stack::dac_only(216_400, 216_409);
-    let img = h.p("disk.img");
-    std::fs::write(&img, "x").unwrap();
-    let dom = h.domain("s", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
+    let (dom, _) = h.one_disk_domain("s");
     h.ok(&["start", dom.to_str().unwrap()]);
     let uid = uid_of(&h, "s");
     let mut member = Command::new("/usr/bin/setpriv")
@@ -372,9 +368,7 @@ fn a_stop_leaves_no_thread_stopped_in_a_process_whose_main_thread_exited() {
     let Some(leader) = built_c(&h.p(""), name, "leader", LEADER) else {
         return;
     };
-    let img = h.p("disk.img");
-    std::fs::write(&img, "x").unwrap();
-    let dom = h.domain("z", &format!("[[disk]]\npath = \"{}\"\n", img.display()));
+    let (dom, _) = h.one_disk_domain("z");
     h.ok(&["start", dom.to_str().unwrap()]);
     let uid = uid_of(&h, "z");
     let Some(mut inside) = root_in_user_namespace_of(uid, &leader, &[]) else {
