@@ -102,7 +102,7 @@ pub struct ProcessInfo {
     pub gids: [u32; 4],
     /// Its supplementary groups.
     pub groups: Vec<u32>,
-    /// Stopped by a signal (or in a tracer's stop) when read.
+    /// Stopped by a signal (or in a tracer's stop) when read, or stopping (a SIGSTOP pending).
     pub stopped: bool,
 }
 
@@ -121,6 +121,30 @@ impl ProcessInfo {
     pub fn carries_id(&self, id: u32) -> bool {
         self.ids().any(|i| i == id)
     }
+}
+
+/// Every process of the host, each as `/proc/PID/status` shows it, with its label where
+/// `labels` asks for one (and the kernel has one). A process that exits while being read is
+/// left out.
+pub fn scan_processes(
+    host: &dyn crate::host::Host,
+    labels: bool,
+) -> std::io::Result<Vec<ProcessInfo>> {
+    Ok(host
+        .pids()?
+        .into_iter()
+        .filter_map(|pid| {
+            let c = host.pid_creds(pid).ok()?;
+            Some(ProcessInfo {
+                pid,
+                label: labels.then(|| host.pid_label(pid).ok()).flatten(),
+                uids: c.uids,
+                gids: c.gids,
+                groups: c.groups,
+                stopped: c.stopped,
+            })
+        })
+        .collect())
 }
 
 /// What a driver did to one resource.

@@ -26,6 +26,10 @@ use crate::wall::{DacMarker, DacWall};
 
 const POOL: &str = "dac-uid";
 
+/// How long a release waits, at most, for every process a hold reached to show stopped
+/// ([`DacDriver::continue_held`]).
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The facts the DAC driver keeps with its label (`groups` in the record).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DacFacts {
@@ -132,6 +136,13 @@ impl DacDriver {
     /// stopped already (stopped on purpose: it stays so). Each is continued as the sender that
     /// stopped it: first as the held uids it runs with, then (a process of a user namespace a
     /// held uid owns runs with none of them) as each held uid in turn until one reaches it.
+    ///
+    /// First the hold must have settled. A process the hold reached in the middle of a fork
+    /// stops only once the fork returns, and its child is born with the stop pending and stops
+    /// when it first runs: a scan made before that shows both running, and a release from it
+    /// would leave the child stopped for good. So while the scan shows a process the hold
+    /// reached (a held uid as its real or saved uid) not stopped, the scan is made again, for
+    /// at most [`SETTLE`]. Such a process carries the uid, so the stop is refused anyway.
     fn continue_held(
         &self,
         held_uids: &[u32],
@@ -140,6 +151,27 @@ impl DacDriver {
     ) -> Result<()> {
         let stopped_before: std::collections::HashSet<u32> =
             before.iter().filter(|p| p.stopped).map(|p| p.pid).collect();
+        let held_set: std::collections::HashSet<u32> = held_uids.iter().copied().collect();
+        let unsettled = |scan: &[ProcessInfo]| {
+            scan.iter().any(|p| {
+                !p.stopped && (held_set.contains(&p.uids[0]) || held_set.contains(&p.uids[2]))
+            })
+        };
+        let mut rescan = None;
+        let deadline = std::time::Instant::now() + SETTLE;
+        while unsettled(rescan.as_deref().unwrap_or(held)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            let scan = svirt_core::driver::scan_processes(self.host.as_ref(), false)
+                .map_err(|e| svirt_core::Error::host("list the processes in", "/proc", e))?;
+            rescan = Some(scan);
+        }
+        let held = rescan.as_deref().unwrap_or(held);
+        if rescan.is_some() {
+            tracing::debug!(
+                settled = !unsettled(held),
+                "a process the hold reached had not stopped yet; scanned again"
+            );
+        }
         let left: Vec<&ProcessInfo> = held
             .iter()
             .filter(|p| p.stopped && !stopped_before.contains(&p.pid))

@@ -227,7 +227,8 @@ fn a_recover_leaves_no_process_stopped_that_it_held() {
     );
     assert!(
         !s_inside.as_deref().unwrap_or_default().starts_with('T'),
-        "recover left the process in 216105's user namespace stopped: {s_inside:?}"
+        "recover left the process in 216105's user namespace stopped: {s_inside:?}: {}",
+        text(&recover)
     );
     assert!(
         s_paused.starts_with('T'),
@@ -349,6 +350,33 @@ fn thread_states(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// Domain `z` started on `h`, and the C program `source` (built as `program`) running as root
+/// inside a user namespace its uid owns, which the stop's hold reaches. None, skipped, where
+/// the tools or user namespaces are missing (the domain is stopped again).
+fn started_with_root_inside(
+    h: &Stack,
+    name: &str,
+    program: &str,
+    source: &str,
+) -> Option<std::process::Child> {
+    for tool in ["/usr/bin/unshare", "/usr/bin/nsenter"] {
+        if !Path::new(tool).is_file() {
+            skip(name, &format!("no {tool}"));
+            return None;
+        }
+    }
+    let built = built_c(&h.p(""), name, program, source)?;
+    let (dom, _) = h.one_disk_domain("z");
+    h.ok(&["start", dom.to_str().unwrap()]);
+    let uid = uid_of(h, "z");
+    let inside = root_in_user_namespace_of(uid, &built, &[]);
+    if inside.is_none() {
+        skip(name, "no user namespace for an unprivileged uid here");
+        h.ok(&["stop", "z"]);
+    }
+    inside
+}
+
 /// The stop's hold of the domain's uid reaches a root process inside a user namespace the uid
 /// owns. When that process's main thread has exited, its state is the zombie leader's: the
 /// hold must still continue its other threads.
@@ -358,22 +386,8 @@ fn a_stop_leaves_no_thread_stopped_in_a_process_whose_main_thread_exited() {
     if !root_or_skip(name) {
         return;
     }
-    for tool in ["/usr/bin/unshare", "/usr/bin/nsenter"] {
-        if !Path::new(tool).is_file() {
-            skip(name, &format!("no {tool}"));
-            return;
-        }
-    }
     let h = Stack::dac_only(216_500, 216_509);
-    let Some(leader) = built_c(&h.p(""), name, "leader", LEADER) else {
-        return;
-    };
-    let (dom, _) = h.one_disk_domain("z");
-    h.ok(&["start", dom.to_str().unwrap()]);
-    let uid = uid_of(&h, "z");
-    let Some(mut inside) = root_in_user_namespace_of(uid, &leader, &[]) else {
-        skip(name, "no user namespace for an unprivileged uid here");
-        h.ok(&["stop", "z"]);
+    let Some(mut inside) = started_with_root_inside(&h, name, "leader", LEADER) else {
         return;
     };
     let pid = inside.id();
@@ -392,5 +406,41 @@ fn a_stop_leaves_no_thread_stopped_in_a_process_whose_main_thread_exited() {
     assert!(
         !states.iter().any(|s| s == "T" || s == "t"),
         "the stop left threads of process {pid} stopped: {states:?}"
+    );
+}
+
+/// `vforker`: vforks a child that sleeps a second and exits, then sleeps a minute. While the
+/// child runs, the parent waits in the kernel (`D`), where a SIGSTOP stays pending: it stops
+/// only once the child is gone.
+const VFORKER: &str = "#include <unistd.h>\n\
+    int main(void) { if (vfork() == 0) { usleep(1000000); _exit(0); } sleep(60); return 0; }\n";
+
+/// The stop's hold reaches a root process inside a user namespace the domain's uid owns while
+/// it waits for its vfork child: the SIGSTOP stays pending, and the held scan reads it running
+/// (`D`). The release must continue it all the same (SIGCONT drops the pending stop), or it
+/// stops for good once its child exits.
+#[test]
+fn a_stop_leaves_no_process_stopped_whose_stop_was_still_pending() {
+    let name = "a_stop_leaves_no_process_stopped_whose_stop_was_still_pending";
+    if !root_or_skip(name) {
+        return;
+    }
+    let h = Stack::dac_only(216_600, 216_609);
+    let Some(mut inside) = started_with_root_inside(&h, name, "vforker", VFORKER) else {
+        return;
+    };
+    let pid = inside.id();
+    let waiting = wait_until(|| proc_state(pid).starts_with('D'));
+    let stop = h.svirt(&["stop", "z"]);
+    // The child exits a second after the vfork; a stop left pending would take effect then.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let state = proc_state(pid);
+    let _ = inside.kill();
+    let _ = inside.wait();
+    assert!(waiting, "the process never waited for its vfork child");
+    assert!(stop.status.success(), "stop: {}", text(&stop));
+    assert!(
+        !state.starts_with('T'),
+        "the stop left process {pid} stopped once its vfork child exited: {state}"
     );
 }

@@ -833,24 +833,7 @@ impl Inner {
     /// Every process of the host, with its label (where the kernel has one) and owner. A
     /// process that exits while being read is left out.
     fn processes(&self) -> Result<Vec<ProcessInfo>> {
-        let pids = self
-            .host
-            .pids()
-            .map_err(|e| Error::host("list the processes in", "/proc", e))?;
-        let labels = self.manager.reads_process_labels();
-        Ok(pids
-            .into_iter()
-            .filter_map(|pid| {
-                let c = self.host.pid_creds(pid).ok()?;
-                Some(ProcessInfo {
-                    pid,
-                    label: labels.then(|| self.host.pid_label(pid).ok()).flatten(),
-                    uids: c.uids,
-                    gids: c.gids,
-                    groups: c.groups,
-                    stopped: c.stopped,
-                })
-            })
-            .collect())
+        crate::driver::scan_processes(self.host.as_ref(), self.manager.reads_process_labels())
+            .map_err(|e| Error::host("list the processes in", "/proc", e))
     }
 }

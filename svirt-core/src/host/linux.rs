@@ -175,10 +175,24 @@ impl LinuxHost {
         // Stopped by a signal (`T`), or in a tracer's stop (`t`: a SIGSTOP to a traced process
         // leaves it stopped once the tracer lets go). The main thread's state is the process's,
         // unless the main thread exited: then its other threads tell.
-        let stopped = match dead && threads > 1 {
-            false => matches!(state, Some('T' | 't')),
-            true => self.any_task_stopped(pid),
-        };
+        //
+        // Or stopping: a SIGSTOP sent and not yet acted on (pending for the process or its main
+        // thread). `kill` returns once the signal is queued and the process woken; it stops
+        // when it next runs, and a scan right after a hold may read it first. And a process
+        // whose group stop another thread began: its main thread still runs (`R`) until it is
+        // scheduled, while that thread is stopped.
+        let stop_pending = [&b"ShdPnd:"[..], b"SigPnd:"].iter().any(|key| {
+            line(key)
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                .is_some_and(|mask| mask & (1 << (libc::SIGSTOP - 1)) != 0)
+        });
+        let stopped = stop_pending
+            || match (dead && threads > 1, state) {
+                (false, Some('T' | 't')) => true,
+                (false, Some('R')) if threads > 1 => self.any_task_stopped(pid),
+                (false, _) => false,
+                (true, _) => self.any_task_stopped(pid),
+            };
         let groups = line(b"Groups:")
             .map(|v| {
                 v.split_whitespace()

@@ -23,7 +23,8 @@ pub struct ProcCreds {
     pub gids: [u32; 4],
     /// Supplementary groups.
     pub groups: Vec<u32>,
-    /// Stopped by a signal or in a tracer's stop (any thread, where the main one exited).
+    /// Stopped by a signal or in a tracer's stop (any thread, where the main one exited), or
+    /// stopping: a SIGSTOP pending, or a group stop under way.
     pub stopped: bool,
 }
 
