@@ -59,11 +59,15 @@ pub trait LabelStore: Send + Sync + Debug {
 }
 
 impl dyn LabelStore {
-    /// Draw a fresh pair.
+    /// Draw a fresh pair, with the kernel's random numbers (`getrandom`). Not `rand::rng()`: a
+    /// CLI call draws one pair, and seeding that generator probes the CPU's features first
+    /// (a `cpuid` per feature leaf, each a trap to the hypervisor in a VM: 0.6% of a
+    /// start+stop here).
     pub fn allocate(&self, range: McsRange) -> Result<Level> {
+        use rand::TryRngCore;
         let mut out = None;
         self.update(range, &mut |s| {
-            out = Some(s.allocate(&mut rand::rng())?);
+            out = Some(s.allocate(&mut rand::rngs::OsRng.unwrap_err())?);
             Ok(())
         })?;
         out.ok_or_else(|| Error::StateCorrupt {
