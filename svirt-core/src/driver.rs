@@ -125,26 +125,37 @@ impl ProcessInfo {
 
 /// Every process of the host, each as `/proc/PID/status` shows it, with its label where
 /// `labels` asks for one (and the kernel has one). A process that exits while being read is
-/// left out.
+/// left out, and so is a kernel thread: it runs as root and no signal stops it. `kernel`
+/// gathers the kernel threads' pids, and a pid already in it is not read again: a scan made
+/// again in the same operation, moments later, skips them (a pid is reused only once the
+/// kernel's counter has gone round every other).
 pub fn scan_processes(
     host: &dyn crate::host::Host,
     labels: bool,
+    kernel: &mut std::collections::HashSet<u32>,
 ) -> std::io::Result<Vec<ProcessInfo>> {
-    Ok(host
-        .pids()?
-        .into_iter()
-        .filter_map(|pid| {
-            let c = host.pid_creds(pid).ok()?;
-            Some(ProcessInfo {
-                pid,
-                label: labels.then(|| host.pid_label(pid).ok()).flatten(),
-                uids: c.uids,
-                gids: c.gids,
-                groups: c.groups,
-                stopped: c.stopped,
-            })
-        })
-        .collect())
+    let mut out = Vec::new();
+    for pid in host.pids()? {
+        if kernel.contains(&pid) {
+            continue;
+        }
+        let Ok(c) = host.pid_creds(pid) else {
+            continue;
+        };
+        if c.kernel {
+            kernel.insert(pid);
+            continue;
+        }
+        out.push(ProcessInfo {
+            pid,
+            label: labels.then(|| host.pid_label(pid).ok()).flatten(),
+            uids: c.uids,
+            gids: c.gids,
+            groups: c.groups,
+            stopped: c.stopped,
+        });
+    }
+    Ok(out)
 }
 
 /// What a driver did to one resource.

@@ -158,10 +158,11 @@ impl DacDriver {
             })
         };
         let mut rescan = None;
+        let mut kernel = std::collections::HashSet::new();
         let deadline = std::time::Instant::now() + SETTLE;
         while unsettled(rescan.as_deref().unwrap_or(held)) && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(1));
-            let scan = svirt_core::driver::scan_processes(self.host.as_ref(), false)
+            let scan = svirt_core::driver::scan_processes(self.host.as_ref(), false, &mut kernel)
                 .map_err(|e| svirt_core::Error::host("list the processes in", "/proc", e))?;
             rescan = Some(scan);
         }

@@ -733,10 +733,11 @@ impl Inner {
         live: &[Record],
         rt: &Handle,
     ) -> Result<()> {
-        let seen = self.processes()?;
+        let mut kernel = HashSet::new();
+        let seen = self.processes(&mut kernel)?;
         // What the hold stopped is let go even when the hold failed part way.
         let held = self.manager.hold_unseen(&seen);
-        let while_held = self.processes()?;
+        let while_held = self.processes(&mut kernel)?;
         let released = self.manager.release_unseen(&seen, &while_held);
         held?;
         released?;
@@ -801,13 +802,14 @@ impl Inner {
     /// VMM paused on purpose stays paused).
     fn refuse_while_carried(&self, row: &DomainRow) -> Result<()> {
         let rec = Record::decode(row, self.db.path())?;
-        let before = self.processes()?;
+        let mut kernel = HashSet::new();
+        let before = self.processes(&mut kernel)?;
         let mut carried = self.manager.carriers(&rec.domain, &rec.labels, &before)?;
         if carried.is_empty() {
             // What the hold stopped is let go even when the hold failed part way. (A listing
             // that fails leaves it stopped: the stop fails, and nothing is restored under it.)
             let held = self.manager.hold_carriers(&rec.domain, &rec.labels);
-            let procs = self.processes()?;
+            let procs = self.processes(&mut kernel)?;
             let released = self
                 .manager
                 .release_carriers(&rec.domain, &rec.labels, &before, &procs);
@@ -830,10 +832,15 @@ impl Inner {
         })
     }
 
-    /// Every process of the host, with its label (where the kernel has one) and owner. A
-    /// process that exits while being read is left out.
-    fn processes(&self) -> Result<Vec<ProcessInfo>> {
-        crate::driver::scan_processes(self.host.as_ref(), self.manager.reads_process_labels())
-            .map_err(|e| Error::host("list the processes in", "/proc", e))
+    /// Every process of the host, with its label (where the kernel has one) and owner
+    /// ([`crate::driver::scan_processes`]; `kernel` carries the kernel threads' pids from one
+    /// scan of an operation to the next).
+    fn processes(&self, kernel: &mut HashSet<u32>) -> Result<Vec<ProcessInfo>> {
+        crate::driver::scan_processes(
+            self.host.as_ref(),
+            self.manager.reads_process_labels(),
+            kernel,
+        )
+        .map_err(|e| Error::host("list the processes in", "/proc", e))
     }
 }

@@ -214,6 +214,7 @@ impl LinuxHost {
                 gids: ids("Gid:")?,
                 groups,
                 stopped,
+                kernel: line(b"Kthread:").is_some_and(|v| v.trim() == "1"),
             },
         })
     }
@@ -803,4 +804,79 @@ fn unescape_octal(field: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::LinuxHost;
+    use crate::host::Host;
+
+    /// A `/proc/PID/status` with the lines the scan reads.
+    fn status(state: &str, uid: u32, shd_pnd: &str, sig_pnd: &str, kthread: u8) -> String {
+        format!(
+            "Name:\tx\nState:\t{state}\nTgid:\t1\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n\
+             Gid:\t{uid}\t{uid}\t{uid}\t{uid}\nGroups:\t\nKthread:\t{kthread}\nThreads:\t1\n\
+             SigPnd:\t{sig_pnd}\nShdPnd:\t{shd_pnd}\n"
+        )
+    }
+
+    fn fake_proc(entries: &[(u32, String)]) -> (tempfile::TempDir, LinuxHost) {
+        let dir = tempfile::tempdir().unwrap();
+        for (pid, text) in entries {
+            std::fs::create_dir(dir.path().join(pid.to_string())).unwrap();
+            std::fs::write(dir.path().join(pid.to_string()).join("status"), text).unwrap();
+        }
+        let host = LinuxHost::with_proc(dir.path());
+        (dir, host)
+    }
+
+    const NONE: &str = "0000000000000000";
+    /// SIGSTOP (19) pending.
+    const SIGSTOP: &str = "0000000000040000";
+    /// SIGTERM (15) pending.
+    const SIGTERM: &str = "0000000000004000";
+
+    #[test]
+    fn a_sigstop_pending_for_the_process_or_its_main_thread_reads_as_stopped() {
+        let (_dir, host) = fake_proc(&[
+            (10, status("S (sleeping)", 5000, NONE, NONE, 0)),
+            (11, status("R (running)", 5000, SIGSTOP, NONE, 0)),
+            (12, status("D (disk sleep)", 5000, NONE, SIGSTOP, 0)),
+            (13, status("S (sleeping)", 5000, SIGTERM, SIGTERM, 0)),
+            (14, status("T (stopped)", 5000, NONE, NONE, 0)),
+        ]);
+        let stopped = |pid| host.pid_creds(pid).unwrap().stopped;
+        assert!(!stopped(10), "a sleeping process");
+        assert!(stopped(11), "SIGSTOP pending for the process");
+        assert!(stopped(12), "SIGSTOP pending for its main thread");
+        assert!(!stopped(13), "another signal pending");
+        assert!(stopped(14), "a stopped process");
+    }
+
+    #[test]
+    fn a_scan_leaves_kernel_threads_out_and_reads_them_once_per_operation() {
+        let (dir, host) = fake_proc(&[
+            (2, status("S (sleeping)", 0, NONE, NONE, 1)),
+            (300, status("S (sleeping)", 5000, NONE, NONE, 0)),
+        ]);
+        let mut kernel = HashSet::new();
+        let first = crate::driver::scan_processes(&host, false, &mut kernel).unwrap();
+        assert_eq!(first.iter().map(|p| p.pid).collect::<Vec<_>>(), vec![300]);
+        assert_eq!(kernel, HashSet::from([2]));
+        // Were pid 2 read again, it would now count, with uid 5001.
+        std::fs::write(
+            dir.path().join("2/status"),
+            status("S (sleeping)", 5001, NONE, NONE, 0),
+        )
+        .unwrap();
+        let again = crate::driver::scan_processes(&host, false, &mut kernel).unwrap();
+        assert_eq!(again.iter().map(|p| p.pid).collect::<Vec<_>>(), vec![300]);
+        // A new operation reads it.
+        let fresh = crate::driver::scan_processes(&host, false, &mut HashSet::new()).unwrap();
+        let mut pids: Vec<u32> = fresh.iter().map(|p| p.pid).collect();
+        pids.sort_unstable();
+        assert_eq!(pids, vec![2, 300]);
+    }
 }
