@@ -57,6 +57,18 @@ pub fn root_or_skip(test: &str) -> bool {
     root
 }
 
+/// True when every one of `tools` is installed; otherwise prints a visible skip line for `test`
+/// naming the first one missing.
+pub fn tools_or_skip(test: &str, tools: &[&str]) -> bool {
+    match tools.iter().find(|t| !Path::new(t).is_file()) {
+        Some(missing) => {
+            skip(test, &format!("no {missing}"));
+            false
+        }
+        None => true,
+    }
+}
+
 /// The PATH commands get that run as a VM uid: system directories only, which any uid can
 /// search (a developer's PATH may lead through /root/.cargo/bin or a private tool directory).
 pub const SYSTEM_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";

@@ -173,11 +173,11 @@ fn a_recover_leaves_no_process_stopped_that_it_held() {
     if !root_or_skip(name) {
         return;
     }
-    for tool in ["/usr/bin/unshare", "/usr/bin/nsenter", "/usr/bin/python3"] {
-        if !Path::new(tool).is_file() {
-            skip(name, &format!("no {tool}"));
-            return;
-        }
+    if !tools_or_skip(
+        name,
+        &["/usr/bin/unshare", "/usr/bin/nsenter", "/usr/bin/python3"],
+    ) {
+        return;
     }
     let h = Stack::dac_only(216_100, 216_109);
     // Root, with a pool uid as its saved uid.
@@ -359,11 +359,8 @@ fn started_with_root_inside(
     program: &str,
     source: &str,
 ) -> Option<std::process::Child> {
-    for tool in ["/usr/bin/unshare", "/usr/bin/nsenter"] {
-        if !Path::new(tool).is_file() {
-            skip(name, &format!("no {tool}"));
-            return None;
-        }
+    if !tools_or_skip(name, &["/usr/bin/unshare", "/usr/bin/nsenter"]) {
+        return None;
     }
     let built = built_c(&h.p(""), name, program, source)?;
     let (dom, _) = h.one_disk_domain("z");

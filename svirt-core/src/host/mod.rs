@@ -26,7 +26,8 @@ pub struct ProcCreds {
     /// Stopped by a signal or in a tracer's stop (any thread, where the main one exited), or
     /// stopping: a SIGSTOP pending, or a group stop under way.
     pub stopped: bool,
-    /// A kernel thread (`Kthread: 1`, Linux 6.2 on): it runs as root, and no signal stops it.
+    /// A kernel thread (`Kthread: 1`, where the kernel shows that line): it runs as root, and no
+    /// signal stops it.
     pub kernel: bool,
 }
 
