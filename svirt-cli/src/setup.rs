@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use svirt_core::config::{BuildContext, Config, DriverConfig};
 use svirt_core::db::Db;
-use svirt_core::domains::Domains;
+use svirt_core::domains::{Blocking, Domains};
 use svirt_core::host::{Host, LinuxHost};
 use svirt_core::manager::SecurityManager;
 
@@ -39,10 +39,9 @@ pub async fn load(config: Option<&Path>, state_dir: Option<&Path>) -> Result<Env
     }
     let host: Arc<dyn Host> = Arc::new(LinuxHost::default());
     let state_dir = cfg.state_dir.clone();
-    let db = tokio::task::spawn_blocking(move || Db::open(&state_dir))
-        .await
-        .context("opening the state database")??;
-    let db = Arc::new(db);
+    // On this thread, as every operation of this process (`Blocking::Inline` below): the
+    // runtime has nothing else to run meanwhile.
+    let db = Arc::new(Db::open(&state_dir).context("opening the state database")?);
     let build = BuildContext::new(cfg.state_dir.clone(), host.clone(), db.clone());
     if cfg.drivers.is_empty() {
         cfg.drivers = probe_defaults();
@@ -70,7 +69,10 @@ pub async fn load(config: Option<&Path>, state_dir: Option<&Path>) -> Result<Env
         &cfg.state_dir,
         crate::progress::terminal_bar(),
     )
-    .with_relabel_threads(cfg.relabel_threads);
+    .with_relabel_threads(cfg.relabel_threads)
+    // One operation per process, and nothing else for the runtime to run while it waits: a
+    // blocking-pool thread per call only cost its creation and two wakeups across CPUs.
+    .with_blocking(Blocking::Inline);
     Ok(Env {
         domains,
         host,

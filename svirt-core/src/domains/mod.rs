@@ -1,18 +1,20 @@
 //! The lifecycle of domains: start, stop, attach, detach, recover, status and the VMM's pid,
 //! over a driver stack, the host seam and the state database. Every operation runs on tokio's
-//! blocking pool (file changes, fsyncs, database work), one at a time per state directory,
+//! blocking pool (file changes, fsyncs, database work; or on the caller's thread, for a caller
+//! that asks for it: [`Blocking`]), one at a time per state directory,
 //! in three steps: an intent transaction (the record, the labels and every original it is about
 //! to change), made durable with one fsync; the changes; and a completion transaction, which
 //! reaches the disk with the next durable write (see [`crate::db`]).
 
+mod blocking;
 mod ops;
 mod record;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::runtime::Handle;
-
+pub use blocking::Blocking;
+use blocking::Waiter;
 pub use record::{lossy, Record, Recovered, Status, StopReport};
 
 use crate::db::{Db, Phase};
@@ -33,6 +35,7 @@ pub(super) struct Inner {
     engine: Engine,
     lock_file: PathBuf,
     lock: tokio::sync::Mutex<()>,
+    blocking: Blocking,
 }
 
 /// The domains of one state directory.
@@ -70,6 +73,7 @@ impl Domains {
                 db,
                 lock_file: state_dir.join("svirt.lock"),
                 lock: tokio::sync::Mutex::new(()),
+                blocking: Blocking::default(),
             }),
         }
     }
@@ -79,6 +83,16 @@ impl Domains {
     pub fn with_relabel_threads(mut self, threads: Option<usize>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.engine = inner.engine.clone().with_threads(threads);
+        }
+        self
+    }
+
+    /// Where operations run their blocking work (default: tokio's blocking pool; see
+    /// [`Blocking::Inline`] for the one kind of caller that should change it). Call before any
+    /// operation.
+    pub fn with_blocking(mut self, blocking: Blocking) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.blocking = blocking;
         }
         self
     }
@@ -111,39 +125,36 @@ impl Domains {
     pub async fn check_paths(&self, domain: &Domain) -> Result<()> {
         let inner = self.inner.clone();
         let domain = domain.clone();
-        tokio::task::spawn_blocking(move || {
-            for r in domain.resources() {
-                match crate::safe::open_resource(inner.host.as_ref(), &r.path, Some(r.kind)) {
-                    Ok(opened) => inner.engine.check_protected(&opened)?,
-                    Err(e @ Error::PathRefused { .. }) => return Err(e),
-                    Err(_) => {}
+        self.inner
+            .blocking
+            .run(move |_| {
+                for r in domain.resources() {
+                    match crate::safe::open_resource(inner.host.as_ref(), &r.path, Some(r.kind)) {
+                        Ok(opened) => inner.engine.check_protected(&opened)?,
+                        Err(e @ Error::PathRefused { .. }) => return Err(e),
+                        Err(_) => {}
+                    }
                 }
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| Error::TaskFailed {
-            reason: e.to_string(),
-        })?
+                Ok(())
+            })
+            .await
     }
 
-    /// Run `op` on the blocking pool under the operation lock (in this process and across
+    /// Run `op` as [`Blocking`] says under the operation lock (in this process and across
     /// processes).
     async fn locked<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&Inner, &Handle, &LockGuard) -> Result<T> + Send + 'static,
+        op: impl FnOnce(&Inner, &Waiter, &LockGuard) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let _g = self.inner.lock.lock().await;
         let inner = self.inner.clone();
-        let rt = Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let flock = LockGuard::exclusive(&inner.lock_file)?;
-            op(&inner, &rt, &flock)
-        })
-        .await
-        .map_err(|e| Error::TaskFailed {
-            reason: e.to_string(),
-        })?
+        self.inner
+            .blocking
+            .run(move |waiter| {
+                let flock = LockGuard::exclusive(&inner.lock_file)?;
+                op(&inner, waiter, &flock)
+            })
+            .await
     }
 
     /// Start a domain: generate its labels and label every resource.
@@ -224,67 +235,64 @@ impl Domains {
     pub async fn status(&self, name: Option<&str>) -> Result<Vec<Status>> {
         let inner = self.inner.clone();
         let name = name.map(str::to_owned);
-        tokio::task::spawn_blocking(move || {
-            let rows = inner.db.read(|tx| tx.domains())?;
-            let mut out = Vec::new();
-            for row in rows {
-                if name.as_ref().is_some_and(|n| *n != row.name) {
-                    continue;
+        self.inner
+            .blocking
+            .run(move |_| {
+                let rows = inner.db.read(|tx| tx.domains())?;
+                let mut out = Vec::new();
+                for row in rows {
+                    if name.as_ref().is_some_and(|n| *n != row.name) {
+                        continue;
+                    }
+                    let rec = Record::decode(&row, inner.db.path())?;
+                    out.push(Status {
+                        name: row.name.clone(),
+                        phase: row.phase,
+                        labels: rec.labels,
+                        pid: row.pid,
+                        alive: row.pid.map(|p| inner.host.pid_alive(p)),
+                        resources: rec.resources,
+                        held: row.held_reason.clone(),
+                    });
                 }
-                let rec = Record::decode(&row, inner.db.path())?;
-                out.push(Status {
-                    name: row.name.clone(),
-                    phase: row.phase,
-                    labels: rec.labels,
-                    pid: row.pid,
-                    alive: row.pid.map(|p| inner.host.pid_alive(p)),
-                    resources: rec.resources,
-                    held: row.held_reason.clone(),
-                });
-            }
-            if let (Some(n), true) = (&name, out.is_empty()) {
-                return Err(Error::NoSuchDomain { name: n.clone() });
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| Error::TaskFailed {
-            reason: e.to_string(),
-        })?
+                if let (Some(n), true) = (&name, out.is_empty()) {
+                    return Err(Error::NoSuchDomain { name: n.clone() });
+                }
+                Ok(out)
+            })
+            .await
     }
 
     /// Every recorded domain's record (running, starting, stopping or held).
     pub async fn records(&self) -> Result<Vec<Record>> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            inner
-                .db
-                .read(|tx| tx.domains())?
-                .iter()
-                .map(|row| Record::decode(row, inner.db.path()))
-                .collect()
-        })
-        .await
-        .map_err(|e| Error::TaskFailed {
-            reason: e.to_string(),
-        })?
+        self.inner
+            .blocking
+            .run(move |_| {
+                inner
+                    .db
+                    .read(|tx| tx.domains())?
+                    .iter()
+                    .map(|row| Record::decode(row, inner.db.path()))
+                    .collect()
+            })
+            .await
     }
 
     /// The record of a domain.
     pub async fn record(&self, name: &str) -> Result<Record> {
         let inner = self.inner.clone();
         let name = name.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let row = inner
-                .db
-                .read(|tx| tx.domain(&name))?
-                .ok_or(Error::NoSuchDomain { name })?;
-            Record::decode(&row, inner.db.path())
-        })
-        .await
-        .map_err(|e| Error::TaskFailed {
-            reason: e.to_string(),
-        })?
+        self.inner
+            .blocking
+            .run(move |_| {
+                let row = inner
+                    .db
+                    .read(|tx| tx.domain(&name))?
+                    .ok_or(Error::NoSuchDomain { name })?;
+                Record::decode(&row, inner.db.path())
+            })
+            .await
     }
 
     /// Every driver's exec hook for a domain, ordered by phase.

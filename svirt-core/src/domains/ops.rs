@@ -4,10 +4,9 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use tokio::runtime::Handle;
 use tracing::{info, warn};
 
-use super::{Inner, Record, Recovered, StopReport};
+use super::{Inner, Record, Recovered, StopReport, Waiter};
 use crate::db::{DomainRow, Item, Phase};
 use crate::domain::{Access, Disk, Domain, Resource, ResourceKind};
 use crate::driver::{LabelRecord, ProcessInfo, ResourceReport};
@@ -134,7 +133,7 @@ impl Inner {
         ))
     }
 
-    pub(super) fn start(&self, domain: Domain, rt: &Handle, lock: &LockGuard) -> Result<Record> {
+    pub(super) fn start(&self, domain: Domain, rt: &Waiter, lock: &LockGuard) -> Result<Record> {
         let boot = self.boot_id()?;
         rt.block_on(self.manager.verify(&domain))?;
         let name = domain.name.clone();
@@ -223,7 +222,7 @@ impl Inner {
     /// Forget a failed start whose changes were all put back. One whose rollback left anything
     /// changed (`Error::RolledBack`) stays recorded as starting, its identities reserved, as a
     /// start cut short: `recover` puts the rest back from its intent.
-    fn drop_failed_start_if_undone(&self, rec: &Record, e: &Error, rt: &Handle) {
+    fn drop_failed_start_if_undone(&self, rec: &Record, e: &Error, rt: &Waiter) {
         if matches!(e, Error::RolledBack { .. }) {
             warn!(vm = %rec.domain.name, "a failed start is not all put back; it stays recorded for `svirt recover`");
             return;
@@ -232,7 +231,7 @@ impl Inner {
     }
 
     /// Forget a start whose changes were put back: its items, holds, labels and record.
-    fn drop_failed_start(&self, rec: &Record, rt: &Handle) {
+    fn drop_failed_start(&self, rec: &Record, rt: &Waiter) {
         let name = &rec.domain.name;
         let r = self.db.write(|tx| {
             let mut mine = Vec::new();
@@ -277,7 +276,7 @@ impl Inner {
         ))
     }
 
-    pub(super) fn stop(&self, name: &str, rt: &Handle) -> Result<StopReport> {
+    pub(super) fn stop(&self, name: &str, rt: &Waiter) -> Result<StopReport> {
         let recorded = self.db.read(|tx| tx.domain(name))?;
         if let Some(row) = &recorded {
             self.refuse_while_carried(row)?;
@@ -405,7 +404,7 @@ impl Inner {
         name: &str,
         path: &Path,
         access: Access,
-        rt: &Handle,
+        rt: &Waiter,
     ) -> Result<Vec<ResourceReport>> {
         let _ = rt;
         let res = Resource::new(path, ResourceKind::Disk, access);
@@ -462,7 +461,7 @@ impl Inner {
         Ok(prepared.reports)
     }
 
-    pub(super) fn detach(&self, name: &str, path: &Path, rt: &Handle) -> Result<StopReport> {
+    pub(super) fn detach(&self, name: &str, path: &Path, rt: &Waiter) -> Result<StopReport> {
         let _ = rt;
         let resolved = self
             .host
@@ -515,7 +514,7 @@ impl Inner {
         })
     }
 
-    pub(super) fn recover(&self, rt: &Handle) -> Result<Recovered> {
+    pub(super) fn recover(&self, rt: &Waiter) -> Result<Recovered> {
         self.db.check()?;
         let boot = self.boot_id()?;
         let mut out = Recovered::default();
@@ -731,7 +730,7 @@ impl Inner {
         &self,
         tx: &crate::db::Tx<'_>,
         live: &[Record],
-        rt: &Handle,
+        rt: &Waiter,
     ) -> Result<()> {
         let mut kernel = HashSet::new();
         let seen = self.processes(&mut kernel)?;
@@ -765,7 +764,7 @@ impl Inner {
     /// not know a running VM's identity: before one is drawn from it, every identity a running process
     /// carries is reserved, as `recover` does. Returns this start's generation, for the lock
     /// file once the start's intent is durable.
-    fn reconcile_if_behind(&self, tx: &crate::db::Tx<'_>, seen: u64, rt: &Handle) -> Result<u64> {
+    fn reconcile_if_behind(&self, tx: &crate::db::Tx<'_>, seen: u64, rt: &Waiter) -> Result<u64> {
         let generation = tx
             .meta(GENERATION)?
             .and_then(|g| g.parse::<u64>().ok())
