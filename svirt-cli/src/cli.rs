@@ -141,6 +141,12 @@ impl Command {
                 | Command::Man
         )
     }
+
+    /// True for the commands that wait on the runtime's I/O, signal or process drivers: `run`
+    /// waits for its command and forwards signals to it. The others run without them.
+    pub fn needs_reactor(&self) -> bool {
+        matches!(self, Command::Run { .. })
+    }
 }
 
 fn absolute(p: PathBuf) -> Result<PathBuf> {

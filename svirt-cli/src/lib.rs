@@ -75,10 +75,14 @@ pub fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
         .init();
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    if args.command.needs_reactor() {
+        // Only `run` waits on I/O and signals; setting the drivers up (an epoll instance, a
+        // socket pair for signals, a timer wheel) is otherwise a cost every call paid for
+        // nothing.
+        builder.enable_all();
+    }
+    let rt = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             output::error_line(&format!("cannot start the runtime: {e}"));
