@@ -304,7 +304,10 @@ pub struct McsState {
     range: McsRange,
     allocated: PairBits,
     fixed: Vec<FixedReservation>,
-    blocked: PairBits,
+    /// The drawn pairs and every pair a fixed reservation blocks; `None` while there is no fixed
+    /// reservation, when it would be a copy of `allocated` (64 KiB for `c0.c1023`, built at
+    /// every start and stop).
+    blocked: Option<PairBits>,
 }
 
 impl McsState {
@@ -315,7 +318,20 @@ impl McsState {
             range,
             allocated: PairBits::new(n),
             fixed: Vec::new(),
-            blocked: PairBits::new(n),
+            blocked: None,
+        }
+    }
+
+    /// The pairs that cannot be drawn.
+    fn blocked(&self) -> &PairBits {
+        self.blocked.as_ref().unwrap_or(&self.allocated)
+    }
+
+    /// Mark pair `i` drawn.
+    fn insert_drawn(&mut self, i: u32) {
+        self.allocated.insert(i);
+        if let Some(b) = self.blocked.as_mut() {
+            b.insert(i);
         }
     }
 
@@ -326,7 +342,7 @@ impl McsState {
 
     /// The number of pairs that can still be drawn.
     pub fn free(&self) -> u32 {
-        self.blocked.free()
+        self.blocked().free()
     }
 
     /// The number of pairs drawn or reserved as dynamic labels.
@@ -341,16 +357,15 @@ impl McsState {
 
     /// Draw a free pair uniformly at random. Fails at once with [`Error::LabelsExhausted`].
     pub fn allocate(&mut self, rng: &mut impl Rng) -> Result<Level> {
-        let free = self.blocked.free();
+        let free = self.blocked().free();
         if free == 0 {
             return Err(Error::LabelsExhausted {
                 range: self.range.to_string(),
                 total: u64::from(self.range.total_pairs()),
             });
         }
-        let i = self.blocked.select_clear(rng.random_range(0..free));
-        self.blocked.insert(i);
-        self.allocated.insert(i);
+        let i = self.blocked().select_clear(rng.random_range(0..free));
+        self.insert_drawn(i);
         Ok(self.range.level(self.range.pair_at(i)))
     }
 
@@ -374,8 +389,7 @@ impl McsState {
                 holders: format!("static label {} of {}", f.range, f.holders.join(", ")),
             });
         }
-        self.allocated.insert(i);
-        self.blocked.insert(i);
+        self.insert_drawn(i);
         Ok(true)
     }
 
@@ -413,8 +427,9 @@ impl McsState {
             });
         }
         let pairs: Vec<u32> = self.conflicting_pairs(&entry).collect();
+        let blocked = self.blocked.get_or_insert_with(|| self.allocated.clone());
         for i in pairs {
-            self.blocked.insert(i);
+            blocked.insert(i);
         }
         self.fixed.push(entry);
         Ok(())
@@ -445,7 +460,9 @@ impl McsState {
             return false;
         }
         if !self.fixed.iter().any(|f| self.conflicts(f, i)) {
-            self.blocked.remove(i);
+            if let Some(b) = self.blocked.as_mut() {
+                b.remove(i);
+            }
         }
         true
     }
@@ -459,13 +476,17 @@ impl McsState {
     }
 
     fn rebuild_blocked(&mut self) {
+        if self.fixed.is_empty() {
+            self.blocked = None;
+            return;
+        }
         let mut blocked = self.allocated.clone();
         for f in &self.fixed {
             for i in self.conflicting_pairs(f) {
                 blocked.insert(i);
             }
         }
-        self.blocked = blocked;
+        self.blocked = Some(blocked);
     }
 
     /// The pairs a fixed reservation blocks: those whose categories it covers, or, for a single
@@ -570,7 +591,7 @@ impl McsState {
         // The blocked view is built from the drawn pairs by `rebuild_blocked`, once.
         let mut state = McsState {
             range: r,
-            blocked: PairBits::new(0),
+            blocked: None,
             allocated,
             fixed: header.fixed,
         };
@@ -752,6 +773,43 @@ mod tests {
         while let Ok(l) = s.allocate(&mut rng) {
             assert!(!l.categories.iter().any(|c| c == 3), "{l} contains c3");
         }
+    }
+
+    #[test]
+    fn drawn_pairs_stay_blocked_as_static_labels_come_and_go() {
+        // 8 categories: 28 pairs. One drawn, then a static label blocking the 7 pairs with c2.
+        let mut s = McsState::new(small());
+        let mut rng = StdRng::seed_from_u64(8);
+        let c0c1: Level = "s0:c0,c1".parse().unwrap();
+        assert!(s.reserve_dynamic(&c0c1).unwrap());
+        let c2: MlsRange = "s0:c2".parse().unwrap();
+        s.reserve_fixed(&c2, "st", false).unwrap();
+        assert_eq!(s.free(), 28 - 1 - 7);
+        assert!(s.release(&MlsRange::single(c0c1.clone()), "dyn"));
+        assert_eq!(
+            s.free(),
+            28 - 7,
+            "a released pair is drawable while a static label is held"
+        );
+        let has_c2 = |l: &Level| l.categories.iter().any(|c| c == 2);
+        let mut drawn = std::collections::BTreeSet::new();
+        while let Ok(l) = s.allocate(&mut rng) {
+            assert!(!has_c2(&l), "{l} drawn under the static label s0:c2");
+            assert!(drawn.insert(l.to_string()), "{l} drawn twice");
+        }
+        assert_eq!(drawn.len(), 21);
+        // The static label goes: its 7 pairs, and only they, are free again.
+        assert!(s.release(&c2, "st"));
+        assert_eq!(s.free(), 7);
+        while let Ok(l) = s.allocate(&mut rng) {
+            assert!(has_c2(&l), "{l} was drawn already");
+            assert!(drawn.insert(l.to_string()), "{l} drawn twice");
+        }
+        assert_eq!(drawn.len(), 28);
+        // With no static label left, a released pair is the only one to draw.
+        assert!(s.release(&MlsRange::single(c0c1.clone()), "dyn"));
+        assert_eq!(s.free(), 1);
+        assert_eq!(s.allocate(&mut rng).unwrap(), c0c1);
     }
 
     #[test]
