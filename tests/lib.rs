@@ -233,6 +233,19 @@ pub fn real_uid(pid: u32) -> Option<u32> {
     })
 }
 
+/// The processes running with real uid `uid` that are stopped (`T`), with their states.
+pub fn stopped_processes_of(uid: u32) -> Vec<(u32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| real_uid(pid) == Some(uid))
+        .map(|pid| (pid, proc_state(pid)))
+        .filter(|(_, state)| state.starts_with('T'))
+        .collect()
+}
+
 /// Wait (up to 10 s) until `child` runs as `uid`: a `setpriv` child starts as root and
 /// changes its uid before it execs. Kills it and panics if it never does.
 pub fn wait_runs_as(child: &mut std::process::Child, uid: u32) {

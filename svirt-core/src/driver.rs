@@ -104,9 +104,16 @@ pub struct ProcessInfo {
     pub groups: Vec<u32>,
     /// Stopped by a signal (or in a tracer's stop) when read, or stopping (a SIGSTOP pending).
     pub stopped: bool,
+    /// A SIGSTOP pending while no thread has stopped yet (see [`crate::host::ProcCreds`]).
+    pub stopping: bool,
 }
 
 impl ProcessInfo {
+    /// Stopped, not only stopping: one of its threads has acted on the stop.
+    pub fn halted(&self) -> bool {
+        self.stopped && !self.stopping
+    }
+
     /// Every uid and gid it carries: its real, effective, saved and filesystem uids and gids,
     /// and its supplementary groups.
     pub fn ids(&self) -> impl Iterator<Item = u32> + '_ {
@@ -153,6 +160,7 @@ pub fn scan_processes(
             gids: c.gids,
             groups: c.groups,
             stopped: c.stopped,
+            stopping: c.stopping,
         });
     }
     Ok(out)

@@ -139,10 +139,16 @@ impl DacDriver {
     ///
     /// First the hold must have settled. A process the hold reached in the middle of a fork
     /// stops only once the fork returns, and its child is born with the stop pending and stops
-    /// when it first runs: a scan made before that shows both running, and a release from it
+    /// when it first runs: a scan made before that shows the parent running or only stopping
+    /// (the SIGSTOP pending), and since a scan lists the processes before it reads them, it
+    /// may miss the child even where the parent reads stopped. A release from such a scan
     /// would leave the child stopped for good. So while the scan shows a process the hold
-    /// reached (a held uid as its real or saved uid) not stopped, the scan is made again, for
-    /// at most [`SETTLE`]. Such a process carries the uid, so the stop is refused anyway.
+    /// reached (a held uid as its real or saved uid, or any process with a stop pending) that
+    /// has not stopped yet, the scan is made again; and a scan where all have stopped stands
+    /// once the next one lists the same processes. At most for [`SETTLE`]: such a process
+    /// carries the uid (the stop is refused anyway) or is held in the kernel until the release
+    /// (a vfork parent whose child the hold stopped). Where the hold reached no process (the
+    /// uid's domain is gone), the first scan stands: a fork under way has its parent listed.
     fn continue_held(
         &self,
         held_uids: &[u32],
@@ -152,25 +158,44 @@ impl DacDriver {
         let stopped_before: std::collections::HashSet<u32> =
             before.iter().filter(|p| p.stopped).map(|p| p.pid).collect();
         let held_set: std::collections::HashSet<u32> = held_uids.iter().copied().collect();
-        let unsettled = |scan: &[ProcessInfo]| {
-            scan.iter().any(|p| {
-                !p.stopped && (held_set.contains(&p.uids[0]) || held_set.contains(&p.uids[2]))
-            })
+        let reached = |p: &ProcessInfo| {
+            p.stopping || held_set.contains(&p.uids[0]) || held_set.contains(&p.uids[2])
         };
-        let mut rescan = None;
+        let unsettled = |scan: &[ProcessInfo]| scan.iter().any(|p| reached(p) && !p.halted());
+        let reached_pids = |scan: &[ProcessInfo]| -> std::collections::BTreeSet<u32> {
+            scan.iter().filter(|p| reached(p)).map(|p| p.pid).collect()
+        };
+        let mut rescan: Option<Vec<ProcessInfo>> = None;
+        let mut confirming = None;
         let mut kernel = std::collections::HashSet::new();
         let deadline = std::time::Instant::now() + SETTLE;
-        while unsettled(rescan.as_deref().unwrap_or(held)) && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            let scan = svirt_core::driver::scan_processes(self.host.as_ref(), false, &mut kernel)
+        loop {
+            let scan = rescan.as_deref().unwrap_or(held);
+            let settled = !unsettled(scan);
+            let pids = reached_pids(scan);
+            // A scan lists the processes first and reads each one after: a child born of a
+            // fork that was under way when the list was made is missing from it, though its
+            // parent reads stopped by then. So a settled scan that shows processes the hold
+            // reached stands only once a scan made after it lists the same ones.
+            if settled && (pids.is_empty() || confirming.as_ref() == Some(&pids)) {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                break;
+            }
+            if !settled {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            confirming = settled.then_some(pids);
+            let next = svirt_core::driver::scan_processes(self.host.as_ref(), false, &mut kernel)
                 .map_err(|e| svirt_core::Error::host("list the processes in", "/proc", e))?;
-            rescan = Some(scan);
+            rescan = Some(next);
         }
         let held = rescan.as_deref().unwrap_or(held);
         if rescan.is_some() {
             tracing::debug!(
                 settled = !unsettled(held),
-                "a process the hold reached had not stopped yet; scanned again"
+                "the processes the hold reached were scanned again until they all had stopped"
             );
         }
         let left: Vec<&ProcessInfo> = held

@@ -206,6 +206,25 @@ struct Hopper {
     stop: PathBuf,
 }
 
+impl Hopper {
+    /// End the guest: the processes of `uid` a hold left stopped are listed, and continued so
+    /// that the guest can see it is told to end; then it is told, and reaped.
+    fn finish(mut self, uid: u32) -> Vec<(u32, String)> {
+        // A process being continued runs again within microseconds; one left stopped stays.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let left = stopped_processes_of(uid);
+        for (pid, _) in &left {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid as i32),
+                nix::sys::signal::SIGCONT,
+            );
+        }
+        std::fs::write(&self.stop, "").unwrap();
+        let _ = self.reaper.wait();
+        left
+    }
+}
+
 /// Start domain `g` of `h` (one disk) and a hopper running as its uid; `None` (and a skip
 /// line) without a compiler.
 fn started_with_hopper(h: &Stack, test: &str) -> Option<(u32, Hopper)> {
@@ -246,17 +265,15 @@ fn a_guest_that_keeps_changing_its_pid_still_holds_its_stop() {
     let Some((uid, hopper)) = started_with_hopper(&h, name) else {
         return;
     };
-    let (beat_file, stop_file) = (&hopper.beat, &hopper.stop);
-    let mut reaper = hopper.reaper;
-    let hopping = wait_until(|| beat(beat_file) > 100);
+    let beat_file = hopper.beat.clone();
+    let hopping = wait_until(|| beat(&beat_file) > 100);
     let stops: Vec<_> = (0..5).map(|_| h.svirt(&["stop", "g"])).collect();
     let kept = h.recorded("g");
-    let before = beat(beat_file);
-    let still_runs = wait_until(|| beat(beat_file) > before + 10);
-    std::fs::write(stop_file, "").unwrap();
-    let _ = reaper.wait();
+    let before = beat(&beat_file);
+    let still_runs = wait_until(|| beat(&beat_file) > before + 10);
+    let left_stopped = hopper.finish(uid);
     let after = wait_until(|| h.svirt(&["stop", "g"]).status.success());
-    assert!(hopping, "the guest never hopped: beat {}", beat(beat_file));
+    assert!(hopping, "the guest never hopped: beat {}", beat(&beat_file));
     for o in &stops {
         assert!(
             o.status.code() == Some(1) && text(o).contains("still running"),
@@ -267,6 +284,10 @@ fn a_guest_that_keeps_changing_its_pid_still_holds_its_stop() {
     }
     assert!(kept, "the domain was released while its guest ran");
     assert!(still_runs, "the guest was left stopped after the scan");
+    assert!(
+        left_stopped.is_empty(),
+        "the stops left processes of the guest's uid {uid} stopped: {left_stopped:?}"
+    );
     assert!(
         after && !h.recorded("g"),
         "the stop once the guest was gone"
@@ -396,9 +417,8 @@ fn a_lost_state_never_hands_out_the_uid_of_a_guest_that_keeps_changing_its_pid()
     let Some((uid, hopper)) = started_with_hopper(&h, name) else {
         return;
     };
-    let (beat_file, stop_file) = (&hopper.beat, &hopper.stop);
-    let mut reaper = hopper.reaper;
-    let hopping = wait_until(|| beat(beat_file) > 100);
+    let beat_file = hopper.beat.clone();
+    let hopping = wait_until(|| beat(&beat_file) > 100);
     let other = h.p("other.img");
     std::fs::write(&other, "y").unwrap();
     let next = h.domain("n", &format!("[[disk]]\npath = \"{}\"\n", other.display()));
@@ -419,9 +439,13 @@ fn a_lost_state_never_hands_out_the_uid_of_a_guest_that_keeps_changing_its_pid()
             break;
         }
     }
-    std::fs::write(stop_file, "").unwrap();
-    let _ = reaper.wait();
-    assert!(hopping, "the guest never hopped: beat {}", beat(beat_file));
+    let left_stopped = hopper.finish(uid);
+    assert!(hopping, "the guest never hopped: beat {}", beat(&beat_file));
+    assert!(
+        left_stopped.is_empty(),
+        "a start's hold of the pool's unseen uids left processes of uid {uid} stopped: \
+         {left_stopped:?}"
+    );
     assert!(
         handed.is_none(),
         "after the state was lost (round {:?}), the next domain drew uid {:?} while the guest \

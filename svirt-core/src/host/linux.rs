@@ -193,13 +193,12 @@ impl LinuxHost {
                 .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
                 .is_some_and(|mask| mask & (1 << (libc::SIGSTOP - 1)) != 0)
         });
-        let stopped = stop_pending
-            || match (dead && threads > 1, state) {
-                (false, Some('T' | 't')) => true,
-                (false, Some('R')) if threads > 1 => self.any_task_stopped(pid),
-                (false, _) => false,
-                (true, _) => self.any_task_stopped(pid),
-            };
+        let halted = match (dead && threads > 1, state) {
+            (false, Some('T' | 't')) => true,
+            (false, Some('R' | 'D')) if threads > 1 => self.any_task_stopped(pid),
+            (false, _) => false,
+            (true, _) => self.any_task_stopped(pid),
+        };
         let groups = line(b"Groups:")
             .map(|v| {
                 v.split_whitespace()
@@ -213,7 +212,8 @@ impl LinuxHost {
                 uids: ids("Uid:")?,
                 gids: ids("Gid:")?,
                 groups,
-                stopped,
+                stopped: halted || stop_pending,
+                stopping: stop_pending && !halted,
                 kernel: line(b"Kthread:").is_some_and(|v| v.trim() == "1"),
             },
         })
@@ -853,6 +853,26 @@ mod tests {
         assert!(stopped(12), "SIGSTOP pending for its main thread");
         assert!(!stopped(13), "another signal pending");
         assert!(stopped(14), "a stopped process");
+    }
+
+    #[test]
+    fn a_stop_still_pending_reads_as_stopping_until_the_process_has_stopped() {
+        let (_dir, host) = fake_proc(&[
+            (20, status("R (running)", 5000, SIGSTOP, NONE, 0)),
+            (21, status("D (disk sleep)", 5000, NONE, SIGSTOP, 0)),
+            (22, status("T (stopped)", 5000, SIGSTOP, NONE, 0)),
+            (23, status("T (stopped)", 5000, NONE, NONE, 0)),
+            (24, status("S (sleeping)", 5000, NONE, NONE, 0)),
+        ]);
+        let stopping = |pid| host.pid_creds(pid).unwrap().stopping;
+        assert!(
+            stopping(20),
+            "SIGSTOP pending, running: it may be in a fork"
+        );
+        assert!(stopping(21), "SIGSTOP pending, waiting in the kernel");
+        assert!(!stopping(22), "stopped, with another SIGSTOP pending");
+        assert!(!stopping(23), "stopped");
+        assert!(!stopping(24), "nothing pending");
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub struct ProcCreds {
     /// Stopped by a signal or in a tracer's stop (any thread, where the main one exited), or
     /// stopping: a SIGSTOP pending, or a group stop under way.
     pub stopped: bool,
+    /// Stopping and not stopped yet: a SIGSTOP pending while no thread has stopped. It may be
+    /// in the middle of a fork, whose child is born with the stop pending and may not be
+    /// listed yet.
+    pub stopping: bool,
     /// A kernel thread (`Kthread: 1`, where the kernel shows that line): it runs as root, and no
     /// signal stops it.
     pub kernel: bool,
@@ -217,6 +221,7 @@ pub trait Host: Send + Sync + Debug {
             gids: [gid; 4],
             groups: Vec::new(),
             stopped: false,
+            stopping: false,
             kernel: false,
         })
     }
