@@ -143,9 +143,9 @@ impl DacDriver {
     /// (the SIGSTOP pending), and since a scan lists the processes before it reads them, it
     /// may miss the child even where the parent reads stopped. A release from such a scan
     /// would leave the child stopped for good. So while the scan shows a process the hold
-    /// reached (a held uid as its real or saved uid, or any process with a stop pending) that
-    /// has not stopped yet, the scan is made again; and a scan where all have stopped stands
-    /// once the next one lists the same processes. At most for [`SETTLE`]: such a process
+    /// reached (a held uid as its real or saved uid, any process with a stop pending, any
+    /// stopped since the scan `before`) that has not stopped yet, the scan is made again; and a
+    /// scan where all have stopped stands once the next one lists the same processes. At most for [`SETTLE`]: such a process
     /// carries the uid (the stop is refused anyway) or is held in the kernel until the release
     /// (a vfork parent whose child the hold stopped). Where the hold reached no process (the
     /// uid's domain is gone), the first scan stands: a fork under way has its parent listed.
@@ -158,8 +158,13 @@ impl DacDriver {
         let stopped_before: std::collections::HashSet<u32> =
             before.iter().filter(|p| p.stopped).map(|p| p.pid).collect();
         let held_set: std::collections::HashSet<u32> = held_uids.iter().copied().collect();
+        // What the hold may have reached: a process of a held uid, one with a stop pending, and
+        // one stopped since the scan before it (root inside a user namespace a held uid owns).
         let reached = |p: &ProcessInfo| {
-            p.stopping || held_set.contains(&p.uids[0]) || held_set.contains(&p.uids[2])
+            p.stopping
+                || held_set.contains(&p.uids[0])
+                || held_set.contains(&p.uids[2])
+                || (p.stopped && !stopped_before.contains(&p.pid))
         };
         let unsettled = |scan: &[ProcessInfo]| scan.iter().any(|p| reached(p) && !p.halted());
         let reached_pids = |scan: &[ProcessInfo]| -> std::collections::BTreeSet<u32> {
