@@ -65,14 +65,64 @@ impl Default for DacConfig {
     }
 }
 
+/// A pool uid must not be one svirt's signalling threads take as their real uid
+/// ([`svirt_core::host::SIGNAL_SENDER_UIDS`]): a guest running with it could stop or kill svirt
+/// in the middle of a hold.
+fn check_clear_of_senders(range: &IdRange, text: &str) -> svirt_core::Result<()> {
+    let senders = svirt_core::host::SIGNAL_SENDER_UIDS;
+    if range.hi < *senders.start() {
+        return Ok(());
+    }
+    Err(crate::DacError::BadRange {
+        range: text.to_owned(),
+        reason: format!(
+            "it reaches into {}-{}, the uids svirt takes as the real uid of its thread that \
+             signals a VM's processes",
+            senders.start(),
+            senders.end()
+        ),
+    }
+    .into())
+}
+
 #[typetag::serde(name = "dac")]
 impl DriverConfig for DacConfig {
     fn build(&self, ctx: &BuildContext) -> svirt_core::Result<Arc<dyn SecurityDriver>> {
         let range = IdRange::parse(&self.uid_range)?;
+        check_clear_of_senders(&range, &self.uid_range)?;
         range.check_free(&self.passwd, "user")?;
         range.check_free(&self.group, "group")?;
         let shared = self.shared_group.unwrap_or(range.hi);
         check_shared_group(shared, sys_gid_max(&self.login_defs))?;
         Ok(Arc::new(DacDriver::new(self.clone(), range, shared, ctx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_clear_of_senders, IdRange};
+    use svirt_core::host::{signal_sender_uid, SIGNAL_SENDER_UIDS};
+
+    fn check(text: &str) -> Result<(), String> {
+        let range = IdRange::parse(text).map_err(|e| e.to_string())?;
+        check_clear_of_senders(&range, text).map_err(|e| svirt_core::display_chain(&e))
+    }
+
+    #[test]
+    fn a_pool_reaching_the_signalling_threads_uids_is_refused() {
+        let first = *SIGNAL_SENDER_UIDS.start();
+        assert!(SIGNAL_SENDER_UIDS.contains(&signal_sender_uid()));
+        check("100000-199999").unwrap();
+        check(&format!("{}-{}", first - 1000, first - 1)).unwrap();
+        for text in [
+            format!("{}-{}", first - 1000, first),
+            format!("{}-{}", u32::MAX - 100, u32::MAX - 1),
+        ] {
+            let e = check(&text).unwrap_err();
+            assert!(
+                e.contains(&text) && e.contains("signals a VM's processes"),
+                "{e}"
+            );
+        }
     }
 }

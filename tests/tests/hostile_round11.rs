@@ -108,6 +108,14 @@ fn the_thread_that_signals_a_guest_runs_with_a_real_uid_no_guest_has() {
         "the thread signalling uid {uid}'s processes ran as uid {uid}: they could stop or kill it"
     );
     assert_ne!(sender, 0, "the thread signalled as root");
+    // Its own process's sender uid: two svirt processes holding uids at once must not be able
+    // to signal (stop) each other, and kill(-1) from one reaches the other's main thread where
+    // the hold runs on it (the CLI) whenever their real uids are the same.
+    assert_eq!(
+        sender,
+        svirt_core::host::signal_sender_uid(),
+        "the signalling thread's real uid is not this process's own"
+    );
 }
 
 /// `program ARGS` run by root inside a new user namespace that `uid` owns (made by a process of

@@ -13,11 +13,27 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags, CWD};
 
 use super::{FileKind, FileMeta, Host, Node};
 
-/// The real uid of the thread that signals a uid's processes: a uid no process runs with
-/// (`(uid_t)-2`). Its effective uid is the one whose processes it signals, which is what the
-/// kernel checks against theirs; a process of that uid may signal a thread only if its own real
-/// or effective uid is the thread's real or saved uid, and so cannot stop or kill svirt's.
-pub const SIGNAL_SENDER_UID: u32 = u32::MAX - 1;
+/// The highest process id Linux hands out (`PID_MAX_LIMIT` on 64-bit machines).
+const PID_LIMIT: u32 = 1 << 22;
+
+/// The real uids of the threads that signal a uid's processes, one per svirt process
+/// ([`signal_sender_uid`]): uids no process runs with, counted down from `(uid_t)-2`. A pool
+/// must not include them (the DAC driver refuses one that does).
+pub const SIGNAL_SENDER_UIDS: std::ops::RangeInclusive<u32> =
+    (u32::MAX - 1 - PID_LIMIT)..=(u32::MAX - 1);
+
+/// The real uid this process's signalling thread takes: `(uid_t)-2` less its process id. Its
+/// effective uid is the one whose processes it signals, which is what the kernel checks against
+/// theirs; a process may signal a thread only if its own real or effective uid is the thread's
+/// real or saved uid (or it has `CAP_KILL`), so the guest, which runs with neither, cannot stop
+/// or kill svirt. Nor can another svirt process holding a uid at the same moment: its
+/// signalling thread's real uid is its own. That matters where the signalling thread is the
+/// process's main one (the CLI runs its operation there), since `kill(-1)` checks a process by
+/// its main thread's credentials. (Two svirt processes of two pid namespaces may share a pid,
+/// and so this uid.)
+pub fn signal_sender_uid() -> u32 {
+    *SIGNAL_SENDER_UIDS.end() - std::process::id() % (PID_LIMIT + 1)
+}
 
 /// Run `f(state, uid)` for each of `uids` in turn on the calling thread, which takes each uid
 /// as [`become_sender`] says and goes back to its own uids between two and after the last
@@ -74,12 +90,12 @@ fn continue_pids(pids: &[u32]) -> io::Result<Vec<u32>> {
 }
 
 /// This thread as the sender of signals to `uid`'s processes: effective uid `uid`, which the
-/// kernel checks against theirs; real uid [`SIGNAL_SENDER_UID`], which none of them has; saved
+/// kernel checks against theirs; real uid [`signal_sender_uid`], which none of them has; saved
 /// uid root, to go back (its effective capabilities go with its root euid).
 fn become_sender(uid: u32) -> io::Result<()> {
     use rustix::process::Uid;
     rustix::thread::set_thread_res_uid(
-        Uid::from_raw(SIGNAL_SENDER_UID),
+        Uid::from_raw(signal_sender_uid()),
         Uid::from_raw(uid),
         Uid::ROOT,
     )

@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 mod linux;
-pub use linux::LinuxHost;
+pub use linux::{signal_sender_uid, LinuxHost, SIGNAL_SENDER_UIDS};
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
