@@ -1,5 +1,6 @@
-//! The operations of [`super::Domains`], each run on the blocking pool under the operation
-//! lock: intent transaction, changes, completion transaction.
+//! The operations of [`super::Domains`], each run under the operation lock where its
+//! [`super::Blocking`] says (the blocking pool, or the caller's thread): intent transaction,
+//! changes, completion transaction.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
