@@ -38,10 +38,9 @@ pub async fn load(config: Option<&Path>, state_dir: Option<&Path>) -> Result<Env
         cfg.state_dir = s.to_owned();
     }
     let host: Arc<dyn Host> = Arc::new(LinuxHost::default());
-    let state_dir = cfg.state_dir.clone();
     // On this thread, as every operation of this process (`Blocking::Inline` below): the
     // runtime has nothing else to run meanwhile.
-    let db = Arc::new(Db::open(&state_dir).context("opening the state database")?);
+    let db = Arc::new(Db::open(&cfg.state_dir).context("opening the state database")?);
     let build = BuildContext::new(cfg.state_dir.clone(), host.clone(), db.clone());
     if cfg.drivers.is_empty() {
         cfg.drivers = probe_defaults();

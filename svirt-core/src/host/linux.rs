@@ -855,40 +855,56 @@ mod tests {
     const SIGTERM: &str = "0000000000004000";
 
     #[test]
-    fn a_sigstop_pending_for_the_process_or_its_main_thread_reads_as_stopped() {
-        let (_dir, host) = fake_proc(&[
-            (10, status("S (sleeping)", 5000, NONE, NONE, 0)),
-            (11, status("R (running)", 5000, SIGSTOP, NONE, 0)),
-            (12, status("D (disk sleep)", 5000, NONE, SIGSTOP, 0)),
-            (13, status("S (sleeping)", 5000, SIGTERM, SIGTERM, 0)),
-            (14, status("T (stopped)", 5000, NONE, NONE, 0)),
-        ]);
-        let stopped = |pid| host.pid_creds(pid).unwrap().stopped;
-        assert!(!stopped(10), "a sleeping process");
-        assert!(stopped(11), "SIGSTOP pending for the process");
-        assert!(stopped(12), "SIGSTOP pending for its main thread");
-        assert!(!stopped(13), "another signal pending");
-        assert!(stopped(14), "a stopped process");
-    }
-
-    #[test]
-    fn a_stop_still_pending_reads_as_stopping_until_the_process_has_stopped() {
-        let (_dir, host) = fake_proc(&[
-            (20, status("R (running)", 5000, SIGSTOP, NONE, 0)),
-            (21, status("D (disk sleep)", 5000, NONE, SIGSTOP, 0)),
-            (22, status("T (stopped)", 5000, SIGSTOP, NONE, 0)),
-            (23, status("T (stopped)", 5000, NONE, NONE, 0)),
-            (24, status("S (sleeping)", 5000, NONE, NONE, 0)),
-        ]);
-        let stopping = |pid| host.pid_creds(pid).unwrap().stopping;
-        assert!(
-            stopping(20),
-            "SIGSTOP pending, running: it may be in a fork"
-        );
-        assert!(stopping(21), "SIGSTOP pending, waiting in the kernel");
-        assert!(!stopping(22), "stopped, with another SIGSTOP pending");
-        assert!(!stopping(23), "stopped");
-        assert!(!stopping(24), "nothing pending");
+    fn a_pending_sigstop_reads_as_stopped_and_as_stopping_until_the_process_has_stopped() {
+        // (status, stopped, stopping, what it is)
+        let cases = [
+            (
+                status("S (sleeping)", 5000, NONE, NONE, 0),
+                false,
+                false,
+                "a sleeping process",
+            ),
+            (
+                status("R (running)", 5000, SIGSTOP, NONE, 0),
+                true,
+                true,
+                "SIGSTOP pending for the process, running: it may be in a fork",
+            ),
+            (
+                status("D (disk sleep)", 5000, NONE, SIGSTOP, 0),
+                true,
+                true,
+                "SIGSTOP pending for its main thread, waiting in the kernel",
+            ),
+            (
+                status("S (sleeping)", 5000, SIGTERM, SIGTERM, 0),
+                false,
+                false,
+                "another signal pending",
+            ),
+            (
+                status("T (stopped)", 5000, NONE, NONE, 0),
+                true,
+                false,
+                "a stopped process",
+            ),
+            (
+                status("T (stopped)", 5000, SIGSTOP, NONE, 0),
+                true,
+                false,
+                "stopped, with another SIGSTOP pending",
+            ),
+        ];
+        let entries: Vec<(u32, String)> = cases
+            .iter()
+            .enumerate()
+            .map(|(i, (text, ..))| (10 + i as u32, text.clone()))
+            .collect();
+        let (_dir, host) = fake_proc(&entries);
+        for (i, (_, stopped, stopping, what)) in cases.iter().enumerate() {
+            let c = host.pid_creds(10 + i as u32).unwrap();
+            assert_eq!((c.stopped, c.stopping), (*stopped, *stopping), "{what}");
+        }
     }
 
     #[test]
