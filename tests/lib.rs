@@ -246,6 +246,59 @@ pub fn stopped_processes_of(uid: u32) -> Vec<(u32, String)> {
         .collect()
 }
 
+/// `program ARGS` run by root inside a new user namespace that `uid` owns (made by a process of
+/// `uid`, gone once root is in): none of its ids is `uid`, but a sender with effective uid `uid`
+/// may signal it. `None` where the kernel lets no unprivileged uid make a user namespace.
+pub fn root_in_user_namespace_of(
+    uid: u32,
+    program: &Path,
+    args: &[&str],
+) -> Option<std::process::Child> {
+    let mut owner = Command::new("/usr/bin/setpriv")
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            "/usr/bin/unshare",
+            "-U",
+            "/bin/sleep",
+            "60",
+        ])
+        .spawn()
+        .unwrap();
+    let runs = |pid: u32, exe: &Path| {
+        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == exe)
+    };
+    let sleep = std::fs::canonicalize("/bin/sleep").unwrap();
+    let made = wait_until(|| runs(owner.id(), &sleep) || owner.try_wait().ok().flatten().is_some())
+        && runs(owner.id(), &sleep);
+    let inside = made.then(|| {
+        let child = Command::new("/usr/bin/nsenter")
+            .args([
+                "-t",
+                &owner.id().to_string(),
+                "-U",
+                "--preserve-credentials",
+            ])
+            .arg(program)
+            .args(args)
+            .spawn()
+            .unwrap();
+        // Entered (its main thread may exit at once: then it is a zombie leader, which nsenter
+        // never is).
+        let entered = wait_until(|| {
+            let ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+            (ns(child.id()).is_some() && ns(child.id()) == ns(owner.id()))
+                || proc_state(child.id()).starts_with('Z')
+        });
+        assert!(entered, "nsenter never ran {}", program.display());
+        child
+    });
+    let _ = owner.kill();
+    let _ = owner.wait();
+    inside
+}
+
 /// Wait (up to 10 s) until `child` runs as `uid`: a `setpriv` child starts as root and
 /// changes its uid before it execs. Kills it and panics if it never does.
 pub fn wait_runs_as(child: &mut std::process::Child, uid: u32) {

@@ -90,7 +90,7 @@ impl LabelFacts {
 }
 
 /// A process of the host, as `recover` sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessInfo {
     pub pid: u32,
     /// Its SELinux label, where the kernel has one and a driver reads it

@@ -11,6 +11,7 @@ pub const POINTS: &[&str] = &[
     "state.labels-generated",
     "state.record-written",
     "dac.owner-changed",
+    "hold.held",
 ];
 
 /// Pass through a named point.

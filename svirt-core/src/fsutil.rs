@@ -64,7 +64,55 @@ impl LockGuard {
             .write_all_at(&generation.to_le_bytes(), 0)
             .map_err(|e| Error::state("write", &self.path, e))
     }
+
+    /// The note the lock file holds after its generation (a 4-byte little-endian length, then
+    /// the bytes), if any: what an operation that held the lock was in the middle of.
+    pub fn note(&self) -> Option<Vec<u8>> {
+        let mut len = [0u8; 4];
+        self.file.read_exact_at(&mut len, NOTE_AT).ok()?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len == 0 || len > MAX_NOTE {
+            return None;
+        }
+        let mut b = vec![0u8; len];
+        self.file.read_exact_at(&mut b, NOTE_AT + 4).ok()?;
+        Some(b)
+    }
+
+    /// Leave a note in the lock file for the next holder of the lock, should this process
+    /// die before [`LockGuard::clear_note`]. The bytes are written before their length: a
+    /// process killed in between leaves no note. Not synced: a note is about processes,
+    /// which a reboot ends.
+    pub fn set_note(&self, bytes: &[u8]) -> Result<()> {
+        let len = u32::try_from(bytes.len())
+            .ok()
+            .filter(|&l| l as usize <= MAX_NOTE)
+            .ok_or_else(|| {
+                Error::state(
+                    "write a note into",
+                    &self.path,
+                    io::Error::new(io::ErrorKind::InvalidInput, "the note is too long"),
+                )
+            })?;
+        self.file
+            .write_all_at(bytes, NOTE_AT + 4)
+            .and_then(|()| self.file.write_all_at(&len.to_le_bytes(), NOTE_AT))
+            .map_err(|e| Error::state("write a note into", &self.path, e))
+    }
+
+    /// Remove the note (its length set to 0).
+    pub fn clear_note(&self) -> Result<()> {
+        self.file
+            .write_all_at(&0u32.to_le_bytes(), NOTE_AT)
+            .map_err(|e| Error::state("clear the note in", &self.path, e))
+    }
 }
+
+/// Where a lock file's note starts: after the generation.
+const NOTE_AT: u64 = 8;
+
+/// The longest note read or written (a hold's note lists the processes of the host).
+const MAX_NOTE: usize = 64 << 20;
 
 /// Create a directory (and parents) readable by root only, if missing.
 pub fn create_private_dir(dir: &Path) -> Result<()> {
@@ -122,5 +170,48 @@ pub fn remove_optional(path: &Path) -> Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::state("remove", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A note outlives the lock's holder and leaves the generation alone; a cleared note, and
+    /// one whose length was never written (its writer killed in between), read as none.
+    #[test]
+    fn a_note_is_read_by_the_next_holder_until_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("svirt.lock");
+        {
+            let g = LockGuard::exclusive(&path).unwrap();
+            assert_eq!(g.note(), None, "a new lock file holds no note");
+            g.set_generation(7).unwrap();
+            g.set_note(b"held uid 5").unwrap();
+        }
+        let g = LockGuard::exclusive(&path).unwrap();
+        assert_eq!(g.note().as_deref(), Some(&b"held uid 5"[..]));
+        assert_eq!(g.generation(), 7, "the note overwrote the generation");
+        g.set_note(b"x").unwrap();
+        assert_eq!(
+            g.note().as_deref(),
+            Some(&b"x"[..]),
+            "a shorter note replaces a longer"
+        );
+        g.clear_note().unwrap();
+        assert_eq!(g.note(), None);
+        // The bytes without their length: what a writer killed between the two leaves.
+        g.file.write_all_at(b"half written", NOTE_AT + 4).unwrap();
+        assert_eq!(g.note(), None);
+        // A length past the end of the file, or past the limit, is no note.
+        g.file
+            .write_all_at(&1000u32.to_le_bytes(), NOTE_AT)
+            .unwrap();
+        assert_eq!(g.note(), None);
+        g.file
+            .write_all_at(&u32::MAX.to_le_bytes(), NOTE_AT)
+            .unwrap();
+        assert_eq!(g.note(), None);
+        assert_eq!(g.generation(), 7);
     }
 }

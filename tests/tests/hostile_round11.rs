@@ -118,59 +118,6 @@ fn the_thread_that_signals_a_guest_runs_with_a_real_uid_no_guest_has() {
     );
 }
 
-/// `program ARGS` run by root inside a new user namespace that `uid` owns (made by a process of
-/// `uid`, gone once root is in): none of its ids is `uid`, but a sender with effective uid `uid`
-/// may signal it. `None` where the kernel lets no unprivileged uid make a user namespace.
-fn root_in_user_namespace_of(
-    uid: u32,
-    program: &Path,
-    args: &[&str],
-) -> Option<std::process::Child> {
-    let mut owner = Command::new("/usr/bin/setpriv")
-        .args([
-            &format!("--reuid={uid}"),
-            &format!("--regid={uid}"),
-            "--clear-groups",
-            "/usr/bin/unshare",
-            "-U",
-            "/bin/sleep",
-            "60",
-        ])
-        .spawn()
-        .unwrap();
-    let runs = |pid: u32, exe: &Path| {
-        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == exe)
-    };
-    let sleep = std::fs::canonicalize("/bin/sleep").unwrap();
-    let made = wait_until(|| runs(owner.id(), &sleep) || owner.try_wait().ok().flatten().is_some())
-        && runs(owner.id(), &sleep);
-    let inside = made.then(|| {
-        let child = Command::new("/usr/bin/nsenter")
-            .args([
-                "-t",
-                &owner.id().to_string(),
-                "-U",
-                "--preserve-credentials",
-            ])
-            .arg(program)
-            .args(args)
-            .spawn()
-            .unwrap();
-        // Entered (its main thread may exit at once: then it is a zombie leader, which nsenter
-        // never is).
-        let entered = wait_until(|| {
-            let ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
-            (ns(child.id()).is_some() && ns(child.id()) == ns(owner.id()))
-                || proc_state(child.id()).starts_with('Z')
-        });
-        assert!(entered, "nsenter never ran {}", program.display());
-        child
-    });
-    let _ = owner.kill();
-    let _ = owner.wait();
-    inside
-}
-
 /// `recover` holds every pool uid it saw no process of: the hold reaches a process whose saved
 /// uid is a pool uid, and (for a uid that owns a user namespace) a root process inside that
 /// namespace. Each must run again afterwards; a process stopped on purpose before stays

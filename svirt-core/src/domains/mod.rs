@@ -7,6 +7,7 @@
 //! reaches the disk with the next durable write (see [`crate::db`]).
 
 mod blocking;
+mod hold;
 mod ops;
 mod record;
 
@@ -152,6 +153,7 @@ impl Domains {
             .blocking
             .run(move |waiter| {
                 let flock = LockGuard::exclusive(&inner.lock_file)?;
+                inner.release_left_hold(&flock);
                 op(&inner, waiter, &flock)
             })
             .await
@@ -167,7 +169,8 @@ impl Domains {
     /// restored, the domain is held (its labels stay reserved) and the error names each file.
     pub async fn stop(&self, name: &str) -> Result<StopReport> {
         let name = name.to_owned();
-        self.locked(move |i, rt, _| i.stop(&name, rt)).await
+        self.locked(move |i, rt, lock| i.stop(&name, rt, lock))
+            .await
     }
 
     /// Label one more disk of a running domain (hotplug).
@@ -193,7 +196,7 @@ impl Domains {
     /// after a reboot), put back every remembered original no domain holds, and rebuild the
     /// reservations from the records and the live processes. Idempotent.
     pub async fn recover(&self) -> Result<Recovered> {
-        self.locked(|i, rt, _| i.recover(rt)).await
+        self.locked(|i, rt, lock| i.recover(rt, lock)).await
     }
 
     /// Put back, from the `trusted.svirt.*` marks, every file under `dirs` that svirt changed

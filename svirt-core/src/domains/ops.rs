@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
+use super::hold::Held;
 use super::{Inner, Record, Recovered, StopReport, Waiter};
 use crate::db::{DomainRow, Item, Phase};
 use crate::domain::{Access, Disk, Domain, Resource, ResourceKind};
@@ -29,7 +30,7 @@ impl Inner {
         self.db.write(f)
     }
 
-    fn boot_id(&self) -> Result<String> {
+    pub(super) fn boot_id(&self) -> Result<String> {
         self.host
             .boot_id()
             .map_err(|e| Error::host("read boot id", "/proc/sys/kernel/random/boot_id", e))
@@ -143,7 +144,7 @@ impl Inner {
             if tx.domain(&name)?.is_some() {
                 return Err(Error::DomainExists { name: name.clone() });
             }
-            let generation = self.reconcile_if_behind(tx, seen, rt)?;
+            let generation = self.reconcile_if_behind(tx, seen, rt, lock)?;
             let labels = rt.block_on(self.manager.generate(&domain))?;
             crate::failpoint::hit("state.labels-generated");
             let resources = domain.resources_on(self.host.as_ref(), &self.host_paths)?;
@@ -277,10 +278,10 @@ impl Inner {
         ))
     }
 
-    pub(super) fn stop(&self, name: &str, rt: &Waiter) -> Result<StopReport> {
+    pub(super) fn stop(&self, name: &str, rt: &Waiter, lock: &LockGuard) -> Result<StopReport> {
         let recorded = self.db.read(|tx| tx.domain(name))?;
         if let Some(row) = &recorded {
-            self.refuse_while_carried(row)?;
+            self.refuse_while_carried(row, lock)?;
         }
         // A stop cut short after its intent left its items held by no domain: they are put
         // back first, and the domain is released only if all of them came back.
@@ -515,7 +516,7 @@ impl Inner {
         })
     }
 
-    pub(super) fn recover(&self, rt: &Waiter) -> Result<Recovered> {
+    pub(super) fn recover(&self, rt: &Waiter, lock: &LockGuard) -> Result<Recovered> {
         self.db.check()?;
         let boot = self.boot_id()?;
         let mut out = Recovered::default();
@@ -541,7 +542,7 @@ impl Inner {
                 warn!(vm = %row.name, "a stopped domain's files are not all restored; its identities stay reserved");
                 continue;
             }
-            match self.stop(&row.name, rt) {
+            match self.stop(&row.name, rt, lock) {
                 Ok(r) => {
                     out.domains.push(row.name.clone());
                     out.report.moved.extend(r.moved);
@@ -569,7 +570,7 @@ impl Inner {
         }
         let records: Vec<Record> = live.into_iter().map(|(_, r)| r).collect();
         self.db
-            .write(|tx| self.reconcile_identities(tx, &records, rt))?;
+            .write(|tx| self.reconcile_identities(tx, &records, rt, lock))?;
         match errors.len() {
             0 => Ok(out),
             _ => Err(Error::Several {
@@ -732,16 +733,18 @@ impl Inner {
         tx: &crate::db::Tx<'_>,
         live: &[Record],
         rt: &Waiter,
+        lock: &LockGuard,
     ) -> Result<()> {
         let mut kernel = HashSet::new();
         let seen = self.processes(&mut kernel)?;
-        // What the hold stopped is let go even when the hold failed part way.
-        let held = self.manager.hold_unseen(&seen);
-        let while_held = self.processes(&mut kernel)?;
-        let released = self.manager.release_unseen(&seen, &while_held);
-        held?;
-        released?;
-        let mut procs = while_held;
+        let mut procs = self.noted_hold(
+            lock,
+            Held::Unseen,
+            &seen,
+            &mut kernel,
+            || self.manager.hold_unseen(&seen),
+            |while_held| self.manager.release_unseen(&seen, while_held),
+        )?;
         let found: HashSet<u32> = procs.iter().map(|p| p.pid).collect();
         procs.extend(seen.into_iter().filter(|p| !found.contains(&p.pid)));
         for d in self.manager.drivers() {
@@ -765,7 +768,13 @@ impl Inner {
     /// not know a running VM's identity: before one is drawn from it, every identity a running process
     /// carries is reserved, as `recover` does. Returns this start's generation, for the lock
     /// file once the start's intent is durable.
-    fn reconcile_if_behind(&self, tx: &crate::db::Tx<'_>, seen: u64, rt: &Waiter) -> Result<u64> {
+    fn reconcile_if_behind(
+        &self,
+        tx: &crate::db::Tx<'_>,
+        seen: u64,
+        rt: &Waiter,
+        lock: &LockGuard,
+    ) -> Result<u64> {
         let generation = tx
             .meta(GENERATION)?
             .and_then(|g| g.parse::<u64>().ok())
@@ -787,7 +796,7 @@ impl Inner {
             .map(|row| Record::decode(row, self.db.path()))
             .collect::<Result<Vec<_>>>()?;
         info!(path = %self.db.path().display(), generation, seen, "a state database not yet checked against the running processes, or older than the lock file says: reserving every identity they carry");
-        self.reconcile_identities(tx, &live, rt)?;
+        self.reconcile_identities(tx, &live, rt, lock)?;
         Ok(next)
     }
 
@@ -800,21 +809,28 @@ impl Inner {
     /// ([`crate::manager::SecurityManager::hold_carriers`]), and the ones it finds are let go
     /// after it, whatever the verdict. A process the first scan finds is never signalled (a
     /// VMM paused on purpose stays paused).
-    fn refuse_while_carried(&self, row: &DomainRow) -> Result<()> {
+    fn refuse_while_carried(&self, row: &DomainRow, lock: &LockGuard) -> Result<()> {
         let rec = Record::decode(row, self.db.path())?;
         let mut kernel = HashSet::new();
         let before = self.processes(&mut kernel)?;
         let mut carried = self.manager.carriers(&rec.domain, &rec.labels, &before)?;
         if carried.is_empty() {
             // What the hold stopped is let go even when the hold failed part way. (A listing
-            // that fails leaves it stopped: the stop fails, and nothing is restored under it.)
-            let held = self.manager.hold_carriers(&rec.domain, &rec.labels);
-            let procs = self.processes(&mut kernel)?;
-            let released = self
-                .manager
-                .release_carriers(&rec.domain, &rec.labels, &before, &procs);
-            held?;
-            released?;
+            // that fails leaves it stopped: the stop fails, nothing is restored under it, and
+            // the next operation lets go.)
+            let procs = self.noted_hold(
+                lock,
+                Held::Carriers {
+                    domain: row.name.clone(),
+                },
+                &before,
+                &mut kernel,
+                || self.manager.hold_carriers(&rec.domain, &rec.labels),
+                |held| {
+                    self.manager
+                        .release_carriers(&rec.domain, &rec.labels, &before, held)
+                },
+            )?;
             carried = self.manager.carriers(&rec.domain, &rec.labels, &procs)?;
         }
         let Some((model, _)) = carried.first() else {
@@ -835,7 +851,7 @@ impl Inner {
     /// Every process of the host, with its label (where the kernel has one) and owner
     /// ([`crate::driver::scan_processes`]; `kernel` carries the kernel threads' pids from one
     /// scan of an operation to the next).
-    fn processes(&self, kernel: &mut HashSet<u32>) -> Result<Vec<ProcessInfo>> {
+    pub(super) fn processes(&self, kernel: &mut HashSet<u32>) -> Result<Vec<ProcessInfo>> {
         crate::driver::scan_processes(
             self.host.as_ref(),
             self.manager.reads_process_labels(),
