@@ -43,6 +43,8 @@ impl Inner {
     /// hold noted in the lock file from before it starts until the release went through.
     /// Returns the scan made while held. The release runs also when the hold failed part way;
     /// when the scan or the release fails, the note stays for the next holder of the lock.
+    /// The note needs space on the state filesystem the first time (the lock file grows past
+    /// its generation); without it, the hold goes on un-noted.
     pub(super) fn noted_hold(
         &self,
         lock: &LockGuard,
@@ -61,12 +63,20 @@ impl Inner {
             path: lock.path().to_owned(),
             reason: format!("cannot encode the note of a hold: {e}"),
         })?;
-        lock.set_note(&bytes)?;
+        // A note that cannot be written (no space left for it on the state filesystem) does
+        // not stop the operation: only an svirt killed in the hold needs it.
+        let noted = match lock.set_note(&bytes) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %crate::display_chain(&e), "cannot note the hold in the lock file; should svirt be killed while it holds, what it stopped stays stopped");
+                false
+            }
+        };
         let held = hold();
         crate::failpoint::hit("hold.held");
         let procs = self.processes(kernel)?;
         let released = release(&procs);
-        if released.is_ok() {
+        if released.is_ok() && noted {
             if let Err(e) = lock.clear_note() {
                 // The next operation continues what is stopped then: nothing this hold
                 // stopped is, and a process stopped since on purpose is continued.
