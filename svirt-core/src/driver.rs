@@ -305,37 +305,39 @@ pub trait SecurityDriver: Send + Sync + Debug {
         Vec::new()
     }
 
-    /// Hold still every process that may carry the identity this driver drew for the domain
-    /// alone, before a scan [`SecurityDriver::carriers`] reads: a process that forks and exits
-    /// as the scan goes is at no pid the scan reads, unless it is stopped first. Nothing by
-    /// default.
-    fn hold_carriers(&self, _ctx: DomainCtx<'_>) -> Result<()> {
+    /// The ids whose processes may carry the identity this driver drew for the domain alone:
+    /// they are held still ([`SecurityDriver::hold_ids`]) before a scan
+    /// [`SecurityDriver::carriers`] reads, since a process that forks and exits as the scan goes
+    /// is at no pid the scan reads unless it is stopped first. None by default.
+    fn carrier_ids(&self, _ctx: DomainCtx<'_>) -> Result<Vec<u32>> {
+        Ok(Vec::new())
+    }
+
+    /// The ids this driver hands out that the scan `seen` shows no process with: they are held
+    /// still before the scan [`SecurityDriver::reconcile`] reads (a process that forks and
+    /// exits as a scan goes is at no pid the scan reads, and a lost state would hand out the
+    /// identity it runs with). None by default.
+    fn unseen_ids(&self, _seen: &[ProcessInfo]) -> Vec<u32> {
+        Vec::new()
+    }
+
+    /// Hold still every process that may carry one of `ids` (from
+    /// [`SecurityDriver::carrier_ids`] or [`SecurityDriver::unseen_ids`]). Nothing by default.
+    fn hold_ids(&self, _ids: &[u32]) -> Result<()> {
         Ok(())
     }
 
-    /// Let go the processes [`SecurityDriver::hold_carriers`] held: `before` is the scan made
-    /// before the hold, `held` the one made while they were held (a process stopped in
-    /// `before` was stopped on purpose, and stays so). Nothing by default.
-    fn release_carriers(
+    /// Let go what [`SecurityDriver::hold_ids`] of `ids` stopped: `before` is the scan made
+    /// before the hold (a process stopped then was stopped on purpose, and stays so), `held`
+    /// one made since: while they were held, or, when the svirt that held them was killed, by
+    /// the next operation. Depends on `ids` alone, not on the configuration (the next
+    /// operation may run under another pool). Nothing by default.
+    fn release_ids(
         &self,
-        _ctx: DomainCtx<'_>,
+        _ids: &[u32],
         _before: &[ProcessInfo],
         _held: &[ProcessInfo],
     ) -> Result<()> {
-        Ok(())
-    }
-
-    /// Hold still, before the scan [`SecurityDriver::reconcile`] reads, every process that may
-    /// carry an identity this driver hands out and that the scan `seen` shows no process
-    /// with: a process that forks and exits as a scan goes is at no pid the scan reads, and a
-    /// lost state would hand out the identity it runs with. Nothing by default.
-    fn hold_unseen(&self, _seen: &[ProcessInfo]) -> Result<()> {
-        Ok(())
-    }
-
-    /// Let go what [`SecurityDriver::hold_unseen`] held for the scan `seen`, as the scan `held`
-    /// made while they were held found them. Nothing by default.
-    fn release_unseen(&self, _seen: &[ProcessInfo], _held: &[ProcessInfo]) -> Result<()> {
         Ok(())
     }
 

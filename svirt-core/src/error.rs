@@ -230,6 +230,11 @@ pub enum Error {
     #[error("cannot restore {path}: {reason}")]
     InodeLost { path: PathBuf, reason: &'static str },
 
+    /// A hold an svirt killed in the middle of it left was made by a driver this stack no
+    /// longer has: what it stopped stays stopped until an operation runs with one.
+    #[error("the processes a killed svirt held as {model} ids {ids} cannot be continued: the stack has no {model} driver; run any operation with the configuration it ran under")]
+    HeldByMissingDriver { model: String, ids: String },
+
     /// Something remembered was changed by a driver this stack no longer has.
     #[error("cannot restore {path}: it was changed by the {model} driver, which is not in the configured stack")]
     ModelNotInStack { path: PathBuf, model: String },
@@ -350,6 +355,7 @@ impl Error {
             | Error::TaskFailed { .. }
             | Error::InodeLost { .. }
             | Error::ModelNotInStack { .. }
+            | Error::HeldByMissingDriver { .. }
             | Error::NotRestored { .. } => false,
         }
     }

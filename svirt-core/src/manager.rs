@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::attr::FileAttr;
@@ -252,46 +253,73 @@ impl SecurityManager {
         Ok(out)
     }
 
-    /// Hold still every process that may carry an identity drawn for the domain
-    /// ([`SecurityDriver::hold_carriers`]). Every driver is asked, also after one failed; the
-    /// first error is returned.
-    pub fn hold_carriers(&self, domain: &Domain, labels: &[LabelRecord]) -> Result<()> {
+    /// The ids each driver holds still before a scan for the processes that carry an identity
+    /// drawn for the domain ([`SecurityDriver::carrier_ids`]); drivers with none are left out.
+    pub fn carrier_ids(&self, domain: &Domain, labels: &[LabelRecord]) -> Result<Vec<HeldIds>> {
+        let mut out = Vec::new();
+        for (a, l) in self.pairs(domain, labels)? {
+            let ids = a.driver.carrier_ids(ctx(domain, &a, l))?;
+            if !ids.is_empty() {
+                out.push(HeldIds {
+                    model: a.driver.model().to_owned(),
+                    ids,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The ids each driver holds still before a scan that rebuilds the reservations: those it
+    /// hands out that the scan `seen` shows no process with ([`SecurityDriver::unseen_ids`]).
+    pub fn unseen_ids(&self, seen: &[ProcessInfo]) -> Vec<HeldIds> {
+        self.drivers
+            .iter()
+            .map(|d| HeldIds {
+                model: d.model().to_owned(),
+                ids: d.unseen_ids(seen),
+            })
+            .filter(|h| !h.ids.is_empty())
+            .collect()
+    }
+
+    /// Hold still every process that may carry one of the ids ([`SecurityDriver::hold_ids`]).
+    /// Every driver is asked, also after one failed; the first error is returned.
+    pub fn hold_ids(&self, held: &[HeldIds]) -> Result<()> {
         first_error(
-            self.pairs(domain, labels)?
-                .into_iter()
-                .map(|(a, l)| a.driver.hold_carriers(ctx(domain, &a, l))),
+            held.iter()
+                .map(|h| self.driver_of_held(h).and_then(|d| d.hold_ids(&h.ids))),
         )
     }
 
-    /// Let go what [`SecurityManager::hold_carriers`] held, as the scans `before` and `held`
-    /// found it ([`SecurityDriver::release_carriers`]). Every driver is asked, also after one
-    /// failed; the first error is returned.
-    pub fn release_carriers(
+    /// Let go what [`SecurityManager::hold_ids`] held, as the scan `before` it and the scan
+    /// `held` since found the processes ([`SecurityDriver::release_ids`]). Every driver is
+    /// asked, also after one failed; the first error is returned (a model the stack no longer
+    /// has is one).
+    pub fn release_ids(
         &self,
-        domain: &Domain,
-        labels: &[LabelRecord],
+        held: &[HeldIds],
         before: &[ProcessInfo],
-        held: &[ProcessInfo],
+        since: &[ProcessInfo],
     ) -> Result<()> {
-        first_error(
-            self.pairs(domain, labels)?
-                .into_iter()
-                .map(|(a, l)| a.driver.release_carriers(ctx(domain, &a, l), before, held)),
-        )
+        first_error(held.iter().map(|h| {
+            self.driver_of_held(h)
+                .and_then(|d| d.release_ids(&h.ids, before, since))
+        }))
     }
 
-    /// Hold still every process that may carry an identity a driver hands out and that the
-    /// scan `seen` shows none of ([`SecurityDriver::hold_unseen`]). Every driver is asked,
-    /// also after one failed; the first error is returned.
-    pub fn hold_unseen(&self, seen: &[ProcessInfo]) -> Result<()> {
-        first_error(self.drivers.iter().map(|d| d.hold_unseen(seen)))
-    }
-
-    /// Let go what [`SecurityManager::hold_unseen`] held for `seen`, as the scan `held` found
-    /// it ([`SecurityDriver::release_unseen`]). Every driver is asked, also after one failed;
-    /// the first error is returned.
-    pub fn release_unseen(&self, seen: &[ProcessInfo], held: &[ProcessInfo]) -> Result<()> {
-        first_error(self.drivers.iter().map(|d| d.release_unseen(seen, held)))
+    fn driver_of_held(&self, h: &HeldIds) -> Result<&Arc<dyn SecurityDriver>> {
+        self.drivers
+            .iter()
+            .find(|d| d.model() == h.model)
+            .ok_or_else(|| Error::HeldByMissingDriver {
+                model: h.model.clone(),
+                ids: h
+                    .ids
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     /// Whether any driver of the stack reads the labels of processes.
@@ -360,6 +388,13 @@ impl SecurityManager {
         }
         Ok(out)
     }
+}
+
+/// The ids one driver of the stack holds still for a scan ([`SecurityManager::hold_ids`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldIds {
+    pub model: String,
+    pub ids: Vec<u32>,
 }
 
 /// Every one of `results` (all are run, also after one failed); the first error.

@@ -216,3 +216,38 @@ pub(crate) fn kill_all(sig: libc::c_int) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// `ioctl(NS_GET_OWNER_UID)`: the uid (in the caller's user namespace) that owns the user
+/// namespace `ns` refers to.
+pub(crate) fn ns_owner_uid(ns: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
+    let mut uid: libc::uid_t = 0;
+    // SAFETY: `ns` is a valid fd for the call; the kernel writes one `uid_t` into `uid`, which
+    // lives across the call.
+    let r = unsafe {
+        libc::ioctl(
+            ns.as_raw_fd(),
+            NS_GET_OWNER_UID,
+            &mut uid as *mut libc::uid_t,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(uid)
+}
+
+/// `ioctl(NS_GET_PARENT)`: the parent of the user namespace `ns` refers to; EPERM where that
+/// is outside the caller's own (the caller's namespace reached).
+pub(crate) fn ns_parent(ns: std::os::fd::BorrowedFd<'_>) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    const NS_GET_PARENT: libc::c_ulong = 0xb702;
+    // SAFETY: `ns` is a valid fd for the call; the request takes no argument.
+    let fd = unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_PARENT) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}

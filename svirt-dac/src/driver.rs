@@ -203,9 +203,23 @@ impl DacDriver {
                 "the processes the hold reached were scanned again until they all had stopped"
             );
         }
+        // Only what a hold of these uids could have stopped: a process whose real or saved uid
+        // is one (the effective uid the kernel checks a sender's against), or one of a user
+        // namespace one owns. SIGCONT reaches any process of svirt's session too, and a
+        // process stopped since the scan before, on purpose (another domain's VMM paused by
+        // its manager), stays stopped: after an svirt killed in the hold, "since" is until
+        // the next operation.
+        let could_hold = |p: &ProcessInfo| {
+            held_set.contains(&p.uids[0])
+                || held_set.contains(&p.uids[2])
+                || self
+                    .host
+                    .userns_owners(p.pid)
+                    .is_ok_and(|owners| owners.iter().any(|o| held_set.contains(o)))
+        };
         let left: Vec<&ProcessInfo> = held
             .iter()
-            .filter(|p| p.stopped && !stopped_before.contains(&p.pid))
+            .filter(|p| p.stopped && !stopped_before.contains(&p.pid) && could_hold(p))
             .collect();
         if left.is_empty() {
             return Ok(());
@@ -220,7 +234,7 @@ impl DacDriver {
         self.host.continue_as(&uids, &pids).map(drop).map_err(|e| {
             svirt_core::Error::host(
                 "continue the processes of",
-                format!("the uids {}-{}", self.range.lo, self.range.hi),
+                format!("the uids {}", id_list(held_uids)),
                 e,
             )
         })
@@ -373,49 +387,30 @@ impl SecurityDriver for DacDriver {
             .collect()
     }
 
-    /// Every process of the drawn uid is stopped at once.
-    fn hold_carriers(&self, ctx: DomainCtx<'_>) -> Result<()> {
-        let Some(uid) = self.drawn_uid(ctx)? else {
-            return Ok(());
-        };
-        self.host.hold_uids(&[uid]).map_err(|e| {
+    /// The drawn uid: every process of it is stopped at once.
+    fn carrier_ids(&self, ctx: DomainCtx<'_>) -> Result<Vec<u32>> {
+        Ok(self.drawn_uid(ctx)?.into_iter().collect())
+    }
+
+    /// Every pool uid the scan saw no process of, held uid by uid.
+    fn unseen_ids(&self, seen: &[ProcessInfo]) -> Vec<u32> {
+        self.unseen_uids(seen)
+    }
+
+    fn hold_ids(&self, ids: &[u32]) -> Result<()> {
+        self.host.hold_uids(ids).map_err(|e| {
             svirt_core::Error::host(
                 "stop, for the process scan, the processes of",
-                format!("uid {uid}"),
+                format!("the uids {}", id_list(ids)),
                 e,
             )
         })
     }
 
-    /// What the hold stopped is continued: every process stopped in the held scan that was
-    /// not stopped before it.
-    fn release_carriers(
-        &self,
-        ctx: DomainCtx<'_>,
-        before: &[ProcessInfo],
-        held: &[ProcessInfo],
-    ) -> Result<()> {
-        let Some(uid) = self.drawn_uid(ctx)? else {
-            return Ok(());
-        };
-        self.continue_held(&[uid], before, held)
-    }
-
-    /// Every process of a pool uid the scan saw no process of is stopped, uid by uid.
-    fn hold_unseen(&self, seen: &[ProcessInfo]) -> Result<()> {
-        self.host.hold_uids(&self.unseen_uids(seen)).map_err(|e| {
-            svirt_core::Error::host(
-                "stop, for the process scan, the processes of",
-                format!("the uids {}-{}", self.range.lo, self.range.hi),
-                e,
-            )
-        })
-    }
-
-    /// What [`DacDriver::hold_unseen`] stopped is continued, as [`DacDriver::release_carriers`]
-    /// does.
-    fn release_unseen(&self, seen: &[ProcessInfo], held: &[ProcessInfo]) -> Result<()> {
-        self.continue_held(&self.unseen_uids(seen), seen, held)
+    /// What the hold stopped is continued: every process stopped in the scan `held` that was
+    /// not stopped before it and that a hold of `ids` could have stopped.
+    fn release_ids(&self, ids: &[u32], before: &[ProcessInfo], held: &[ProcessInfo]) -> Result<()> {
+        self.continue_held(ids, before, held)
     }
 
     async fn reconcile(&self, live: &[(Domain, LabelRecord)], procs: &[ProcessInfo]) -> Result<()> {
@@ -555,4 +550,13 @@ impl SecurityDriver for DacDriver {
         })?;
         Ok(Some(format!("+{uid}:+{gid}")))
     }
+}
+
+/// Uids for a message: `a, b, c`, at most eight of them and how many more.
+fn id_list(ids: &[u32]) -> String {
+    let mut s: Vec<String> = ids.iter().take(8).map(u32::to_string).collect();
+    if ids.len() > 8 {
+        s.push(format!("and {} more", ids.len() - 8));
+    }
+    s.join(", ")
 }

@@ -22,7 +22,7 @@
 //! reservations from the host's processes (`recover`, or the start that finds the database
 //! gone), and the next domain drew its uid on the first try. That scan is now made again with
 //! every process of each pool uid the first one saw no process of held still
-//! (`SecurityDriver::hold_unseen`).
+//! (`SecurityDriver::unseen_ids`).
 //!
 //! Every test works on temp trees as root; nothing of the host's is changed. A test that leaves
 //! a guest process running draws its own uid range (`Stack::with_uids`, 210000 and up), since a

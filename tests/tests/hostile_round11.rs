@@ -1,5 +1,5 @@
 //! Hostile round 11: the holds that make the process scans see a guest that keeps changing its
-//! pid (`Host::hold_uids`, `SecurityDriver::hold_unseen`), a share's device nodes at stop, and a
+//! pid (`Host::hold_uids`, `SecurityDriver::unseen_ids`), a share's device nodes at stop, and a
 //! VMM started in a domain whose start never finished.
 //!
 //! Found by a hostile tester on 60d29a8:

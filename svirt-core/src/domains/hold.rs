@@ -1,23 +1,25 @@
 //! A hold that outlives its svirt. To scan the processes that may carry an identity while
 //! none of them can fork away, an operation stops them all for a moment
-//! ([`crate::manager::SecurityManager::hold_carriers`], `hold_unseen`) and continues them after
-//! the scan. An svirt killed in between would leave them stopped for good: a VM frozen by the
-//! tool that was stopping a neighbour. So the hold is noted in the lock file first (what was
-//! held and the scan before it), the note is cleared once the release went through, and the
-//! next operation to take the lock finds a note left behind and continues what that hold
-//! stopped, as its release would have.
+//! ([`crate::manager::SecurityManager::hold_ids`]) and continues them after the scan. An svirt
+//! killed in between would leave them stopped for good: a VM frozen by the tool that was
+//! stopping a neighbour. So the hold is noted in the lock file first (the ids held, per
+//! driver, and the scan before it), the note is cleared once the release went through, and
+//! the next operation to take the lock finds a note left behind and continues what that hold
+//! stopped, as its release would have: from the note alone, whatever pool that operation runs
+//! under and whatever is left of the records.
 
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::{Inner, Record};
+use super::Inner;
 use crate::driver::ProcessInfo;
 use crate::error::Result;
 use crate::fsutil::LockGuard;
+use crate::manager::HeldIds;
 
-/// What a hold stopped processes for.
+/// What a hold stopped processes for (told in logs).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) enum Held {
     /// The processes that may carry the drawn identities of the domain, for its stop's scan.
@@ -27,36 +29,43 @@ pub(super) enum Held {
     Unseen,
 }
 
-/// A hold under way, as the lock file keeps it.
+/// A hold under way, as the lock file keeps it: everything its release needs, whatever the
+/// configuration or the records say by the time it is read.
 #[derive(Debug, Serialize, Deserialize)]
 struct HoldNote {
     /// The boot it was made in: no process outlives a reboot.
     boot: String,
     held: Held,
+    /// The ids held, per driver.
+    ids: Vec<HeldIds>,
     /// The processes as the scan before the hold found them (a process stopped then was
     /// stopped on purpose, and stays so).
     before: Vec<ProcessInfo>,
 }
 
 impl Inner {
-    /// Hold (`hold`), scan the processes, and let go (`release`, given the scan), with the
-    /// hold noted in the lock file from before it starts until the release went through.
-    /// Returns the scan made while held. The release runs also when the hold failed part way;
-    /// when the scan or the release fails, the note stays for the next holder of the lock.
-    /// The note needs space on the state filesystem the first time (the lock file grows past
-    /// its generation); without it, the hold goes on un-noted.
+    /// Hold the processes of `ids` still, scan the processes, and let go, with the hold noted
+    /// in the lock file from before it starts until the release went through. Returns the
+    /// scan made while held. The release runs also when the hold failed part way; when the
+    /// scan or the release fails, the note stays for the next holder of the lock. The note
+    /// needs space on the state filesystem the first time (the lock file grows past its
+    /// generation); without it, the hold goes on un-noted. Nothing is held, noted or scanned
+    /// again for no ids.
     pub(super) fn noted_hold(
         &self,
         lock: &LockGuard,
         held: Held,
+        ids: Vec<HeldIds>,
         before: &[ProcessInfo],
         kernel: &mut HashSet<u32>,
-        hold: impl FnOnce() -> Result<()>,
-        release: impl FnOnce(&[ProcessInfo]) -> Result<()>,
-    ) -> Result<Vec<ProcessInfo>> {
+    ) -> Result<Option<Vec<ProcessInfo>>> {
+        if ids.is_empty() {
+            return Ok(None);
+        }
         let note = HoldNote {
             boot: self.boot_id()?,
             held,
+            ids,
             before: before.to_vec(),
         };
         let bytes = serde_json::to_vec(&note).map_err(|e| crate::Error::StateCorrupt {
@@ -72,10 +81,10 @@ impl Inner {
                 false
             }
         };
-        let held = hold();
+        let hold = self.manager.hold_ids(&note.ids);
         crate::failpoint::hit("hold.held");
         let procs = self.processes(kernel)?;
-        let released = release(&procs);
+        let released = self.manager.release_ids(&note.ids, before, &procs);
         if released.is_ok() && noted {
             if let Err(e) = lock.clear_note() {
                 // The next operation continues what is stopped then: nothing this hold
@@ -83,14 +92,15 @@ impl Inner {
                 warn!(error = %crate::display_chain(&e), "cannot clear the note of a hold that was let go");
             }
         }
-        held?;
+        hold?;
         released?;
-        Ok(procs)
+        Ok(Some(procs))
     }
 
     /// Continue what a hold noted in the lock file stopped, its svirt killed before it let go
-    /// (see the module's doc). Called with the lock just taken; a failure is told and leaves
-    /// the note for the next operation, which tries again.
+    /// (see the module's doc). Called with the lock just taken, before the operation's own
+    /// checks; a failure is told and leaves the note for the next operation, which tries
+    /// again.
     pub(super) fn release_left_hold(&self, lock: &LockGuard) {
         let Some(bytes) = lock.note() else {
             return;
@@ -119,24 +129,13 @@ impl Inner {
     }
 
     /// Let go what `note` held, as its release would have with a scan made now. False when
-    /// there was nothing to do (another boot, the domain's record gone).
+    /// it was made in another boot (nothing it stopped runs).
     fn release_noted(&self, note: &HoldNote) -> Result<bool> {
         if note.boot != self.boot_id()? {
             return Ok(false);
         }
         let now = self.processes(&mut HashSet::new())?;
-        match &note.held {
-            Held::Carriers { domain } => {
-                let Some(row) = self.db.read(|tx| tx.domain(domain))? else {
-                    warn!(vm = %domain, "a hold left by a killed svirt names a domain no longer recorded; what it stopped cannot be told apart");
-                    return Ok(false);
-                };
-                let rec = Record::decode(&row, self.db.path())?;
-                self.manager
-                    .release_carriers(&rec.domain, &rec.labels, &note.before, &now)?;
-            }
-            Held::Unseen => self.manager.release_unseen(&note.before, &now)?,
-        }
+        self.manager.release_ids(&note.ids, &note.before, &now)?;
         Ok(true)
     }
 }

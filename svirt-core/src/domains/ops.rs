@@ -725,7 +725,7 @@ impl Inner {
     ///
     /// The processes are read twice: once as they run, then with every process that may carry
     /// an identity the first scan saw no process with held still
-    /// ([`crate::manager::SecurityManager::hold_unseen`]): a guest that forks and exits as the
+    /// ([`crate::manager::SecurityManager::unseen_ids`]): a guest that forks and exits as the
     /// scan goes is at no pid a scan reads unless it is stopped first, and a lost state would
     /// hand out the identity it runs with. Both scans count.
     fn reconcile_identities(
@@ -737,14 +737,10 @@ impl Inner {
     ) -> Result<()> {
         let mut kernel = HashSet::new();
         let seen = self.processes(&mut kernel)?;
-        let mut procs = self.noted_hold(
-            lock,
-            Held::Unseen,
-            &seen,
-            &mut kernel,
-            || self.manager.hold_unseen(&seen),
-            |while_held| self.manager.release_unseen(&seen, while_held),
-        )?;
+        let ids = self.manager.unseen_ids(&seen);
+        let mut procs = self
+            .noted_hold(lock, Held::Unseen, ids, &seen, &mut kernel)?
+            .unwrap_or_default();
         let found: HashSet<u32> = procs.iter().map(|p| p.pid).collect();
         procs.extend(seen.into_iter().filter(|p| !found.contains(&p.pid)));
         for d in self.manager.drivers() {
@@ -806,9 +802,9 @@ impl Inner {
     /// A scan reads `/proc` one pid at a time, and a process that forks and exits as it goes
     /// is at none of the pids it reads. So a scan that finds nothing is made again with the
     /// processes that may carry the identity held still
-    /// ([`crate::manager::SecurityManager::hold_carriers`]), and the ones it finds are let go
-    /// after it, whatever the verdict. A process the first scan finds is never signalled (a
-    /// VMM paused on purpose stays paused).
+    /// ([`crate::manager::SecurityManager::carrier_ids`]; not where no driver holds any), and
+    /// the ones it finds are let go after it, whatever the verdict. A process the first scan
+    /// finds is never signalled (a VMM paused on purpose stays paused).
     fn refuse_while_carried(&self, row: &DomainRow, lock: &LockGuard) -> Result<()> {
         let rec = Record::decode(row, self.db.path())?;
         let mut kernel = HashSet::new();
@@ -818,20 +814,13 @@ impl Inner {
             // What the hold stopped is let go even when the hold failed part way. (A listing
             // that fails leaves it stopped: the stop fails, nothing is restored under it, and
             // the next operation lets go.)
-            let procs = self.noted_hold(
-                lock,
-                Held::Carriers {
-                    domain: row.name.clone(),
-                },
-                &before,
-                &mut kernel,
-                || self.manager.hold_carriers(&rec.domain, &rec.labels),
-                |held| {
-                    self.manager
-                        .release_carriers(&rec.domain, &rec.labels, &before, held)
-                },
-            )?;
-            carried = self.manager.carriers(&rec.domain, &rec.labels, &procs)?;
+            let ids = self.manager.carrier_ids(&rec.domain, &rec.labels)?;
+            let held = Held::Carriers {
+                domain: row.name.clone(),
+            };
+            if let Some(procs) = self.noted_hold(lock, held, ids, &before, &mut kernel)? {
+                carried = self.manager.carriers(&rec.domain, &rec.labels, &procs)?;
+            }
         }
         let Some((model, _)) = carried.first() else {
             return Ok(());

@@ -19,7 +19,7 @@ pub const XATTR_PREFIX: &str = "trusted.svirt.";
 pub struct Mark {
     /// The original value; `None` when the attribute was absent.
     pub original: Option<String>,
-    /// The stamp of the one-pass share walk that wrote it (see [`stamp`]), if one did.
+    /// The stamp of the one-pass share walk that wrote it (see `stamp`), if one did.
     pub stamp: Option<u32>,
 }
 

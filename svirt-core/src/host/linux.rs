@@ -597,6 +597,23 @@ impl Host for LinuxHost {
         Ok(out)
     }
 
+    fn userns_owners(&self, pid: u32) -> io::Result<Vec<u32>> {
+        let mut ns: std::os::fd::OwnedFd =
+            fs::File::open(self.proc.join(format!("{pid}/ns/user")))?.into();
+        let mut out = Vec::new();
+        // The kernel nests user namespaces 32 deep at most.
+        for _ in 0..33 {
+            out.push(crate::sys::ns_owner_uid(ns.as_fd())?);
+            match crate::sys::ns_parent(ns.as_fd()) {
+                Ok(parent) => ns = parent,
+                // svirt's own namespace (or one outside it) reached.
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
     fn handle(&self, node: &Node) -> io::Result<Option<Vec<u8>>> {
         let Some(fd) = node.fd() else {
             return Err(io::Error::from_raw_os_error(libc::EBADF));

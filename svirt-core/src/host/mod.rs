@@ -1,5 +1,5 @@
 //! The host seam: every syscall the drivers make goes through [`Host`]. [`LinuxHost`] is the real
-//! one; [`fake::FakeHost`] (feature `test-util`) is an in-memory recording fake that can inject
+//! one; `fake::FakeHost` (feature `test-util`) is an in-memory recording fake that can inject
 //! errors, so drivers are tested without root, a kernel policy, or a real `/proc`.
 
 use std::ffi::{OsStr, OsString};
@@ -227,6 +227,12 @@ pub trait Host: Send + Sync + Debug {
     }
     /// Every live process id.
     fn pids(&self) -> io::Result<Vec<u32>>;
+    /// The owners of the user namespace of `pid` and of each of its ancestors, innermost
+    /// first, as uids of svirt's own namespace: a sender whose effective uid owns one of them
+    /// may signal the process. None where the host has no user namespaces.
+    fn userns_owners(&self, _pid: u32) -> io::Result<Vec<u32>> {
+        Ok(Vec::new())
+    }
     /// Stop every process the kernel lets a sender with effective uid `uid` signal (those whose
     /// real or saved uid is `uid`, and those of user namespaces `uid` owns), all at once, for
     /// each of `uids` in turn: the kernel reaches them under one lock, so a process that forks
