@@ -124,21 +124,27 @@ impl Domains {
     /// (resolved, by type, by inode: see [`crate::safe`]), opening each `O_PATH` only and
     /// changing nothing. A path that does not exist yet is left to start.
     pub async fn check_paths(&self, domain: &Domain) -> Result<()> {
-        let inner = self.inner.clone();
         let domain = domain.clone();
-        self.inner
-            .blocking
-            .run(move |_| {
-                for r in domain.resources() {
-                    match crate::safe::open_resource(inner.host.as_ref(), &r.path, Some(r.kind)) {
-                        Ok(opened) => inner.engine.check_protected(&opened)?,
-                        Err(e @ Error::PathRefused { .. }) => return Err(e),
-                        Err(_) => {}
-                    }
+        self.unlocked(move |inner| {
+            for r in domain.resources() {
+                match crate::safe::open_resource(inner.host.as_ref(), &r.path, Some(r.kind)) {
+                    Ok(opened) => inner.engine.check_protected(&opened)?,
+                    Err(e @ Error::PathRefused { .. }) => return Err(e),
+                    Err(_) => {}
                 }
-                Ok(())
-            })
-            .await
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Run `op` as [`Blocking`] says, without the operation lock (what only reads).
+    async fn unlocked<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        self.inner.blocking.run(move |_| op(&inner)).await
     }
 
     /// Run `op` as [`Blocking`] says under the operation lock (in this process and across
@@ -236,66 +242,57 @@ impl Domains {
 
     /// Every domain (or the one named), as recorded, with whether its VMM runs.
     pub async fn status(&self, name: Option<&str>) -> Result<Vec<Status>> {
-        let inner = self.inner.clone();
         let name = name.map(str::to_owned);
-        self.inner
-            .blocking
-            .run(move |_| {
-                let rows = inner.db.read(|tx| tx.domains())?;
-                let mut out = Vec::new();
-                for row in rows {
-                    if name.as_ref().is_some_and(|n| *n != row.name) {
-                        continue;
-                    }
-                    let rec = Record::decode(&row, inner.db.path())?;
-                    out.push(Status {
-                        name: row.name.clone(),
-                        phase: row.phase,
-                        labels: rec.labels,
-                        pid: row.pid,
-                        alive: row.pid.map(|p| inner.host.pid_alive(p)),
-                        resources: rec.resources,
-                        held: row.held_reason.clone(),
-                    });
+        self.unlocked(move |inner| {
+            let rows = inner.db.read(|tx| tx.domains())?;
+            let mut out = Vec::new();
+            for row in rows {
+                if name.as_ref().is_some_and(|n| *n != row.name) {
+                    continue;
                 }
-                if let (Some(n), true) = (&name, out.is_empty()) {
-                    return Err(Error::NoSuchDomain { name: n.clone() });
-                }
-                Ok(out)
-            })
-            .await
+                let rec = Record::decode(&row, inner.db.path())?;
+                out.push(Status {
+                    name: row.name.clone(),
+                    phase: row.phase,
+                    labels: rec.labels,
+                    pid: row.pid,
+                    alive: row.pid.map(|p| inner.host.pid_alive(p)),
+                    resources: rec.resources,
+                    held: row.held_reason.clone(),
+                });
+            }
+            if let (Some(n), true) = (&name, out.is_empty()) {
+                return Err(Error::NoSuchDomain { name: n.clone() });
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Every recorded domain's record (running, starting, stopping or held).
     pub async fn records(&self) -> Result<Vec<Record>> {
-        let inner = self.inner.clone();
-        self.inner
-            .blocking
-            .run(move |_| {
-                inner
-                    .db
-                    .read(|tx| tx.domains())?
-                    .iter()
-                    .map(|row| Record::decode(row, inner.db.path()))
-                    .collect()
-            })
-            .await
+        self.unlocked(move |inner| {
+            inner
+                .db
+                .read(|tx| tx.domains())?
+                .iter()
+                .map(|row| Record::decode(row, inner.db.path()))
+                .collect()
+        })
+        .await
     }
 
     /// The record of a domain.
     pub async fn record(&self, name: &str) -> Result<Record> {
-        let inner = self.inner.clone();
         let name = name.to_owned();
-        self.inner
-            .blocking
-            .run(move |_| {
-                let row = inner
-                    .db
-                    .read(|tx| tx.domain(&name))?
-                    .ok_or(Error::NoSuchDomain { name })?;
-                Record::decode(&row, inner.db.path())
-            })
-            .await
+        self.unlocked(move |inner| {
+            let row = inner
+                .db
+                .read(|tx| tx.domain(&name))?
+                .ok_or(Error::NoSuchDomain { name })?;
+            Record::decode(&row, inner.db.path())
+        })
+        .await
     }
 
     /// Every driver's exec hook for a domain, ordered by phase.
