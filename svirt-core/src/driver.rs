@@ -106,6 +106,10 @@ pub struct ProcessInfo {
     pub stopped: bool,
     /// A SIGSTOP pending while no thread has stopped yet (see [`crate::host::ProcCreds`]).
     pub stopping: bool,
+    /// Traced: its stops come and go with its tracer's (a syscall stop reads stopped too), so
+    /// one stopped before a hold was not stopped on purpose.
+    #[serde(default)]
+    pub traced: bool,
 }
 
 impl ProcessInfo {
@@ -161,6 +165,7 @@ pub fn scan_processes(
             groups: c.groups,
             stopped: c.stopped,
             stopping: c.stopping,
+            traced: c.traced,
         });
     }
     Ok(out)

@@ -155,8 +155,13 @@ impl DacDriver {
         before: &[ProcessInfo],
         held: &[ProcessInfo],
     ) -> Result<()> {
-        let stopped_before: std::collections::HashSet<u32> =
-            before.iter().filter(|p| p.stopped).map(|p| p.pid).collect();
+        // A traced process read stopped may only sit in a tracer's stop (a syscall stop): the
+        // hold's SIGSTOP then stops it for good unless the release continues it.
+        let stopped_before: std::collections::HashSet<u32> = before
+            .iter()
+            .filter(|p| p.stopped && !p.traced)
+            .map(|p| p.pid)
+            .collect();
         let held_set: std::collections::HashSet<u32> = held_uids.iter().copied().collect();
         // What the hold may have reached: a process of a held uid, one with a stop pending, and
         // one stopped since the scan before it (root inside a user namespace a held uid owns).
@@ -205,17 +210,17 @@ impl DacDriver {
         }
         // Only what a hold of these uids could have stopped: a process whose real or saved uid
         // is one (the effective uid the kernel checks a sender's against), or one of a user
-        // namespace one owns. SIGCONT reaches any process of svirt's session too, and a
-        // process stopped since the scan before, on purpose (another domain's VMM paused by
-        // its manager), stays stopped: after an svirt killed in the hold, "since" is until
-        // the next operation.
+        // namespace whose outermost ancestor below svirt's own one owns. SIGCONT reaches any
+        // process of svirt's session too, and a process stopped since the scan before, on
+        // purpose (another domain's VMM paused by its manager), stays stopped: after an svirt
+        // killed in the hold, "since" is until the next operation.
         let could_hold = |p: &ProcessInfo| {
             held_set.contains(&p.uids[0])
                 || held_set.contains(&p.uids[2])
                 || self
                     .host
-                    .userns_owners(p.pid)
-                    .is_ok_and(|owners| owners.iter().any(|o| held_set.contains(o)))
+                    .userns_signaller(p.pid)
+                    .is_ok_and(|o| o.is_some_and(|o| held_set.contains(&o)))
         };
         let left: Vec<&ProcessInfo> = held
             .iter()

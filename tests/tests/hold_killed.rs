@@ -249,3 +249,178 @@ fn a_killed_hold_is_let_go_under_another_pool_and_after_the_state_is_lost() {
         "the hold's note was lost with the stack that had no dac driver, or with the state database: {after_loss}"
     );
 }
+
+/// `/bin/sleep 60` run by root in a user namespace that `uid` owns, nested in one root owns
+/// (mapped whole): a sender with effective uid `uid` may not signal it (the kernel grants a
+/// namespace owner's capabilities to a sender of the namespace just above only). Returns the
+/// process and the outer namespace's holder, to be killed.
+fn root_nested_below_a_root_namespace(uid: u32) -> (std::process::Child, Vec<std::process::Child>) {
+    let sleep = std::fs::canonicalize("/bin/sleep").unwrap();
+    let runs = |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e == sleep);
+    let ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+    let outer = std::process::Command::new("/usr/bin/unshare")
+        .args(["-U", "/bin/sleep", "60"])
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(|| runs(outer.id())),
+        "the outer namespace never ran"
+    );
+    for map in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{}/{map}", outer.id()), "0 0 4294967295").unwrap();
+    }
+    let inner = std::process::Command::new("/usr/bin/nsenter")
+        .args(["-t", &outer.id().to_string(), "-U", "/usr/bin/setpriv"])
+        .args([
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            "/usr/bin/unshare",
+            "-U",
+            "/bin/sleep",
+            "60",
+        ])
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(|| runs(inner.id()) && ns(inner.id()) != ns(outer.id())),
+        "the inner namespace never ran"
+    );
+    let victim = std::process::Command::new("/usr/bin/nsenter")
+        .args([
+            "-t",
+            &inner.id().to_string(),
+            "-U",
+            "--preserve-credentials",
+        ])
+        .args(["/bin/sleep", "60"])
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(|| ns(victim.id()).is_some() && ns(victim.id()) == ns(inner.id())),
+        "nsenter never entered the inner namespace"
+    );
+    // The inner namespace's first process runs as `uid` (it would hold the stop); the
+    // namespace lives on with the victim.
+    let mut inner = inner;
+    end(&mut [&mut inner]);
+    (victim, vec![outer])
+}
+
+/// A process of a user namespace the held uid owns, nested in one root owns, is out of the
+/// hold's reach: after a stop killed in its hold, the next stop leaves it stopped when it was
+/// paused on purpose meanwhile (it continued it when the release matched the owner of any
+/// namespace up the chain).
+#[test]
+fn a_process_nested_below_a_root_namespace_is_not_continued_by_a_release() {
+    let name = "a_process_nested_below_a_root_namespace_is_not_continued_by_a_release";
+    if !root_or_skip(name)
+        || !tools_or_skip(
+            name,
+            &["/usr/bin/unshare", "/usr/bin/nsenter", "/usr/bin/setpriv"],
+        )
+    {
+        return;
+    }
+    let h = Stack::dac_only(216_390, 216_399);
+    let Some((uid, mut inside)) = stop_killed_in_hold(&h, name) else {
+        return;
+    };
+    let (mut nested, mut holders) = root_nested_below_a_root_namespace(uid);
+    stop_signal(&nested);
+    let paused = wait_until(|| proc_state(nested.id()).starts_with('T'));
+    let again = h.svirt(&["stop", "held"]);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (s_inside, s_nested) = (proc_state(inside.id()), proc_state(nested.id()));
+    end(&mut [&mut inside, &mut nested]);
+    for c in &mut holders {
+        end(&mut [c]);
+    }
+    assert!(paused, "the nested process never stopped");
+    assert!(again.status.success(), "stop: {}", text(&again));
+    assert!(
+        !s_inside.starts_with('T'),
+        "the held process stayed stopped: {s_inside}"
+    );
+    assert!(
+        s_nested.starts_with('T'),
+        "a process out of the hold's reach, paused on purpose, was continued: {s_nested}"
+    );
+}
+
+/// Read system calls made so far by `pid` (`/proc/PID/io`).
+fn syscalls_read(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("syscr:").and_then(|v| v.trim().parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+/// A traced process reads stopped (`t`) whenever its tracer holds it in a syscall stop. The
+/// scan before a stop's hold took that for a stop made on purpose, and the release never
+/// continued what the hold's SIGSTOP then stopped for good (4 stops in 6 left one so). A
+/// process under strace that the hold reaches (root in a user namespace the uid owns) runs on
+/// after every stop.
+#[test]
+fn a_stop_leaves_no_traced_process_stopped() {
+    let name = "a_stop_leaves_no_traced_process_stopped";
+    if !root_or_skip(name)
+        || !tools_or_skip(
+            name,
+            &["/usr/bin/unshare", "/usr/bin/nsenter", "/usr/bin/strace"],
+        )
+    {
+        return;
+    }
+    let h = Stack::dac_only(216_410, 216_419);
+    let (dom, _) = h.one_disk_domain("traced");
+    for round in 0..4 {
+        h.ok(&["start", dom.to_str().unwrap()]);
+        let uid = uid_of(&h, "traced");
+        let Some(mut dd) = root_in_user_namespace_of(
+            uid,
+            Path::new("/bin/dd"),
+            &["if=/dev/zero", "of=/dev/null", "bs=1"],
+        ) else {
+            skip(name, "no user namespace for an unprivileged uid here");
+            h.stop_all();
+            return;
+        };
+        let mut tracer = std::process::Command::new("/usr/bin/strace")
+            .args(["-f", "-o", "/dev/null", "-p", &dd.id().to_string()])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let traced = wait_until(|| {
+            std::fs::read_to_string(format!("/proc/{}/status", dd.id())).is_ok_and(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("TracerPid:") && l.trim_end() != "TracerPid:\t0")
+            })
+        });
+        let stop = h.svirt(&["stop", "traced"]);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let before = syscalls_read(dd.id());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let after = syscalls_read(dd.id());
+        let state = proc_state(dd.id());
+        end(&mut [&mut tracer]);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(dd.id() as i32),
+            nix::sys::signal::SIGCONT,
+        );
+        end(&mut [&mut dd]);
+        assert!(traced, "round {round}: strace never attached");
+        assert!(
+            stop.status.success(),
+            "round {round}: stop: {}",
+            text(&stop)
+        );
+        assert!(
+            after > before,
+            "round {round}: the traced process made no progress after the stop ({state}): left stopped"
+        );
+    }
+}

@@ -43,6 +43,33 @@ struct HoldNote {
     before: Vec<ProcessInfo>,
 }
 
+/// The notes a lock file holds: a hold's own, and those of earlier holds whose release failed
+/// (kept until one goes through, never overwritten).
+fn read_notes(lock: &LockGuard) -> Vec<HoldNote> {
+    let Some(bytes) = lock.note() else {
+        return Vec::new();
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(notes) => notes,
+        Err(e) => {
+            warn!(lock = %lock.path().display(), error = %e, "the lock file holds a note of a hold that cannot be read; dropped");
+            Vec::new()
+        }
+    }
+}
+
+/// Write `notes` into the lock file (none: clear it).
+fn write_notes(lock: &LockGuard, notes: &[HoldNote]) -> Result<()> {
+    if notes.is_empty() {
+        return lock.clear_note();
+    }
+    let bytes = serde_json::to_vec(notes).map_err(|e| crate::Error::StateCorrupt {
+        path: lock.path().to_owned(),
+        reason: format!("cannot encode the note of a hold: {e}"),
+    })?;
+    lock.set_note(&bytes)
+}
+
 impl Inner {
     /// Hold the processes of `ids` still, scan the processes, and let go, with the hold noted
     /// in the lock file from before it starts until the release went through. Returns the
@@ -62,31 +89,32 @@ impl Inner {
         if ids.is_empty() {
             return Ok(None);
         }
-        let note = HoldNote {
+        // Notes of earlier holds whose release failed stay with this one's.
+        let mut notes = read_notes(lock);
+        let earlier = notes.len();
+        notes.push(HoldNote {
             boot: self.boot_id()?,
             held,
             ids,
             before: before.to_vec(),
-        };
-        let bytes = serde_json::to_vec(&note).map_err(|e| crate::Error::StateCorrupt {
-            path: lock.path().to_owned(),
-            reason: format!("cannot encode the note of a hold: {e}"),
-        })?;
+        });
         // A note that cannot be written (no space left for it on the state filesystem) does
         // not stop the operation: only an svirt killed in the hold needs it.
-        let noted = match lock.set_note(&bytes) {
+        let noted = match write_notes(lock, &notes) {
             Ok(()) => true,
             Err(e) => {
                 warn!(error = %crate::display_chain(&e), "cannot note the hold in the lock file; should svirt be killed while it holds, what it stopped stays stopped");
                 false
             }
         };
+        let note = notes.pop().expect("this hold's note");
         let hold = self.manager.hold_ids(&note.ids);
         crate::failpoint::hit("hold.held");
         let procs = self.processes(kernel)?;
         let released = self.manager.release_ids(&note.ids, before, &procs);
         if released.is_ok() && noted {
-            if let Err(e) = lock.clear_note() {
+            debug_assert_eq!(notes.len(), earlier);
+            if let Err(e) = write_notes(lock, &notes) {
                 // The next operation continues what is stopped then: nothing this hold
                 // stopped is, and a process stopped since on purpose is continued.
                 warn!(error = %crate::display_chain(&e), "cannot clear the note of a hold that was let go");
@@ -97,34 +125,30 @@ impl Inner {
         Ok(Some(procs))
     }
 
-    /// Continue what a hold noted in the lock file stopped, its svirt killed before it let go
-    /// (see the module's doc). Called with the lock just taken, before the operation's own
-    /// checks; a failure is told and leaves the note for the next operation, which tries
-    /// again.
+    /// Continue what the holds noted in the lock file stopped, their svirt killed before it
+    /// let go (see the module's doc). Called with the lock just taken, before the operation's
+    /// own checks; a hold whose release fails is told and stays noted for the next operation,
+    /// which tries again.
     pub(super) fn release_left_hold(&self, lock: &LockGuard) {
-        let Some(bytes) = lock.note() else {
+        if lock.note().is_none() {
             return;
-        };
-        let note: HoldNote = match serde_json::from_slice(&bytes) {
-            Ok(n) => n,
-            Err(e) => {
-                warn!(lock = %lock.path().display(), error = %e, "the lock file holds a note of a hold that cannot be read; dropped");
-                let _ = lock.clear_note();
-                return;
-            }
-        };
-        match self.release_noted(&note) {
-            Ok(done) => {
-                if done {
+        }
+        let notes = read_notes(lock);
+        let mut kept = Vec::new();
+        for note in notes {
+            match self.release_noted(&note) {
+                Ok(true) => {
                     info!(held = ?note.held, "continued the processes that the hold of a killed svirt left stopped");
                 }
-                if let Err(e) = lock.clear_note() {
-                    warn!(error = %crate::display_chain(&e), "cannot clear the note of a hold that was let go");
+                Ok(false) => {}
+                Err(e) => {
+                    warn!(held = ?note.held, error = %crate::display_chain(&e), "cannot continue the processes that the hold of a killed svirt left stopped; the next operation tries again");
+                    kept.push(note);
                 }
             }
-            Err(e) => {
-                warn!(held = ?note.held, error = %crate::display_chain(&e), "cannot continue the processes that the hold of a killed svirt left stopped; the next operation tries again");
-            }
+        }
+        if let Err(e) = write_notes(lock, &kept) {
+            warn!(error = %crate::display_chain(&e), "cannot clear the note of a hold that was let go");
         }
     }
 

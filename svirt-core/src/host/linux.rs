@@ -39,7 +39,8 @@ pub fn signal_sender_uid() -> u32 {
 /// as [`become_sender`] says and goes back to its own uids between two and after the last
 /// (its saved uid stays 0, so it always can; credentials are per thread, and the raw call
 /// changes this one's only). `f` returns false once it needs no more uids. Returns the state.
-/// Refused when `uids` holds 0, or when the thread does not run as root.
+/// Refused when `uids` holds 0, `(uid_t)-1` (which leaves the effective uid root) or a
+/// signalling uid ([`SIGNAL_SENDER_UIDS`]), or when the thread does not run as root.
 ///
 /// No thread of its own: one cost a tenth of a millisecond per stop (a stack, a malloc arena),
 /// and nothing runs on this one while it holds another uid: `f` only signals.
@@ -49,7 +50,10 @@ fn as_each_uid<S>(
     mut f: impl FnMut(&mut S, u32) -> io::Result<bool>,
 ) -> io::Result<S> {
     use rustix::process::Uid;
-    if uids.contains(&0) {
+    if uids
+        .iter()
+        .any(|u| *u == 0 || *u == u32::MAX || SIGNAL_SENDER_UIDS.contains(u))
+    {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
     let (real, effective) = (rustix::process::getuid(), rustix::process::geteuid());
@@ -231,6 +235,7 @@ impl LinuxHost {
                 stopped: halted || stop_pending,
                 stopping: stop_pending && !halted,
                 kernel: line(b"Kthread:").is_some_and(|v| v.trim() == "1"),
+                traced: line(b"TracerPid:").is_some_and(|v| v.trim() != "0"),
             },
         })
     }
@@ -597,21 +602,24 @@ impl Host for LinuxHost {
         Ok(out)
     }
 
-    fn userns_owners(&self, pid: u32) -> io::Result<Vec<u32>> {
+    fn userns_signaller(&self, pid: u32) -> io::Result<Option<u32>> {
         let mut ns: std::os::fd::OwnedFd =
             fs::File::open(self.proc.join(format!("{pid}/ns/user")))?.into();
-        let mut out = Vec::new();
+        // Up the parents to svirt's own namespace, keeping the last two owners: the owner of
+        // svirt's own (the last), and of the namespace below it (the one before).
+        let (mut below, mut last) = (None, crate::sys::ns_owner_uid(ns.as_fd())?);
         // The kernel nests user namespaces 32 deep at most.
         for _ in 0..33 {
-            out.push(crate::sys::ns_owner_uid(ns.as_fd())?);
             match crate::sys::ns_parent(ns.as_fd()) {
                 Ok(parent) => ns = parent,
                 // svirt's own namespace (or one outside it) reached.
-                Err(e) if e.raw_os_error() == Some(libc::EPERM) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(below),
                 Err(e) => return Err(e),
             }
+            below = Some(last);
+            last = crate::sys::ns_owner_uid(ns.as_fd())?;
         }
-        Ok(out)
+        Err(io::Error::from_raw_os_error(libc::ELOOP))
     }
 
     fn handle(&self, node: &Node) -> io::Result<Option<Vec<u8>>> {

@@ -33,6 +33,9 @@ pub struct ProcCreds {
     /// A kernel thread (`Kthread: 1`, where the kernel shows that line): it runs as root, and no
     /// signal stops it.
     pub kernel: bool,
+    /// Traced (`TracerPid:` not 0): it stops and runs again as its tracer says, so a stop
+    /// read once tells nothing of a stop made on purpose.
+    pub traced: bool,
 }
 
 /// The kind of a file, from `lstat`/`fstat`.
@@ -223,15 +226,17 @@ pub trait Host: Send + Sync + Debug {
             stopped: false,
             stopping: false,
             kernel: false,
+            traced: false,
         })
     }
     /// Every live process id.
     fn pids(&self) -> io::Result<Vec<u32>>;
-    /// The owners of the user namespace of `pid` and of each of its ancestors, innermost
-    /// first, as uids of svirt's own namespace: a sender whose effective uid owns one of them
-    /// may signal the process. None where the host has no user namespaces.
-    fn userns_owners(&self, _pid: u32) -> io::Result<Vec<u32>> {
-        Ok(Vec::new())
+    /// For a process of a user namespace below svirt's own, the owner of the outermost one
+    /// (the one whose parent is svirt's): a sender whose effective uid is that owner has every
+    /// capability there, and may signal the process; the owner of a namespace nested deeper
+    /// may not. `None` for a process of svirt's own namespace (and where the host has none).
+    fn userns_signaller(&self, _pid: u32) -> io::Result<Option<u32>> {
+        Ok(None)
     }
     /// Stop every process the kernel lets a sender with effective uid `uid` signal (those whose
     /// real or saved uid is `uid`, and those of user namespaces `uid` owns), all at once, for
