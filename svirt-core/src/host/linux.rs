@@ -863,6 +863,44 @@ mod tests {
         )
     }
 
+    /// A thread signals as the uid it is given: never as root, which `(uid_t)-1` would leave
+    /// it (setresuid's "unchanged"), nor as a signalling uid, which svirt processes hold.
+    /// Refused before any signal is sent. (Checked through `continue_as` with no pid: should
+    /// the check ever go, the test must not send anything as root. `hold_uids` shares it.)
+    #[test]
+    fn a_hold_or_release_refuses_uids_that_would_not_be_the_guests() {
+        let host = LinuxHost::default();
+        for uid in [
+            0,
+            u32::MAX,
+            super::signal_sender_uid(),
+            *super::SIGNAL_SENDER_UIDS.start(),
+        ] {
+            let r = host.continue_as(&[70_000, uid], &[]);
+            assert_eq!(
+                r.unwrap_err().raw_os_error(),
+                Some(libc::EINVAL),
+                "uid {uid}"
+            );
+        }
+    }
+
+    /// `TracerPid:` other than 0 reads traced; its absence (or 0) not.
+    #[test]
+    fn a_tracer_pid_marks_a_process_traced() {
+        let with =
+            |tracer: &str| format!("{}{tracer}", status("t (tracing stop)", 1000, "0", "0", 0));
+        let (_d, host) = fake_proc(&[
+            (10, with("TracerPid:\t4242\n")),
+            (11, with("TracerPid:\t0\n")),
+            (12, with("")),
+        ]);
+        let traced = |pid| host.pid_creds(pid).unwrap().traced;
+        assert!(traced(10));
+        assert!(!traced(11));
+        assert!(!traced(12));
+    }
+
     fn fake_proc(entries: &[(u32, String)]) -> (tempfile::TempDir, LinuxHost) {
         let dir = tempfile::tempdir().unwrap();
         for (pid, text) in entries {
