@@ -214,9 +214,19 @@ impl DacDriver {
         // process of svirt's session too, and a process stopped since the scan before, on
         // purpose (another domain's VMM paused by its manager), stays stopped: after an svirt
         // killed in the hold, "since" is until the next operation.
+        // And another svirt in the middle of its own hold: the kernel lets a sender signal a
+        // process whose real or saved uid is the sender's real uid, a signalling uid, which
+        // two svirt processes of the same pid in two pid namespaces share. It is continued as
+        // that uid.
+        let svirt = |p: &ProcessInfo| {
+            [p.uids[0], p.uids[2]]
+                .into_iter()
+                .find(|u| svirt_core::host::SIGNAL_SENDER_UIDS.contains(u))
+        };
         let could_hold = |p: &ProcessInfo| {
             held_set.contains(&p.uids[0])
                 || held_set.contains(&p.uids[2])
+                || svirt(p).is_some()
                 || self
                     .host
                     .userns_signaller(p.pid)
@@ -235,6 +245,11 @@ impl DacDriver {
             .iter()
             .partition(|&&u| left.iter().any(|p| p.uids.contains(&u)));
         uids.extend(others);
+        for u in left.iter().filter_map(|p| svirt(p)) {
+            if !uids.contains(&u) {
+                uids.push(u);
+            }
+        }
         let pids: Vec<u32> = left.iter().map(|p| p.pid).collect();
         self.host.continue_as(&uids, &pids).map(drop).map_err(|e| {
             svirt_core::Error::host(

@@ -424,3 +424,75 @@ fn a_stop_leaves_no_traced_process_stopped() {
         );
     }
 }
+
+/// The notes in a lock file (a u32 length after the 8-byte generation, then JSON), as JSON.
+fn read_lock_notes(lock: &Path) -> serde_json::Value {
+    let b = std::fs::read(lock).unwrap();
+    let len = u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize;
+    serde_json::from_slice(&b[12..12 + len]).unwrap()
+}
+
+fn write_lock_notes(lock: &Path, notes: &serde_json::Value) {
+    use std::os::unix::fs::FileExt;
+    let bytes = serde_json::to_vec(notes).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(lock).unwrap();
+    f.write_all_at(&bytes, 12).unwrap();
+    f.write_all_at(&(bytes.len() as u32).to_le_bytes(), 8)
+        .unwrap();
+}
+
+/// A note whose hold spans two drivers, one of them missing from the stack: the part of the
+/// driver present is let go once, and only the missing driver's part stays noted. (The whole
+/// note stayed, and every later operation released the present driver's part again against
+/// the scan before the killed hold: a process of the held uid paused on purpose at any later
+/// time was continued.)
+#[test]
+fn only_the_part_of_a_note_that_could_not_be_let_go_stays() {
+    let name = "only_the_part_of_a_note_that_could_not_be_let_go_stays";
+    if !root_or_skip(name) || !tools_or_skip(name, &["/usr/bin/unshare", "/usr/bin/nsenter"]) {
+        return;
+    }
+    let h = Stack::dac_only(216_420, 216_429);
+    let Some((_, mut inside)) = stop_killed_in_hold(&h, name) else {
+        return;
+    };
+    let lock = h.p("state/svirt.lock");
+    let mut notes = read_lock_notes(&lock);
+    notes[0]["ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"model": "nosuch", "ids": [7]}));
+    write_lock_notes(&lock, &notes);
+    let first = h.svirt(&["recover"]);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let after_first = proc_state(inside.id());
+    let left = read_lock_notes(&lock);
+    stop_signal(&inside);
+    let paused = wait_until(|| proc_state(inside.id()).starts_with('T'));
+    let second = h.svirt(&["recover"]);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let after_second = proc_state(inside.id());
+    end(&mut [&mut inside]);
+    h.stop_all();
+    assert!(first.status.success(), "recover: {}", text(&first));
+    assert!(second.status.success(), "recover: {}", text(&second));
+    assert!(
+        !after_first.starts_with('T'),
+        "the held process stayed stopped: {after_first}"
+    );
+    assert_eq!(
+        left[0]["ids"],
+        serde_json::json!([{"model": "nosuch", "ids": [7]}]),
+        "what stays noted"
+    );
+    assert!(
+        text(&first).contains("nosuch"),
+        "the missing driver's part is told: {}",
+        text(&first)
+    );
+    assert!(paused, "the process never stopped");
+    assert!(
+        after_second.starts_with('T'),
+        "a later operation let the killed hold go again, continuing a process paused on purpose: {after_second}"
+    );
+}

@@ -126,40 +126,69 @@ impl Inner {
     }
 
     /// Continue what the holds noted in the lock file stopped, their svirt killed before it
-    /// let go (see the module's doc). Called with the lock just taken, before the operation's
-    /// own checks; a hold whose release fails is told and stays noted for the next operation,
-    /// which tries again.
+    /// let go (see the module's doc), as their releases would have with a scan made now.
+    /// Called with the lock just taken, before the operation's own checks. A note from another
+    /// boot is dropped (nothing it stopped runs); a driver's part whose release fails is told
+    /// and stays noted, alone, for the next operation, which tries again.
     pub(super) fn release_left_hold(&self, lock: &LockGuard) {
         if lock.note().is_none() {
             return;
         }
         let notes = read_notes(lock);
-        let mut kept = Vec::new();
-        for note in notes {
-            match self.release_noted(&note) {
-                Ok(true) => {
-                    info!(held = ?note.held, "continued the processes that the hold of a killed svirt left stopped");
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    warn!(held = ?note.held, error = %crate::display_chain(&e), "cannot continue the processes that the hold of a killed svirt left stopped; the next operation tries again");
-                    kept.push(note);
-                }
+        let kept = match self.release_notes(notes) {
+            Ok(kept) => kept,
+            Err((kept, e)) => {
+                warn!(error = %crate::display_chain(&e), "cannot continue the processes that the hold of a killed svirt left stopped; the next operation tries again");
+                kept
             }
-        }
+        };
         if let Err(e) = write_notes(lock, &kept) {
             warn!(error = %crate::display_chain(&e), "cannot clear the note of a hold that was let go");
         }
     }
 
-    /// Let go what `note` held, as its release would have with a scan made now. False when
-    /// it was made in another boot (nothing it stopped runs).
-    fn release_noted(&self, note: &HoldNote) -> Result<bool> {
-        if note.boot != self.boot_id()? {
-            return Ok(false);
+    /// Release `notes`; the parts left to release (or all of them, with the error, when the
+    /// processes cannot be read).
+    fn release_notes(
+        &self,
+        notes: Vec<HoldNote>,
+    ) -> std::result::Result<Vec<HoldNote>, (Vec<HoldNote>, crate::Error)> {
+        let boot = match self.boot_id() {
+            Ok(b) => b,
+            Err(e) => return Err((notes, e)),
+        };
+        let notes: Vec<HoldNote> = notes.into_iter().filter(|n| n.boot == boot).collect();
+        if notes.is_empty() {
+            return Ok(notes);
         }
-        let now = self.processes(&mut HashSet::new())?;
-        self.manager.release_ids(&note.ids, &note.before, &now)?;
-        Ok(true)
+        let now = match self.processes(&mut HashSet::new()) {
+            Ok(p) => p,
+            Err(e) => return Err((notes, e)),
+        };
+        let mut kept = Vec::new();
+        for note in notes {
+            let mut failed = Vec::new();
+            for h in &note.ids {
+                match self
+                    .manager
+                    .release_ids(std::slice::from_ref(h), &note.before, &now)
+                {
+                    Ok(()) => {
+                        info!(held = ?note.held, model = %h.model, "continued the processes that the hold of a killed svirt left stopped");
+                    }
+                    Err(e) => {
+                        warn!(held = ?note.held, model = %h.model, error = %crate::display_chain(&e), "cannot continue the processes that the hold of a killed svirt left stopped; the next operation tries again");
+                        failed.push(h.clone());
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                kept.push(HoldNote {
+                    ids: failed,
+                    ..note
+                });
+            }
+        }
+        Ok(kept)
     }
 }

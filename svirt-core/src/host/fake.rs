@@ -31,6 +31,7 @@ struct Inner {
     faults: Vec<Fault>,
     boot_id: String,
     procs: BTreeMap<u32, (String, u32, u32)>,
+    creds: BTreeMap<u32, super::ProcCreds>,
     swaps: Vec<(PathBuf, PathBuf)>,
     fs_types: BTreeMap<PathBuf, i64>,
     mounts: Vec<PathBuf>,
@@ -217,9 +218,19 @@ impl FakeHost {
         self.lock().procs.insert(pid, (label.to_owned(), uid, gid));
     }
 
+    /// A process with all its credentials and state as a scan reads them (`label` "").
+    pub fn add_process_creds(&self, pid: u32, creds: super::ProcCreds) {
+        let mut g = self.lock();
+        g.procs
+            .insert(pid, (String::new(), creds.uids[0], creds.gids[0]));
+        g.creds.insert(pid, creds);
+    }
+
     /// Remove a process (it died).
     pub fn kill_process(&self, pid: u32) {
-        self.lock().procs.remove(&pid);
+        let mut g = self.lock();
+        g.procs.remove(&pid);
+        g.creds.remove(&pid);
     }
 
     /// Every call recorded so far, as `op path [detail]`.
@@ -540,8 +551,31 @@ impl Host for FakeHost {
         Ok(())
     }
 
-    fn continue_as(&self, uids: &[u32], _pids: &[u32]) -> io::Result<Vec<u32>> {
-        self.hold_uids(uids).map(|()| Vec::new())
+    /// Recorded as `continue_as uids=[..] pids=[..]`; every pid is reached.
+    fn continue_as(&self, uids: &[u32], pids: &[u32]) -> io::Result<Vec<u32>> {
+        self.hold_uids(uids)?;
+        self.begin(
+            "continue_as",
+            Path::new(""),
+            &format!("uids={uids:?} pids={pids:?}"),
+        )?;
+        Ok(pids.to_vec())
+    }
+
+    fn pid_creds(&self, pid: u32) -> io::Result<super::ProcCreds> {
+        if let Some(c) = self.lock().creds.get(&pid) {
+            return Ok(c.clone());
+        }
+        let (uid, gid) = self.pid_owner(pid)?;
+        Ok(super::ProcCreds {
+            uids: [uid; 4],
+            gids: [gid; 4],
+            groups: Vec::new(),
+            stopped: false,
+            stopping: false,
+            kernel: false,
+            traced: false,
+        })
     }
 
     fn pids(&self) -> io::Result<Vec<u32>> {

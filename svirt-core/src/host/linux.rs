@@ -39,8 +39,8 @@ pub fn signal_sender_uid() -> u32 {
 /// as [`become_sender`] says and goes back to its own uids between two and after the last
 /// (its saved uid stays 0, so it always can; credentials are per thread, and the raw call
 /// changes this one's only). `f` returns false once it needs no more uids. Returns the state.
-/// Refused when `uids` holds 0, `(uid_t)-1` (which leaves the effective uid root) or a
-/// signalling uid ([`SIGNAL_SENDER_UIDS`]), or when the thread does not run as root.
+/// Refused when `uids` holds 0 or `(uid_t)-1` (which leaves the effective uid root), or when
+/// the thread does not run as root.
 ///
 /// No thread of its own: one cost a tenth of a millisecond per stop (a stack, a malloc arena),
 /// and nothing runs on this one while it holds another uid: `f` only signals.
@@ -50,10 +50,7 @@ fn as_each_uid<S>(
     mut f: impl FnMut(&mut S, u32) -> io::Result<bool>,
 ) -> io::Result<S> {
     use rustix::process::Uid;
-    if uids
-        .iter()
-        .any(|u| *u == 0 || *u == u32::MAX || SIGNAL_SENDER_UIDS.contains(u))
-    {
+    if uids.iter().any(|u| *u == 0 || *u == u32::MAX) {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
     let (real, effective) = (rustix::process::getuid(), rustix::process::geteuid());
@@ -569,6 +566,10 @@ impl Host for LinuxHost {
     }
 
     fn hold_uids(&self, uids: &[u32]) -> io::Result<()> {
+        // A signalling uid is another svirt's in the middle of its own hold: never held.
+        if uids.iter().any(|u| SIGNAL_SENDER_UIDS.contains(u)) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
         as_each_uid(uids, (), |(), _| {
             match crate::sys::kill_all(libc::SIGSTOP) {
                 // No process but init and svirt's own.
@@ -864,19 +865,26 @@ mod tests {
     }
 
     /// A thread signals as the uid it is given: never as root, which `(uid_t)-1` would leave
-    /// it (setresuid's "unchanged"), nor as a signalling uid, which svirt processes hold.
-    /// Refused before any signal is sent. (Checked through `continue_as` with no pid: should
-    /// the check ever go, the test must not send anything as root. `hold_uids` shares it.)
+    /// it (setresuid's "unchanged"); and a hold never takes a signalling uid (another svirt's
+    /// in the middle of its own hold). Refused before any signal is sent. (Root's stand-ins are
+    /// checked through `continue_as` with no pid: should the check ever go, the test must not
+    /// send anything as root. `hold_uids` shares it.)
     #[test]
     fn a_hold_or_release_refuses_uids_that_would_not_be_the_guests() {
         let host = LinuxHost::default();
+        for uid in [0, u32::MAX] {
+            let r = host.continue_as(&[70_000, uid], &[]);
+            assert_eq!(
+                r.unwrap_err().raw_os_error(),
+                Some(libc::EINVAL),
+                "uid {uid}"
+            );
+        }
         for uid in [
-            0,
-            u32::MAX,
             super::signal_sender_uid(),
             *super::SIGNAL_SENDER_UIDS.start(),
         ] {
-            let r = host.continue_as(&[70_000, uid], &[]);
+            let r = host.hold_uids(&[uid]);
             assert_eq!(
                 r.unwrap_err().raw_os_error(),
                 Some(libc::EINVAL),
