@@ -332,14 +332,17 @@ pub trait SecurityDriver: Send + Sync + Debug {
         Ok(())
     }
 
-    /// Let go what [`SecurityDriver::hold_ids`] of `ids` stopped: `before` is the scan made
-    /// before the hold (a process stopped then was stopped on purpose, and stays so), `held`
-    /// one made since: while they were held, or, when the svirt that held them was killed, by
-    /// the next operation. Depends on `ids` alone, not on the configuration (the next
-    /// operation may run under another pool). Nothing by default.
+    /// Let go what [`SecurityDriver::hold_ids`] of `ids` stopped: `sender` is the real uid the
+    /// hold's signals went out with ([`crate::host::Host::signal_sender`] of the process that
+    /// held), `before` the scan made before the hold (a process stopped then was stopped on
+    /// purpose, and stays so), `held` one made since: while they were held, or, when the svirt
+    /// that held them was killed, by the next operation. Depends on `ids` and `sender` alone,
+    /// not on the configuration (the next operation may run under another pool). Nothing by
+    /// default.
     fn release_ids(
         &self,
         _ids: &[u32],
+        _sender: u32,
         _before: &[ProcessInfo],
         _held: &[ProcessInfo],
     ) -> Result<()> {

@@ -291,19 +291,21 @@ impl SecurityManager {
         )
     }
 
-    /// Let go what [`SecurityManager::hold_ids`] held, as the scan `before` it and the scan
-    /// `held` since found the processes ([`SecurityDriver::release_ids`]). Every driver is
+    /// Let go what [`SecurityManager::hold_ids`] held with signals from the real uid `sender`,
+    /// as the scan `before` it and the scan `held` since found the processes
+    /// ([`SecurityDriver::release_ids`]). Every driver is
     /// asked, also after one failed; the first error is returned (a model the stack no longer
     /// has is one).
     pub fn release_ids(
         &self,
         held: &[HeldIds],
+        sender: u32,
         before: &[ProcessInfo],
         since: &[ProcessInfo],
     ) -> Result<()> {
         first_error(held.iter().map(|h| {
             self.driver_of_held(h)
-                .and_then(|d| d.release_ids(&h.ids, before, since))
+                .and_then(|d| d.release_ids(&h.ids, sender, before, since))
         }))
     }
 

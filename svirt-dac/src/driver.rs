@@ -152,6 +152,7 @@ impl DacDriver {
     fn continue_held(
         &self,
         held_uids: &[u32],
+        sender: u32,
         before: &[ProcessInfo],
         held: &[ProcessInfo],
     ) -> Result<()> {
@@ -215,14 +216,11 @@ impl DacDriver {
         // purpose (another domain's VMM paused by its manager), stays stopped: after an svirt
         // killed in the hold, "since" is until the next operation.
         // And another svirt in the middle of its own hold: the kernel lets a sender signal a
-        // process whose real or saved uid is the sender's real uid, a signalling uid, which
-        // two svirt processes of the same pid in two pid namespaces share. It is continued as
-        // that uid.
-        let svirt = |p: &ProcessInfo| {
-            [p.uids[0], p.uids[2]]
-                .into_iter()
-                .find(|u| svirt_core::host::SIGNAL_SENDER_UIDS.contains(u))
-        };
+        // process whose real or saved uid is the sender's real uid (`sender`, a signalling
+        // uid, which two svirt processes of the same pid in two pid namespaces share). It is
+        // continued as that uid.
+        let svirt =
+            |p: &ProcessInfo| (p.uids[0] == sender || p.uids[2] == sender).then_some(sender);
         let could_hold = |p: &ProcessInfo| {
             held_set.contains(&p.uids[0])
                 || held_set.contains(&p.uids[2])
@@ -429,8 +427,14 @@ impl SecurityDriver for DacDriver {
 
     /// What the hold stopped is continued: every process stopped in the scan `held` that was
     /// not stopped before it and that a hold of `ids` could have stopped.
-    fn release_ids(&self, ids: &[u32], before: &[ProcessInfo], held: &[ProcessInfo]) -> Result<()> {
-        self.continue_held(ids, before, held)
+    fn release_ids(
+        &self,
+        ids: &[u32],
+        sender: u32,
+        before: &[ProcessInfo],
+        held: &[ProcessInfo],
+    ) -> Result<()> {
+        self.continue_held(ids, sender, before, held)
     }
 
     async fn reconcile(&self, live: &[(Domain, LabelRecord)], procs: &[ProcessInfo]) -> Result<()> {

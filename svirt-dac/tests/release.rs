@@ -1,8 +1,8 @@
 //! What the DAC driver continues after a hold (`release_ids`), over the fake host: only what a
 //! hold of its uids could have stopped (the kernel lets a sender with effective uid U signal a
 //! process whose real or saved uid is U, and, through the sender's real uid, another svirt in
-//! the middle of its own hold), and nothing that was stopped before the hold, unless it was
-//! only traced (a tracer's stop reads stopped too).
+//! the middle of its own hold: that uid, no other signalling uid), and nothing that was
+//! stopped before the hold, unless it was only traced (a tracer's stop reads stopped too).
 
 use std::sync::Arc;
 
@@ -54,7 +54,14 @@ fn a_release_continues_only_what_a_hold_of_its_uids_could_have_stopped() {
         proc: "/proc".into(),
     };
     let driver = config.build(&ctx).unwrap();
-    let (u, other, svirt) = (64_003, 64_005, *SIGNAL_SENDER_UIDS.start() + 5);
+    // The hold's sender, and another signalling uid (a process root gave it, or an svirt the
+    // hold did not reach).
+    let (u, other, svirt, not_sender) = (
+        64_003,
+        64_005,
+        *SIGNAL_SENDER_UIDS.start() + 5,
+        *SIGNAL_SENDER_UIDS.start() + 6,
+    );
     // As the scan before the hold read them.
     let before = [
         (10, creds([u; 4], true, false)),  // stopped on purpose
@@ -70,13 +77,14 @@ fn a_release_continues_only_what_a_hold_of_its_uids_could_have_stopped() {
         (14, creds([u; 4], true, true)),
         (15, creds([svirt, 64_007, 0, 64_007], true, false)), // another svirt mid-hold
         (16, creds([0; 4], true, false)),                     // the root job, paused meanwhile
+        (17, creds([not_sender, 64_007, 0, 64_007], true, false)), // out of the hold's reach
     ];
     for (pid, c) in &held {
         host.add_process_creds(*pid, c.clone());
     }
     let before: Vec<ProcessInfo> = before.iter().map(|(p, c)| info(*p, c)).collect();
     let held: Vec<ProcessInfo> = held.iter().map(|(p, c)| info(*p, c)).collect();
-    driver.release_ids(&[u], &before, &held).unwrap();
+    driver.release_ids(&[u], svirt, &before, &held).unwrap();
     let continued: Vec<String> = host
         .calls()
         .into_iter()

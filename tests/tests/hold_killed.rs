@@ -496,3 +496,36 @@ fn only_the_part_of_a_note_that_could_not_be_let_go_stays() {
         "a later operation let the killed hold go again, continuing a process paused on purpose: {after_second}"
     );
 }
+
+/// A note naming root or `(uid_t)-1` as held (no hold takes either: svirt did not write it) is
+/// dropped by the next operation, not refused at every one.
+#[test]
+fn a_note_of_a_hold_of_root_is_dropped() {
+    let name = "a_note_of_a_hold_of_root_is_dropped";
+    if !root_or_skip(name) || !tools_or_skip(name, &["/usr/bin/unshare", "/usr/bin/nsenter"]) {
+        return;
+    }
+    let h = Stack::dac_only(216_430, 216_439);
+    let Some((_, mut inside)) = stop_killed_in_hold(&h, name) else {
+        return;
+    };
+    let lock = h.p("state/svirt.lock");
+    let note = read_lock_notes(&lock);
+    for bad in [0u32, u32::MAX] {
+        let mut notes = note.clone();
+        notes[0]["ids"] = serde_json::json!([{"model": "dac", "ids": [bad]}]);
+        write_lock_notes(&lock, &notes);
+        let o = h.svirt(&["recover"]);
+        let b = std::fs::read(&lock).unwrap();
+        let len = u32::from_le_bytes(b[8..12].try_into().unwrap());
+        assert!(o.status.success(), "recover: {}", text(&o));
+        assert_eq!(len, 0, "a note of uid {bad} stayed: {}", text(&o));
+    }
+    // The held process itself was never let go by those notes: continue it for the test.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(inside.id() as i32),
+        nix::sys::signal::SIGCONT,
+    );
+    end(&mut [&mut inside]);
+    h.stop_all();
+}

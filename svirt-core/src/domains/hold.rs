@@ -38,6 +38,9 @@ struct HoldNote {
     held: Held,
     /// The ids held, per driver.
     ids: Vec<HeldIds>,
+    /// The real uid the hold's signals went out with: the hold stopped processes of it too
+    /// (another svirt in the middle of its own hold).
+    sender: u32,
     /// The processes as the scan before the hold found them (a process stopped then was
     /// stopped on purpose, and stays so).
     before: Vec<ProcessInfo>,
@@ -49,13 +52,25 @@ fn read_notes(lock: &LockGuard) -> Vec<HoldNote> {
     let Some(bytes) = lock.note() else {
         return Vec::new();
     };
-    match serde_json::from_slice(&bytes) {
+    let notes: Vec<HoldNote> = match serde_json::from_slice(&bytes) {
         Ok(notes) => notes,
         Err(e) => {
             warn!(lock = %lock.path().display(), error = %e, "the lock file holds a note of a hold that cannot be read; dropped");
-            Vec::new()
+            return Vec::new();
         }
+    };
+    // No hold takes root, or `(uid_t)-1` (root's "unchanged"): a note that names one was not
+    // written by svirt, and would be refused at every operation.
+    let (good, bad): (Vec<HoldNote>, Vec<HoldNote>) = notes.into_iter().partition(|n| {
+        n.ids
+            .iter()
+            .flat_map(|h| &h.ids)
+            .all(|&id| id != 0 && id != u32::MAX)
+    });
+    if !bad.is_empty() {
+        warn!(lock = %lock.path().display(), count = bad.len(), "the lock file holds notes of holds of root or of uid -1, which no hold takes; dropped");
     }
+    good
 }
 
 /// Write `notes` into the lock file (none: clear it).
@@ -96,6 +111,7 @@ impl Inner {
             boot: self.boot_id()?,
             held,
             ids,
+            sender: self.host.signal_sender(),
             before: before.to_vec(),
         });
         // A note that cannot be written (no space left for it on the state filesystem) does
@@ -111,7 +127,9 @@ impl Inner {
         let hold = self.manager.hold_ids(&note.ids);
         crate::failpoint::hit("hold.held");
         let procs = self.processes(kernel)?;
-        let released = self.manager.release_ids(&note.ids, before, &procs);
+        let released = self
+            .manager
+            .release_ids(&note.ids, note.sender, before, &procs);
         if released.is_ok() && noted {
             debug_assert_eq!(notes.len(), earlier);
             if let Err(e) = write_notes(lock, &notes) {
@@ -169,10 +187,12 @@ impl Inner {
         for note in notes {
             let mut failed = Vec::new();
             for h in &note.ids {
-                match self
-                    .manager
-                    .release_ids(std::slice::from_ref(h), &note.before, &now)
-                {
+                match self.manager.release_ids(
+                    std::slice::from_ref(h),
+                    note.sender,
+                    &note.before,
+                    &now,
+                ) {
                     Ok(()) => {
                         info!(held = ?note.held, model = %h.model, "continued the processes that the hold of a killed svirt left stopped");
                     }

@@ -73,21 +73,24 @@ fn as_each_uid<S>(
     Ok(state)
 }
 
-/// SIGCONT to each of `pids`, one by one, from this thread; the pids it reached (one gone, or
-/// one this thread may not signal, is none).
-fn continue_pids(pids: &[u32]) -> io::Result<Vec<u32>> {
-    let mut reached = Vec::new();
+/// SIGCONT to each of `pids`, one by one, from this thread; the pids it reached, and those
+/// gone (one this thread may not signal is neither).
+fn continue_pids(pids: &[u32]) -> io::Result<(Vec<u32>, Vec<u32>)> {
+    let (mut reached, mut gone) = (Vec::new(), Vec::new());
     for &pid in pids {
         let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+            gone.push(pid);
             continue;
         };
         match rustix::process::kill_process(p, rustix::process::Signal::CONT) {
             Ok(()) => reached.push(pid),
-            Err(rustix::io::Errno::SRCH) | Err(rustix::io::Errno::PERM) => {}
+            // Gone: no other uid reaches it either.
+            Err(rustix::io::Errno::SRCH) => gone.push(pid),
+            Err(rustix::io::Errno::PERM) => {}
             Err(e) => return Err(io_err(e)),
         }
     }
-    Ok(reached)
+    Ok((reached, gone))
 }
 
 /// This thread as the sender of signals to `uid`'s processes: effective uid `uid`, which the
@@ -584,8 +587,8 @@ impl Host for LinuxHost {
             uids,
             (pids.to_vec(), Vec::new()),
             |(left, reached): &mut (Vec<u32>, Vec<u32>), _| {
-                let now = continue_pids(left)?;
-                left.retain(|p| !now.contains(p));
+                let (now, gone) = continue_pids(left)?;
+                left.retain(|p| !now.contains(p) && !gone.contains(p));
                 reached.extend(now);
                 Ok(!left.is_empty())
             },

@@ -231,6 +231,10 @@ pub trait Host: Send + Sync + Debug {
     }
     /// Every live process id.
     fn pids(&self) -> io::Result<Vec<u32>>;
+    /// The real uid this process's holds send their signals with ([`signal_sender_uid`]).
+    fn signal_sender(&self) -> u32 {
+        signal_sender_uid()
+    }
     /// For a process of a user namespace below svirt's own, the owner of the outermost one
     /// (the one whose parent is svirt's): a sender whose effective uid is that owner has every
     /// capability there, and may signal the process; the owner of a namespace nested deeper
