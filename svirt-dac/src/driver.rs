@@ -122,15 +122,6 @@ impl DacDriver {
         (self.range.lo..=self.range.hi).contains(&id) && id != self.shared_gid
     }
 
-    /// The pool's uids that no process of the scan `seen` carries (as any of its uids or gids).
-    fn unseen_uids(&self, seen: &[ProcessInfo]) -> Vec<u32> {
-        let taken: std::collections::HashSet<u32> =
-            seen.iter().flat_map(ProcessInfo::ids).collect();
-        (self.range.lo..=self.range.hi)
-            .filter(|&id| self.in_pool(id) && !taken.contains(&id))
-            .collect()
-    }
-
     /// Continue what a hold of the uids `held_uids` stopped: every process the scan `held`
     /// (made while they were held) shows stopped, unless the scan `before` the hold showed it
     /// stopped already (stopped on purpose: it stays so). Each is continued as the sender that
@@ -219,12 +210,11 @@ impl DacDriver {
         // process whose real or saved uid is the sender's real uid (`sender`, a signalling
         // uid, which two svirt processes of the same pid in two pid namespaces share). It is
         // continued as that uid.
-        let svirt =
-            |p: &ProcessInfo| (p.uids[0] == sender || p.uids[2] == sender).then_some(sender);
+        let of_sender = |p: &ProcessInfo| p.uids[0] == sender || p.uids[2] == sender;
         let could_hold = |p: &ProcessInfo| {
             held_set.contains(&p.uids[0])
                 || held_set.contains(&p.uids[2])
-                || svirt(p).is_some()
+                || of_sender(p)
                 || self
                     .host
                     .userns_signaller(p.pid)
@@ -243,10 +233,8 @@ impl DacDriver {
             .iter()
             .partition(|&&u| left.iter().any(|p| p.uids.contains(&u)));
         uids.extend(others);
-        for u in left.iter().filter_map(|p| svirt(p)) {
-            if !uids.contains(&u) {
-                uids.push(u);
-            }
+        if left.iter().any(|p| of_sender(p)) && !uids.contains(&sender) {
+            uids.push(sender);
         }
         let pids: Vec<u32> = left.iter().map(|p| p.pid).collect();
         self.host.continue_as(&uids, &pids).map(drop).map_err(|e| {
@@ -410,9 +398,14 @@ impl SecurityDriver for DacDriver {
         Ok(self.drawn_uid(ctx)?.into_iter().collect())
     }
 
-    /// Every pool uid the scan saw no process of, held uid by uid.
+    /// Every pool uid no process of the scan `seen` carries (as any of its uids or gids), held
+    /// uid by uid.
     fn unseen_ids(&self, seen: &[ProcessInfo]) -> Vec<u32> {
-        self.unseen_uids(seen)
+        let taken: std::collections::HashSet<u32> =
+            seen.iter().flat_map(ProcessInfo::ids).collect();
+        (self.range.lo..=self.range.hi)
+            .filter(|&id| self.in_pool(id) && !taken.contains(&id))
+            .collect()
     }
 
     fn hold_ids(&self, ids: &[u32]) -> Result<()> {

@@ -47,16 +47,16 @@ struct HoldNote {
 }
 
 /// The notes a lock file holds: a hold's own, and those of earlier holds whose release failed
-/// (kept until one goes through, never overwritten).
-fn read_notes(lock: &LockGuard) -> Vec<HoldNote> {
-    let Some(bytes) = lock.note() else {
-        return Vec::new();
-    };
+/// (kept until one goes through, never overwritten). `None` when it holds none; notes that
+/// cannot be read, or that svirt cannot have written, are dropped (an empty list, so the
+/// caller writes them away).
+fn read_notes(lock: &LockGuard) -> Option<Vec<HoldNote>> {
+    let bytes = lock.note()?;
     let notes: Vec<HoldNote> = match serde_json::from_slice(&bytes) {
         Ok(notes) => notes,
         Err(e) => {
             warn!(lock = %lock.path().display(), error = %e, "the lock file holds a note of a hold that cannot be read; dropped");
-            return Vec::new();
+            return Some(Vec::new());
         }
     };
     // No hold takes root, or `(uid_t)-1` (root's "unchanged"): a note that names one was not
@@ -70,7 +70,7 @@ fn read_notes(lock: &LockGuard) -> Vec<HoldNote> {
     if !bad.is_empty() {
         warn!(lock = %lock.path().display(), count = bad.len(), "the lock file holds notes of holds of root or of uid -1, which no hold takes; dropped");
     }
-    good
+    Some(good)
 }
 
 /// Write `notes` into the lock file (none: clear it).
@@ -105,8 +105,7 @@ impl Inner {
             return Ok(None);
         }
         // Notes of earlier holds whose release failed stay with this one's.
-        let mut notes = read_notes(lock);
-        let earlier = notes.len();
+        let mut notes = read_notes(lock).unwrap_or_default();
         notes.push(HoldNote {
             boot: self.boot_id()?,
             held,
@@ -131,7 +130,6 @@ impl Inner {
             .manager
             .release_ids(&note.ids, note.sender, before, &procs);
         if released.is_ok() && noted {
-            debug_assert_eq!(notes.len(), earlier);
             if let Err(e) = write_notes(lock, &notes) {
                 // The next operation continues what is stopped then: nothing this hold
                 // stopped is, and a process stopped since on purpose is continued.
@@ -149,10 +147,9 @@ impl Inner {
     /// boot is dropped (nothing it stopped runs); a driver's part whose release fails is told
     /// and stays noted, alone, for the next operation, which tries again.
     pub(super) fn release_left_hold(&self, lock: &LockGuard) {
-        if lock.note().is_none() {
+        let Some(notes) = read_notes(lock) else {
             return;
-        }
-        let notes = read_notes(lock);
+        };
         let kept = match self.release_notes(notes) {
             Ok(kept) => kept,
             Err((kept, e)) => {

@@ -567,15 +567,7 @@ impl Host for FakeHost {
             return Ok(c.clone());
         }
         let (uid, gid) = self.pid_owner(pid)?;
-        Ok(super::ProcCreds {
-            uids: [uid; 4],
-            gids: [gid; 4],
-            groups: Vec::new(),
-            stopped: false,
-            stopping: false,
-            kernel: false,
-            traced: false,
-        })
+        Ok(super::ProcCreds::running_as(uid, gid))
     }
 
     fn pids(&self) -> io::Result<Vec<u32>> {

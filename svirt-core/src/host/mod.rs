@@ -38,6 +38,21 @@ pub struct ProcCreds {
     pub traced: bool,
 }
 
+impl ProcCreds {
+    /// A running process that has `uid` and `gid` as every one of its ids, and no group else.
+    pub fn running_as(uid: u32, gid: u32) -> Self {
+        ProcCreds {
+            uids: [uid; 4],
+            gids: [gid; 4],
+            groups: Vec::new(),
+            stopped: false,
+            stopping: false,
+            kernel: false,
+            traced: false,
+        }
+    }
+}
+
 /// The kind of a file, from `lstat`/`fstat`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -219,15 +234,7 @@ pub trait Host: Send + Sync + Debug {
     /// default the real ones of [`Host::pid_owner`], running.
     fn pid_creds(&self, pid: u32) -> io::Result<ProcCreds> {
         let (uid, gid) = self.pid_owner(pid)?;
-        Ok(ProcCreds {
-            uids: [uid; 4],
-            gids: [gid; 4],
-            groups: Vec::new(),
-            stopped: false,
-            stopping: false,
-            kernel: false,
-            traced: false,
-        })
+        Ok(ProcCreds::running_as(uid, gid))
     }
     /// Every live process id.
     fn pids(&self) -> io::Result<Vec<u32>>;
