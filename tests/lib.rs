@@ -246,6 +246,20 @@ pub fn stopped_processes_of(uid: u32) -> Vec<(u32, String)> {
         .collect()
 }
 
+/// `setpriv`'s arguments to make, as `uid`, a new user namespace that `uid` owns and keep it
+/// (with `sleep 60`).
+pub fn user_namespace_made_by(uid: u32) -> [String; 7] {
+    [
+        format!("--reuid={uid}"),
+        format!("--regid={uid}"),
+        "--clear-groups".into(),
+        "/usr/bin/unshare".into(),
+        "-U".into(),
+        "/bin/sleep".into(),
+        "60".into(),
+    ]
+}
+
 /// `program ARGS` run by root inside a new user namespace that `uid` owns (made by a process of
 /// `uid`, gone once root is in): none of its ids is `uid`, but a sender with effective uid `uid`
 /// may signal it. `None` where the kernel lets no unprivileged uid make a user namespace.
@@ -255,15 +269,7 @@ pub fn root_in_user_namespace_of(
     args: &[&str],
 ) -> Option<std::process::Child> {
     let mut owner = Command::new("/usr/bin/setpriv")
-        .args([
-            &format!("--reuid={uid}"),
-            &format!("--regid={uid}"),
-            "--clear-groups",
-            "/usr/bin/unshare",
-            "-U",
-            "/bin/sleep",
-            "60",
-        ])
+        .args(user_namespace_made_by(uid))
         .spawn()
         .unwrap();
     let runs = |pid: u32, exe: &Path| {

@@ -81,25 +81,13 @@ fn a_stop_killed_while_it_holds_leaves_no_process_stopped_after_the_next_operati
         return;
     }
     let h = Stack::dac_only(216_320, 216_329);
-    let (dom, _) = h.one_disk_domain("held");
-    h.ok(&["start", dom.to_str().unwrap()]);
-    let uid = uid_of(&h, "held");
-    let Some(mut inside) = root_in_user_namespace_of(uid, Path::new("/bin/sleep"), &["60"]) else {
-        skip(name, "no user namespace for an unprivileged uid here");
-        h.stop_all();
+    let Some((_, mut inside)) = stop_killed_in_hold(&h, name) else {
         return;
     };
-    let hit = killed(&h.cfg, "hold.held:1", &["stop", "held"]);
-    let held = wait_until(|| proc_state(inside.id()).starts_with('T'));
     let again = h.svirt(&["stop", "held"]);
     std::thread::sleep(std::time::Duration::from_millis(100));
     let s_inside = proc_state(inside.id());
     end(&mut [&mut inside]);
-    assert!(hit, "the kill at hold.held must land inside the stop");
-    assert!(
-        held,
-        "the killed stop's hold never stopped the process in uid {uid}'s user namespace"
-    );
     assert!(again.status.success(), "stop: {}", text(&again));
     assert!(
         !s_inside.starts_with('T'),
@@ -271,15 +259,7 @@ fn root_nested_below_a_root_namespace(uid: u32) -> (std::process::Child, Vec<std
     }
     let inner = std::process::Command::new("/usr/bin/nsenter")
         .args(["-t", &outer.id().to_string(), "-U", "/usr/bin/setpriv"])
-        .args([
-            &format!("--reuid={uid}"),
-            &format!("--regid={uid}"),
-            "--clear-groups",
-            "/usr/bin/unshare",
-            "-U",
-            "/bin/sleep",
-            "60",
-        ])
+        .args(user_namespace_made_by(uid))
         .spawn()
         .unwrap();
     assert!(
